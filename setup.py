@@ -1,0 +1,59 @@
+"""vidgen: text-to-video generation around InternVid and ViCLIP."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+# torch is pinned by the install command rather than here: a range that admits
+# newer releases makes pip pull multi-GB CUDA wheels where a CPU build is wanted.
+INSTALL_REQUIRES = [
+    "torch>=2.4",
+    "diffusers>=0.32",
+    "transformers>=4.45",
+    "accelerate>=0.34",
+    "imageio>=2.31",
+    "imageio-ffmpeg>=0.5",
+    "av>=12",
+    "omegaconf>=2.3",
+    "einops>=0.7",
+    "safetensors>=0.4",
+    "numpy>=1.24",
+    "Pillow>=9",
+    "tqdm>=4.60",
+]
+
+EXTRAS = {
+    # data: InternVid rows in parquet, WebDataset shards, remote files
+    "data": ["pyarrow>=14", "webdataset>=0.2.86", "fsspec>=2023.1", "matplotlib>=3.7"],
+    # train: logging, LoRA, curve plots
+    "train": ["tensorboard>=2.14", "peft>=0.10", "matplotlib>=3.7"],
+    # gpu: memory-efficient attention kernels (CUDA only)
+    "gpu": ["xformers>=0.0.25"],
+    # bench: the peers we compare against
+    "bench": ["opencv-python-headless>=4.8", "psutil>=5.9"],
+}
+EXTRAS["test"] = sorted(
+    {"pytest>=7", "scikit-video>=1.1.11", "psutil>=5.9"} | set(EXTRAS["data"]) | set(EXTRAS["train"])
+)
+
+setup(
+    name="vidgen",
+    version="0.1.0",
+    description="Text-to-video generation around InternVid and ViCLIP: data, training, sampling, scoring",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["vidgen", "vidgen.*"]),
+    package_data={"vidgen": ["models/assets/*"]},
+    include_package_data=True,
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["vidgen=vidgen.cli.main:run"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,5 @@
+"""``python -m vidgen`` runs the CLI."""
+
+from vidgen.cli.main import run
+
+run()

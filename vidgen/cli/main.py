@@ -1,0 +1,92 @@
+"""The ``vidgen`` command: one subcommand per module in this package.
+
+Each subcommand module defines ``register(subparsers)``, which adds its parser
+and sets ``func``; heavy libraries are imported only when a command runs, so
+``vidgen --help`` answers at once. Every :class:`~vidgen.errors.VidgenError`
+becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Sequence
+
+# Subcommand modules, in the order ``vidgen --help`` lists them. A module that
+# is not present yet (its issue has not landed) is skipped.
+COMMANDS = ("sample", "story", "score", "eval", "data", "train", "export", "bench")
+
+DESCRIPTION = """\
+vidgen: text-to-video generation around InternVid and ViCLIP.
+
+Generate videos from text with a latent video diffusion model, score them
+with ViCLIP, and prepare InternVid data and training runs."""
+
+EPILOG = """\
+examples:
+  vidgen sample --prompt "a red circle slides to the left" --out red.mp4
+  vidgen sample --prompts-file prompts.txt --out videos/ --steps 30 --seed 7
+  vidgen COMMAND --help     options of one command"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidgen", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    from vidgen import __version__
+
+    parser.add_argument("--version", action="version", version=f"vidgen {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"vidgen.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"vidgen.cli.{name}":
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Keep the terminal for our own output: library warnings only with --verbose."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        return
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    logging.basicConfig(level=logging.WARNING, format="vidgen: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    from vidgen.errors import VidgenError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    _quiet_libraries(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except VidgenError as exc:
+        print(f"vidgen {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vidgen {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

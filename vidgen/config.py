@@ -1,0 +1,183 @@
+"""Layered configuration: a dataclass schema, then YAML files, then ``key=value`` overrides.
+
+Every command that takes a config builds it the same way::
+
+    cfg = load_config(SampleConfig, files=["configs/sample/default.yaml", "my.yaml"],
+                      overrides=["steps=30", "guidance=9"])
+
+The dataclass is the schema: unknown keys are rejected with the closest known
+key suggested, values are type-checked by OmegaConf, and the result is a plain
+dataclass instance (``__post_init__`` validation included). The resolved config
+is written next to every output with :func:`save_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence, TypeVar
+
+from vidgen.errors import ConfigError
+
+T = TypeVar("T")
+
+_CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+
+
+def config_dir() -> Path:
+    """The repository's ``configs/`` folder (bundled configs)."""
+    return _CONFIG_ROOT
+
+
+def _schema_keys(schema: type, prefix: str = "") -> list[str]:
+    """Dotted names of every field in a (nested) dataclass schema."""
+    keys = []
+    for field in dataclasses.fields(schema):
+        name = f"{prefix}{field.name}"
+        keys.append(name)
+        ftype = field.type if not isinstance(field.type, str) else None
+        if ftype is not None and dataclasses.is_dataclass(ftype):
+            keys.extend(_schema_keys(ftype, name + "."))
+    return keys
+
+
+def _open_keys(schema: type, prefix: str = "") -> list[str]:
+    """Dotted names of dict-typed fields, whose sub-keys are free-form."""
+    import typing
+
+    out = []
+    hints = typing.get_type_hints(schema)
+    for field in dataclasses.fields(schema):
+        ftype = hints.get(field.name)
+        origin = typing.get_origin(ftype)
+        members = [typing.get_origin(a) or a for a in typing.get_args(ftype)] if origin is typing.Union else []
+        if ftype is dict or origin is dict or dict in members:
+            out.append(f"{prefix}{field.name}")
+        elif dataclasses.is_dataclass(ftype):
+            out.extend(_open_keys(ftype, f"{prefix}{field.name}."))
+    return out
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        keys.append(name)
+        if isinstance(value, Mapping):
+            keys.extend(_flatten(value, name + "."))
+    return keys
+
+
+def _check_keys(schema: type, data: Mapping[str, Any], source: str) -> None:
+    known = set(_schema_keys(schema))
+    open_prefixes = tuple(k + "." for k in _open_keys(schema))
+    for key in _flatten(data):
+        if key in known or key.startswith(open_prefixes):
+            continue
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        if parent and parent not in known:
+            continue  # the parent is reported already
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown config key {key!r} in {source}{hint}")
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=x"]`` into a nested mapping, values parsed as YAML.
+
+    Raises:
+        ConfigError: an item without ``=`` or with an empty key.
+    """
+    from omegaconf import OmegaConf
+
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if "=" not in item or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)), resolve=False)  # type: ignore[return-value]
+    except Exception as exc:  # omegaconf raises several grammar errors
+        raise ConfigError(f"cannot parse overrides {list(overrides)}: {exc}") from None
+
+
+def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {str(path)!r}")
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
+    return data
+
+
+def load_config(
+    schema: type[T],
+    files: Sequence[str | os.PathLike] = (),
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+) -> T:
+    """Build a ``schema`` instance from defaults, YAML ``files`` (in order) and ``overrides``.
+
+    Args:
+        schema: a dataclass type; its defaults are the base layer.
+        files: YAML files merged in order (later wins).
+        overrides: ``key=value`` strings (dotted keys for nested sections) or a
+            mapping, applied last.
+
+    Returns:
+        An instance of ``schema``.
+
+    Raises:
+        ConfigError: a missing/unreadable file, an unknown key (with the closest
+            known key suggested), a value of the wrong type, or a value that the
+            schema's ``__post_init__`` rejects.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not dataclasses.is_dataclass(schema):
+        raise TypeError(f"schema must be a dataclass type, got {schema!r}")
+    layers: list[tuple[str, dict]] = [(repr(str(f)), _read_yaml(f)) for f in files]
+    if isinstance(overrides, Mapping):
+        layers.append(("overrides", dict(overrides)))
+    elif overrides:
+        layers.append(("command-line overrides", parse_overrides(overrides)))
+    cfg = OmegaConf.structured(schema)
+    for source, data in layers:
+        _check_keys(schema, data, source)
+        try:
+            cfg = OmegaConf.merge(cfg, data)
+        except OmegaConfBaseException as exc:
+            key = getattr(exc, "full_key", None)
+            msg = str(exc).splitlines()[0]
+            where = f" for key {key!r}" if key else ""
+            raise ConfigError(f"bad value{where} in {source}: {msg}") from None
+    try:
+        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        raise ConfigError(f"incomplete config: {str(exc).splitlines()[0]}" + (f" (key {key!r})" if key else "")) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def to_yaml(cfg: Any) -> str:
+    """The YAML text of a dataclass config (or mapping)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg) if dataclasses.is_dataclass(cfg) else OmegaConf.create(cfg))
+
+
+def save_config(cfg: Any, path: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Write the resolved config as YAML (atomically)."""
+    from vidgen.io.files import atomic_write_text
+
+    return atomic_write_text(path, to_yaml(cfg), overwrite=overwrite)

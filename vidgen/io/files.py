@@ -1,0 +1,92 @@
+"""Output-file safety: refuse to clobber, write to a temporary name, rename when whole."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from vidgen.errors import OutputError
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Check that ``path`` may be written, creating its parent folder if needed.
+
+    Args:
+        path: the file that will be written.
+        overwrite: allow replacing an existing file.
+
+    Returns:
+        The path as a :class:`Path`.
+
+    Raises:
+        OutputError: the file exists and ``overwrite`` is false, the path is a
+            folder, or its folder cannot be created or written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"output path {str(path)!r} is a folder, not a file")
+    if path.exists() and not overwrite:
+        raise OutputError(f"output file {str(path)!r} exists (pass --overwrite to replace it)")
+    ensure_writable_dir(path.parent)
+    return path
+
+
+def ensure_writable_dir(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if missing and check that files can be created in it.
+
+    Raises:
+        OutputError: the folder cannot be created or is not writable.
+    """
+    folder = Path(folder) if str(folder) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {str(folder)!r}: {exc.strerror or exc}") from None
+    if not folder.is_dir():
+        raise OutputError(f"output folder {str(folder)!r} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {str(folder)!r} is not writable")
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The temporary name keeps the suffix, so tools that pick a format from the
+    extension (ffmpeg, Pillow) behave the same. If the body raises, the
+    temporary file is removed and ``path`` is left untouched, so a crash never
+    leaves a half-written output under the real name.
+
+    Raises:
+        OutputError: as :func:`check_output_path`.
+    """
+    path = check_output_path(path, overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if not overwrite and path.exists():
+            raise OutputError(f"output file {str(path)!r} appeared while writing (pass --overwrite to replace it)")
+        os.replace(tmp_path, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, overwrite: bool = True) -> Path:
+    """Write ``text`` to ``path`` through a temporary file. Returns the path."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` through a temporary file. Returns the path."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)

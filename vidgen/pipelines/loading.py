@@ -1,0 +1,154 @@
+"""Opening a model folder with checks that turn every failure into one clear message."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from vidgen.errors import InputError, ModelLoadError
+
+REQUIRED_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
+DENOISER_CLASSES = ("UNetMotionModel", "UNet3DConditionModel")
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+WEIGHTED_COMPONENTS = ("vae", "text_encoder", "unet")
+
+# Where the shipped default model lives (a diffusers folder at the repository's top level).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent.parent / "checkpoints"
+
+
+def default_model_dir() -> Path:
+    """The shipped default model folder.
+
+    Raises:
+        ModelLoadError: no model is shipped at ``checkpoints/``.
+    """
+    if not (DEFAULT_MODEL_DIR / "model_index.json").is_file():
+        raise ModelLoadError(f"no --model given and no default model found at {str(DEFAULT_MODEL_DIR)!r}")
+    return DEFAULT_MODEL_DIR
+
+
+def check_model_folder(path: str | os.PathLike) -> dict:
+    """Check that ``path`` is a complete vidgen/diffusers model folder.
+
+    Returns:
+        The parsed ``model_index.json``.
+
+    Raises:
+        ModelLoadError: naming what is missing or malformed.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"model folder not found: {str(path)!r}")
+    if not path.is_dir():
+        raise ModelLoadError(f"model path {str(path)!r} is a file; expected a folder with model_index.json")
+    index_path = path / "model_index.json"
+    if not index_path.is_file():
+        raise ModelLoadError(f"{str(path)!r} is not a model folder: model_index.json is missing")
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"malformed {str(index_path)!r}: {exc}") from None
+    if not isinstance(index, dict):
+        raise ModelLoadError(f"malformed {str(index_path)!r}: expected a JSON object")
+    for name in REQUIRED_COMPONENTS:
+        if name not in index:
+            raise ModelLoadError(f"model folder {str(path)!r}: model_index.json lists no {name!r} component")
+        if not (path / name).is_dir():
+            raise ModelLoadError(f"model folder {str(path)!r} is missing its {name}/ subfolder")
+    unet_class = index["unet"][1] if isinstance(index["unet"], list) and len(index["unet"]) == 2 else None
+    if unet_class not in DENOISER_CLASSES:
+        raise ModelLoadError(
+            f"model folder {str(path)!r}: denoiser class {unet_class!r} is not supported "
+            f"(expected one of {', '.join(DENOISER_CLASSES)})"
+        )
+    for name in WEIGHTED_COMPONENTS:
+        files = list((path / name).glob("*.safetensors"))
+        if not files:
+            pickles = [p.name for p in (path / name).iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+            if pickles:
+                raise ModelLoadError(
+                    f"model folder {str(path)!r}: {name}/ holds only pickle weights ({', '.join(pickles)}); "
+                    "vidgen loads safetensors only, because pickles can run code"
+                )
+            raise ModelLoadError(f"model folder {str(path)!r}: {name}/ has no .safetensors weights")
+    return index
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; checks explicit choices.
+
+    Raises:
+        InputError: an unknown device, or CUDA asked for where none is available.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise InputError(f"unknown device {device!r}; use cpu, cuda or auto")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but CUDA is not available on this machine")
+    return device
+
+
+def resolve_dtype(dtype: str):
+    """``"fp32" | "fp16" | "bf16"`` -> ``torch.dtype``.
+
+    Raises:
+        InputError: an unknown name.
+    """
+    import torch
+
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    return getattr(torch, DTYPES[dtype])
+
+
+def load_pipeline(
+    path: str | os.PathLike | None = None,
+    *,
+    device: str = "auto",
+    dtype: str = "fp32",
+    scheduler: str | None = None,
+    attention: str = "auto",
+    progress: bool = False,
+):
+    """Open a model folder as a :class:`~vidgen.pipelines.TextToVideoPipeline`, ready to sample.
+
+    Args:
+        path: the model folder; ``None`` for the shipped default model.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        dtype: ``"fp32"``, ``"fp16"`` or ``"bf16"`` for the weights.
+        scheduler: a short scheduler name to use instead of the folder's own.
+        attention: attention backend (see ``TextToVideoPipeline.set_attention_backend``).
+        progress: show the libraries' loading progress bars.
+
+    Raises:
+        ModelLoadError: the folder is missing, incomplete or unreadable.
+        InputError: a bad device, dtype, scheduler or attention name.
+    """
+    from vidgen.pipelines.schedulers import make_scheduler
+    from vidgen.pipelines.text_to_video import TextToVideoPipeline
+
+    path = default_model_dir() if path is None else Path(path)
+    check_model_folder(path)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype)
+    if not progress:
+        import diffusers.utils.logging as diffusers_logging
+        import transformers.utils.logging as transformers_logging
+
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
+    try:
+        pipe = TextToVideoPipeline.from_pretrained(str(path), torch_dtype=torch_dtype, use_safetensors=True)
+    except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot load model folder {str(path)!r}: {reason}") from None
+    if scheduler:
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    pipe.to(device)
+    pipe.set_attention_backend(attention)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,0 +1,67 @@
+"""Sampling schedulers by short name, mapped onto diffusers' schedulers.
+
+Schedulers hold no weights: switching one only rebuilds it from the model's
+training noise schedule (``from_config``), so betas and ``prediction_type``
+carry over and any name works with any model folder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vidgen.errors import InputError
+
+# name -> (diffusers class, extra config, one-line description)
+SCHEDULERS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "ddim": ("DDIMScheduler", {}, "DDIM (Song et al. 2020), deterministic with eta=0"),
+    "ddpm": ("DDPMScheduler", {}, "ancestral DDPM (Ho et al. 2020); needs many steps"),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}, "pseudo numerical methods (Liu et al. 2022)"),
+    "euler": ("EulerDiscreteScheduler", {}, "Euler ODE sampler (Karras et al. 2022)"),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}, "Euler ancestral (stochastic)"),
+    "heun": ("HeunDiscreteScheduler", {}, "Heun 2nd-order (Karras et al. 2022); two model calls per step"),
+    "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}, "DPM-Solver++(2M) (Lu et al. 2022); good in 10-25 steps"),
+    "dpm++-karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
+        "DPM-Solver++(2M) with Karras sigmas",
+    ),
+    "dpm++-sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}, "SDE variant of DPM-Solver++ (stochastic)"),
+    "dpm-single": ("DPMSolverSinglestepScheduler", {}, "single-step DPM-Solver"),
+    "unipc": ("UniPCMultistepScheduler", {}, "UniPC (Zhao et al. 2023); good in 5-15 steps"),
+    "deis": ("DEISMultistepScheduler", {}, "DEIS multistep (Zhang & Chen 2022)"),
+    "kdpm2": ("KDPM2DiscreteScheduler", {}, "DPM-Solver-2 in Karras form"),
+}
+
+
+def scheduler_names() -> list[str]:
+    """The short names accepted by :func:`make_scheduler`."""
+    return list(SCHEDULERS)
+
+
+def make_scheduler(name: str, config: Any):
+    """Build the scheduler ``name`` from a model's scheduler ``config``.
+
+    Args:
+        name: a short name from :data:`SCHEDULERS`.
+        config: the model folder's scheduler config (``pipe.scheduler.config``).
+
+    Raises:
+        InputError: ``name`` is not a known scheduler.
+    """
+    import diffusers
+
+    key = name.lower()
+    if key not in SCHEDULERS:
+        raise InputError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
+    class_name, extra, _ = SCHEDULERS[key]
+    cls = getattr(diffusers, class_name)
+    return cls.from_config(config, **extra)
+
+
+def scheduler_name_of(scheduler) -> str | None:
+    """The short name matching a scheduler instance, if any (first match wins)."""
+    cls = type(scheduler).__name__
+    for name, (class_name, extra, _) in SCHEDULERS.items():
+        if class_name == cls and all(scheduler.config.get(k) == v for k, v in extra.items()):
+            return name
+    return None

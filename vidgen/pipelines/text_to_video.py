@@ -1,0 +1,370 @@
+"""The text-to-video sampler: classifier-free-guided latent diffusion over frames.
+
+``TextToVideoPipeline`` is a ``diffusers.DiffusionPipeline``, so a model folder
+(``model_index.json`` plus ``vae/``, ``text_encoder/``, ``tokenizer/``,
+``unet/``, ``scheduler/``) opens with ``from_pretrained`` and ``save_pretrained``
+writes one. The denoising loop is written out in ``__call__``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from vidgen.errors import InputError
+from vidgen.models.t2v import is_motion_unet, max_frames
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_TYPES = ("np", "pt", "pil", "latent")
+ATTENTION_BACKENDS = ("auto", "sdpa", "xformers", "math")
+
+
+@dataclass
+class TextToVideoOutput(BaseOutput):
+    """What :class:`TextToVideoPipeline` returns.
+
+    Attributes:
+        frames: ``output_type="np"``: float32 ``[B, F, H, W, 3]`` in [0, 1];
+            ``"pt"``: float32 tensor ``[B, F, 3, H, W]`` in [0, 1]; ``"pil"``: a list
+            (per video) of lists of ``PIL.Image``; ``"latent"``: the final latents
+            ``[B, C, F, h, w]``.
+    """
+
+    frames: Any
+
+
+def _as_list(value: str | Sequence[str] | None, name: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise InputError(f"{name} must be a string or a list of strings, got {type(value).__name__}")
+
+
+class TextToVideoPipeline(DiffusionPipeline):
+    """Text-to-video generation with a ``UNetMotionModel`` or ``UNet3DConditionModel`` denoiser.
+
+    Args:
+        vae: ``AutoencoderKL`` applied to each frame.
+        text_encoder: ``CLIPTextModel``; its last hidden states condition the denoiser.
+        tokenizer: ``CLIPTokenizer`` matching the text encoder.
+        unet: ``UNetMotionModel`` or ``UNet3DConditionModel`` over latents ``[B, C, F, h, w]``.
+        scheduler: any diffusers noise scheduler (see :mod:`vidgen.pipelines.schedulers`).
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "noise_pred"]
+
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
+        super().__init__()
+        self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent cell along each side."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        """``(height, width)`` the denoiser was configured for."""
+        size = self.unet.config.sample_size or 32
+        h, w = (size, size) if isinstance(size, int) else size
+        return h * self.vae_scale_factor, w * self.vae_scale_factor
+
+    # ------------------------------------------------------------------ setup
+
+    def set_attention_backend(self, name: str = "auto") -> str:
+        """Choose the attention kernel for the denoiser and VAE.
+
+        Args:
+            name: ``"sdpa"`` (PyTorch scaled-dot-product attention; the default),
+                ``"xformers"`` (memory-efficient kernels; CUDA only, optional
+                extra), ``"math"`` (plain matmul/softmax, for reference), or
+                ``"auto"`` (xformers when installed and on CUDA, else SDPA).
+
+        Returns:
+            The backend actually set.
+
+        Raises:
+            InputError: an unknown name, or xformers asked for where it cannot run.
+        """
+        from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+        if name not in ATTENTION_BACKENDS:
+            raise InputError(f"unknown attention backend {name!r}; choose one of {', '.join(ATTENTION_BACKENDS)}")
+        on_cuda = self.unet.device.type == "cuda"
+        if name == "auto":
+            name = "xformers" if on_cuda and _xformers_available() else "sdpa"
+        if name == "xformers":
+            if not on_cuda:
+                raise InputError("attention backend 'xformers' needs a CUDA device (use --device cuda, or sdpa)")
+            if not _xformers_available():
+                raise InputError("attention backend 'xformers' is not installed (pip install 'vidgen[gpu]')")
+            self.unet.enable_xformers_memory_efficient_attention()
+            self.vae.enable_xformers_memory_efficient_attention()
+        else:
+            processor = AttnProcessor2_0 if name == "sdpa" else AttnProcessor
+            self.unet.set_attn_processor(processor())
+            self.vae.set_attn_processor(processor())
+        return name
+
+    # ----------------------------------------------------------------- inputs
+
+    def check_inputs(
+        self,
+        prompt: list[str] | None,
+        negative_prompt: list[str] | None,
+        num_frames: int,
+        height: int,
+        width: int,
+        num_inference_steps: int,
+        guidance_scale: float,
+        num_videos_per_prompt: int,
+        output_type: str,
+        decode_chunk_size: int,
+        prompt_embeds: torch.Tensor | None,
+        negative_prompt_embeds: torch.Tensor | None,
+    ) -> None:
+        """Validate every argument before any work is done; raise :class:`InputError` naming the bad one."""
+        if prompt is None and prompt_embeds is None:
+            raise InputError("prompt is required (or pass prompt_embeds)")
+        if prompt is not None and prompt_embeds is not None:
+            raise InputError("pass either prompt or prompt_embeds, not both")
+        if prompt is not None:
+            if not prompt:
+                raise InputError("prompt list is empty")
+            for i, p in enumerate(prompt):
+                if not p.strip():
+                    raise InputError(f"prompt {i} is empty")
+        if negative_prompt is not None and prompt is not None and len(negative_prompt) not in (1, len(prompt)):
+            raise InputError(f"negative_prompt has {len(negative_prompt)} entries but prompt has {len(prompt)}")
+        if prompt_embeds is not None and negative_prompt_embeds is not None and prompt_embeds.shape != negative_prompt_embeds.shape:
+            raise InputError(
+                f"prompt_embeds {tuple(prompt_embeds.shape)} and negative_prompt_embeds "
+                f"{tuple(negative_prompt_embeds.shape)} must have the same shape"
+            )
+        limit = max_frames(self.unet)
+        if not isinstance(num_frames, int) or num_frames < 1:
+            raise InputError(f"num_frames must be a positive integer, got {num_frames!r}")
+        if limit is not None and num_frames > limit:
+            raise InputError(f"num_frames={num_frames} exceeds this model's limit of {limit} frames (motion_max_seq_length)")
+        factor = self.vae_scale_factor
+        for name, value in (("height", height), ("width", width)):
+            if not isinstance(value, int) or value <= 0:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+            if value % factor:
+                raise InputError(f"{name}={value} is not divisible by the VAE factor {factor}")
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise InputError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
+        if not isinstance(guidance_scale, (int, float)) or not math.isfinite(guidance_scale) or guidance_scale < 0:
+            raise InputError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
+        if not isinstance(num_videos_per_prompt, int) or num_videos_per_prompt < 1:
+            raise InputError(f"num_videos_per_prompt must be a positive integer, got {num_videos_per_prompt!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise InputError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
+        if not isinstance(decode_chunk_size, int) or decode_chunk_size < 1:
+            raise InputError(f"decode_chunk_size must be a positive integer, got {decode_chunk_size!r}")
+
+    # ------------------------------------------------------------- components
+
+    def encode_prompt(self, prompts: list[str], device: torch.device) -> torch.Tensor:
+        """Text encoder hidden states ``[N, L, D]`` for ``prompts`` (padded to the tokenizer's max length)."""
+        tokens = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        full = self.tokenizer(prompts, padding="longest", return_tensors="pt").input_ids
+        if full.shape[-1] > tokens.input_ids.shape[-1]:
+            logger.warning("prompt truncated to %d tokens: %r", self.tokenizer.model_max_length, prompts)
+        mask = None
+        if getattr(self.text_encoder.config, "use_attention_mask", False):
+            mask = tokens.attention_mask.to(device)
+        embeds = self.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
+        return embeds.to(dtype=self.text_encoder.dtype, device=device)
+
+    def prepare_latents(self, shape: tuple[int, ...], dtype, device, generator, latents=None) -> torch.Tensor:
+        """Initial noise ``[B, C, F, h, w]`` scaled by the scheduler's ``init_noise_sigma``."""
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            if tuple(latents.shape) != tuple(shape):
+                raise InputError(f"latents must have shape {tuple(shape)}, got {tuple(latents.shape)}")
+            latents = latents.to(device=device, dtype=dtype)
+        return latents * self.scheduler.init_noise_sigma
+
+    def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int = 16) -> torch.Tensor:
+        """VAE-decode ``[B, C, F, h, w]`` latents in slices of frames; returns ``[B, 3, F, H, W]`` in [-1, 1]."""
+        latents = latents / self.vae.config.scaling_factor
+        b, c, f, h, w = latents.shape
+        flat = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+        frames = torch.cat([self.vae.decode(flat[i : i + decode_chunk_size]).sample for i in range(0, flat.shape[0], decode_chunk_size)])
+        return frames.reshape(b, f, *frames.shape[1:]).permute(0, 2, 1, 3, 4).float()
+
+    def _step_kwargs(self, generator, eta: float) -> dict[str, Any]:
+        params = set(inspect.signature(self.scheduler.step).parameters)
+        kwargs: dict[str, Any] = {}
+        if "eta" in params:
+            kwargs["eta"] = eta
+        if "generator" in params:
+            kwargs["generator"] = generator
+        return kwargs
+
+    # ------------------------------------------------------------------- call
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
+        num_frames: int = 16,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 7.5,
+        num_videos_per_prompt: int = 1,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[..., dict[str, Any]] | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        decode_chunk_size: int = 16,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+    ) -> TextToVideoOutput | tuple:
+        """Generate videos from text.
+
+        Args:
+            prompt: one prompt or a list (one video per prompt per ``num_videos_per_prompt``).
+            negative_prompt: what to steer away from; one string or one per prompt.
+                ``None`` uses the empty prompt as the unconditional branch.
+            num_frames: frames per video.
+            height, width: output size in pixels (multiples of the VAE factor);
+                default: the denoiser's ``sample_size`` times the VAE factor.
+            num_inference_steps: denoising steps.
+            guidance_scale: classifier-free guidance weight w (Ho & Salimans 2022);
+                guidance runs when w > 1, batched with the conditional pass.
+            num_videos_per_prompt: videos per prompt.
+            eta: DDIM eta (schedulers that take it).
+            generator: a ``torch.Generator`` or one per video, for reproducibility.
+            latents: initial noise ``[B, C, F, h, w]`` (before ``init_noise_sigma`` scaling).
+            prompt_embeds, negative_prompt_embeds: precomputed text states ``[B, L, D]``.
+            output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
+            return_dict: return :class:`TextToVideoOutput` rather than a tuple.
+            callback_on_step_end: ``fn(pipe, step, timestep, tensors) -> dict``;
+                returned tensors (e.g. ``"latents"``) replace the loop's, which
+                lets callers condition or inpaint during sampling.
+            callback_on_step_end_tensor_inputs: names passed to the callback.
+            decode_chunk_size: frames per VAE decode call (lower saves memory).
+            cross_attention_kwargs: passed to the attention processors.
+
+        Returns:
+            :class:`TextToVideoOutput` (or ``(frames,)`` when ``return_dict`` is false).
+
+        Raises:
+            InputError: any argument that the model cannot take.
+        """
+        prompts = _as_list(prompt, "prompt")
+        negatives = _as_list(negative_prompt, "negative_prompt")
+        default_h, default_w = self.default_size
+        height = default_h if height is None else height
+        width = default_w if width is None else width
+        self.check_inputs(
+            prompts, negatives, num_frames, height, width, num_inference_steps, guidance_scale,
+            num_videos_per_prompt, output_type, decode_chunk_size, prompt_embeds, negative_prompt_embeds,
+        )
+        for name in callback_on_step_end_tensor_inputs:
+            if name not in self._callback_tensor_inputs:
+                raise InputError(f"callback tensor {name!r} is not one of {', '.join(self._callback_tensor_inputs)}")
+        device = self._execution_device
+        do_cfg = guidance_scale > 1.0
+
+        # 1. Text conditioning: [uncond..., cond...] so one denoiser call serves both branches.
+        if prompt_embeds is None:
+            prompt_embeds = self.encode_prompt(prompts, device)
+        prompt_embeds = prompt_embeds.to(device=device, dtype=self.text_encoder.dtype)
+        num_prompts = prompt_embeds.shape[0]
+        batch = num_prompts * num_videos_per_prompt
+        if do_cfg:
+            if negative_prompt_embeds is None:
+                negative_prompt_embeds = self.encode_prompt(negatives or [""], device)
+            negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
+            if negative_prompt_embeds.shape[0] == 1:
+                negative_prompt_embeds = negative_prompt_embeds.expand(num_prompts, -1, -1)
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
+        prompt_embeds = prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
+        if isinstance(generator, list) and len(generator) != batch:
+            raise InputError(f"got {len(generator)} generators for {batch} videos")
+        # UNetMotionModel runs its spatial layers per frame and expects the text
+        # states already repeated per frame; UNet3DConditionModel repeats them itself.
+        unet_states = prompt_embeds.repeat_interleave(num_frames, dim=0) if is_motion_unet(self.unet) else prompt_embeds
+
+        # 2. Noise and timesteps.
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        shape = (batch, self.unet.config.in_channels, num_frames, height // self.vae_scale_factor, width // self.vae_scale_factor)
+        latents = self.prepare_latents(shape, prompt_embeds.dtype, device, generator, latents)
+        step_kwargs = self._step_kwargs(generator, eta)
+
+        # 3. Denoising loop.
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=len(timesteps)) as progress:
+            for i, t in enumerate(timesteps):
+                model_input = torch.cat([latents] * 2) if do_cfg else latents
+                model_input = self.scheduler.scale_model_input(model_input, t)
+                noise_pred = self.unet(
+                    model_input, t, encoder_hidden_states=unet_states, cross_attention_kwargs=cross_attention_kwargs
+                ).sample
+                if do_cfg:
+                    uncond_pred, cond_pred = noise_pred.chunk(2)
+                    noise_pred = uncond_pred + guidance_scale * (cond_pred - uncond_pred)
+                latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+                if callback_on_step_end is not None:
+                    tensors = {"latents": latents, "prompt_embeds": prompt_embeds, "noise_pred": noise_pred}
+                    update = callback_on_step_end(self, i, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs}) or {}
+                    latents = update.get("latents", latents)
+                progress.update()
+
+        # 4. Decode.
+        if output_type == "latent":
+            video: Any = latents
+        else:
+            pixels = (self.decode_latents(latents, decode_chunk_size) / 2 + 0.5).clamp(0, 1)  # [B, 3, F, H, W]
+            pixels = pixels.permute(0, 2, 1, 3, 4)  # [B, F, 3, H, W]
+            if output_type == "pt":
+                video = pixels
+            else:
+                video = pixels.permute(0, 1, 3, 4, 2).cpu().numpy()
+                if output_type == "pil":
+                    from PIL import Image
+
+                    video = [[Image.fromarray((f * 255).round().astype(np.uint8)) for f in clip] for clip in video]
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (video,)
+        return TextToVideoOutput(frames=video)
+
+
+def _xformers_available() -> bool:
+    try:
+        import xformers  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Training: the Accelerate loop, EMA, checkpoints and resume, validation."""
