@@ -31,33 +31,26 @@ def config_dir() -> Path:
     return _CONFIG_ROOT
 
 
-def _schema_keys(schema: type, prefix: str = "") -> list[str]:
-    """Dotted names of every field in a (nested) dataclass schema."""
-    keys = []
+def _schema_keys(schema: type, prefix: str = "") -> tuple[list[str], list[str]]:
+    """Dotted names of every field in a (nested) dataclass schema, and of its dict-typed
+    fields (whose sub-keys are free-form)."""
+    import typing
+
+    keys, open_keys = [], []
+    hints = typing.get_type_hints(schema)
     for field in dataclasses.fields(schema):
         name = f"{prefix}{field.name}"
         keys.append(name)
-        ftype = field.type if not isinstance(field.type, str) else None
-        if ftype is not None and dataclasses.is_dataclass(ftype):
-            keys.extend(_schema_keys(ftype, name + "."))
-    return keys
-
-
-def _open_keys(schema: type, prefix: str = "") -> list[str]:
-    """Dotted names of dict-typed fields, whose sub-keys are free-form."""
-    import typing
-
-    out = []
-    hints = typing.get_type_hints(schema)
-    for field in dataclasses.fields(schema):
         ftype = hints.get(field.name)
         origin = typing.get_origin(ftype)
         members = [typing.get_origin(a) or a for a in typing.get_args(ftype)] if origin is typing.Union else []
         if ftype is dict or origin is dict or dict in members:
-            out.append(f"{prefix}{field.name}")
+            open_keys.append(name)
         elif dataclasses.is_dataclass(ftype):
-            out.extend(_open_keys(ftype, f"{prefix}{field.name}."))
-    return out
+            sub_keys, sub_open = _schema_keys(ftype, name + ".")
+            keys += sub_keys
+            open_keys += sub_open
+    return keys, open_keys
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -71,8 +64,9 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[str]:
 
 
 def _check_keys(schema: type, data: Mapping[str, Any], source: str) -> None:
-    known = set(_schema_keys(schema))
-    open_prefixes = tuple(k + "." for k in _open_keys(schema))
+    known_keys, open_keys = _schema_keys(schema)
+    known = set(known_keys)
+    open_prefixes = tuple(k + "." for k in open_keys)
     for key in _flatten(data):
         if key in known or key.startswith(open_prefixes):
             continue
