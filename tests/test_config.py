@@ -70,3 +70,12 @@ def test_bad_files(tmp_path):
     typo.write_text("optim:\n  warmpu: 3\n")
     with pytest.raises(ConfigError, match=r"unknown config key 'optim.warmpu' in .*typo.yaml.*did you mean 'optim.warmup'"):
         load_config(Job, files=[typo])
+
+
+def test_base_inheritance(tmp_path):
+    (tmp_path / "base.yaml").write_text("steps: 20\noptim:\n  lr: 0.001\n  warmup: 5\n")
+    (tmp_path / "exp.yaml").write_text("_base_: base.yaml\noptim:\n  lr: 0.01\n")
+    assert load_config(Job, files=[tmp_path / "exp.yaml"]) == Job(steps=20, optim=Optim(lr=0.01, warmup=5))
+    (tmp_path / "loop.yaml").write_text("_base_: loop.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_config(Job, files=[tmp_path / "loop.yaml"])

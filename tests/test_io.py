@@ -155,6 +155,16 @@ def test_bad_frames_and_formats(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_uint8_and_float_tensors_convert_the_same():
+    import torch
+
+    from vidgen.io import to_uint8_frames
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(to_uint8_frames(torch.from_numpy(frames)), frames)
+    np.testing.assert_array_equal(to_uint8_frames(torch.from_numpy(frames).float() / 255), frames)
+
+
 def test_upscale_modes():
     frames = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
     near = upscale(frames, 3, "nearest")

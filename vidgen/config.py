@@ -5,7 +5,8 @@ Every command that takes a config builds it the same way::
     cfg = load_config(SampleConfig, files=["configs/sample/default.yaml", "my.yaml"],
                       overrides=["steps=30", "guidance=9"])
 
-The dataclass is the schema: unknown keys are rejected with the closest known
+A YAML file may start from another with ``_base_: other.yaml`` (base ->
+experiment). The dataclass is the schema: unknown keys are rejected with the closest known
 key suggested, values are type-checked by OmegaConf, and the result is a plain
 dataclass instance (``__post_init__`` validation included). The resolved config
 is written next to every output with :func:`save_config`.
@@ -96,12 +97,15 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         raise ConfigError(f"cannot parse overrides {list(overrides)}: {exc}") from None
 
 
-def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+def _read_yaml(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read one YAML layer; a ``_base_: other.yaml`` key (relative to the file) is read first and merged under it."""
     from omegaconf import OmegaConf
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {str(path)!r}")
+    if path.resolve() in _chain:
+        raise ConfigError(f"config file {str(path)!r} includes itself through _base_")
     try:
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except Exception as exc:
@@ -110,7 +114,12 @@ def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
-    return data
+    base = data.pop("_base_", None)
+    if base is None:
+        return data
+    parent = _read_yaml(path.parent / str(base), _chain + (path.resolve(),))
+    merged = OmegaConf.merge(OmegaConf.create(parent), OmegaConf.create(data))
+    return OmegaConf.to_container(merged, resolve=False)  # type: ignore[return-value]
 
 
 def load_config(

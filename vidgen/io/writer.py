@@ -26,7 +26,8 @@ def to_uint8_frames(frames) -> np.ndarray:
         InputError: the array is not ``[T, H, W, 3]`` or ``[T, H, W]``.
     """
     if hasattr(frames, "detach"):
-        frames = frames.detach().cpu().float().numpy()
+        frames = frames.detach().cpu()
+        frames = frames.numpy() if str(frames.dtype) == "torch.uint8" else frames.float().numpy()
     frames = np.asarray(frames)
     if frames.ndim == 3:
         frames = np.repeat(frames[..., None], 3, axis=-1)

@@ -136,11 +136,9 @@ def load_pipeline(
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
     if not progress:
-        import diffusers.utils.logging as diffusers_logging
-        import transformers.utils.logging as transformers_logging
+        from vidgen.runtime import silence_library_progress
 
-        diffusers_logging.disable_progress_bar()
-        transformers_logging.disable_progress_bar()
+        silence_library_progress()
     try:
         pipe = TextToVideoPipeline.from_pretrained(str(path), torch_dtype=torch_dtype, use_safetensors=True)
     except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError, TypeError) as exc:

@@ -1,0 +1,135 @@
+"""vidgen's TextToVideoPipeline against diffusers' AnimateDiffPipeline, side by side.
+
+Both pipelines share the same module objects (random weights from a preset),
+scheduler config, prompt, seed and size. Runs alternate (ours, theirs, ours, ...)
+after one warm-up each, so both see the same machine state; the report gives
+median wall times, their ratio, the largest frame difference, and the peak
+resident memory of each pipeline measured in its own child process.
+
+    python benchmarks/bench_sample.py --preset tiny --frames 8 --size 64 --steps 10 --repeats 7
+    python benchmarks/bench_sample.py --preset sd15 --frames 8 --size 256 --steps 3 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+
+def build(args):
+    import torch
+    from diffusers import AnimateDiffPipeline
+
+    from vidgen.models.t2v import build_components
+    from vidgen.pipelines import TextToVideoPipeline, make_scheduler
+
+    components = build_components("motion", args.preset, seed=0)
+    components["scheduler"] = make_scheduler(args.scheduler, components["scheduler"].config)
+    ours = TextToVideoPipeline(**components)
+    theirs = AnimateDiffPipeline(motion_adapter=None, **components)
+    for pipe in (ours, theirs):
+        pipe.set_progress_bar_config(disable=True)
+    torch.set_grad_enabled(False)
+    return ours, theirs
+
+
+def run_once(pipe, args, is_ours: bool):
+    import numpy as np
+    import torch
+
+    kwargs = dict(
+        num_frames=args.frames, height=args.size, width=args.size, num_inference_steps=args.steps,
+        guidance_scale=args.guidance, negative_prompt=args.negative,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    if not is_ours:
+        kwargs["output_type"] = "np"
+    start = time.perf_counter()
+    frames = pipe(args.prompt, **kwargs).frames
+    return time.perf_counter() - start, np.asarray(frames)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child(args) -> None:
+    """Measure one pipeline's memory in a fresh process: RSS after building, peak after sampling."""
+    ours, theirs = build(args)
+    pipe = ours if args.only == "ours" else theirs
+    import psutil
+
+    base = psutil.Process().memory_info().rss / 2**20
+    run_once(pipe, args, args.only == "ours")
+    print(json.dumps({"base_mib": base, "peak_mib": peak_rss_mib()}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="tiny", choices=("tiny", "sd15"))
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--guidance", type=float, default=7.5)
+    parser.add_argument("--scheduler", default="ddim")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prompt", default="a red circle slides to the left")
+    parser.add_argument("--negative", default="blurry")
+    parser.add_argument("--only", choices=("ours", "theirs"), help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
+    args = parser.parse_args()
+    if args.only:
+        return child(args)
+
+    import numpy as np
+    import torch
+
+    ours, theirs = build(args)
+    run_once(ours, args, True)  # warm-up: allocator, kernels, lazy imports
+    run_once(theirs, args, False)
+    times = {"ours": [], "theirs": []}
+    for _ in range(args.repeats):
+        t, a = run_once(ours, args, True)
+        times["ours"].append(t)
+        t, b = run_once(theirs, args, False)
+        times["theirs"].append(t)
+    diff = float(np.abs(a - b).max())
+    memory = {}
+    for name in ("ours", "theirs"):
+        cmd = [sys.executable, __file__, "--only", name] + [
+            f"--{k}={v}" for k, v in vars(args).items() if k not in ("only", "json", "repeats")
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        memory[name] = json.loads(out)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    result = {
+        "preset": args.preset, "frames": args.frames, "size": args.size, "steps": args.steps, "scheduler": args.scheduler,
+        "repeats": args.repeats, "median_s_ours": round(med["ours"], 4), "median_s_theirs": round(med["theirs"], 4),
+        "ratio_ours_over_theirs": round(med["ours"] / med["theirs"], 4), "max_abs_frame_diff": diff,
+        "peak_rss_mib_ours": round(memory["ours"]["peak_mib"]), "peak_rss_mib_theirs": round(memory["theirs"]["peak_mib"]),
+        "sampling_mib_ours": round(memory["ours"]["peak_mib"] - memory["ours"]["base_mib"]),
+        "sampling_mib_theirs": round(memory["theirs"]["peak_mib"] - memory["theirs"]["base_mib"]),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    for key, value in result.items():
+        print(f"{key:>26}: {value}")
+
+
+if __name__ == "__main__":
+    main()

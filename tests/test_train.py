@@ -1,0 +1,237 @@
+"""The training loop on a tiny model: it learns, freezes what it should, resumes exactly, and guards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.train_helpers import ClipTensors, collate, tiny_config
+from vidgen.errors import ConfigError, ModelLoadError
+from vidgen.training.checkpoint import find_checkpoint, list_checkpoints
+from vidgen.training.loop import TrainingError, train
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+def test_loss_falls_when_overfitting_a_fixed_batch(tiny_motion_model, tmp_path):
+    cfg = tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=40", "train.seed=1", "optim.schedule=constant_with_warmup")
+    result = train(cfg, dataset=ClipTensors(n=2), collate_fn=collate)
+    first, last = np.mean(result.losses[:5]), np.mean(result.losses[-5:])
+    assert last < 0.6 * first, (first, last)
+    assert result.state.step == 40 and result.checkpoint == tmp_path / "run" / "checkpoint-000040"
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().count('"loss"') == 40
+
+
+@pytest.mark.parametrize("kind", ["motion", "unet3d"])
+def test_temporal_only_training_keeps_spatial_weights_bit_identical(kind, tiny_motion_model, tiny_unet3d_model, tmp_path):
+    base = tiny_motion_model if kind == "motion" else tiny_unet3d_model
+    cfg = tiny_config(base, tmp_path / "run", "train.max_steps=3", "model.trainable=temporal", "train.ema_decay=null")
+    result = train(cfg, dataset=ClipTensors(), collate_fn=collate)
+    before, after = weights(base / "unet"), weights(result.checkpoint / "unet")
+    markers = ("motion_modules",) if kind == "motion" else ("temp_convs", "temp_attentions", "transformer_in")
+    temporal = [k for k in before if any(m in k for m in markers)]
+    spatial = [k for k in before if k not in temporal]
+    assert temporal and spatial
+    assert all(torch.equal(before[k], after[k]) for k in spatial)
+    assert any(not torch.equal(before[k], after[k]) for k in temporal)
+
+
+def test_resume_after_crash_equals_uninterrupted_run(tiny_motion_model, tmp_path):
+    common = ("train.max_steps=8", "checkpoint.every=3", "train.grad_accum=2", "train.ema_decay=0.9")
+    whole = train(tiny_config(tiny_motion_model, tmp_path / "whole", *common), dataset=ClipTensors(n=6), collate_fn=collate)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_5(state, loss):
+        if state.step == 5:
+            raise Crash
+
+    cfg = tiny_config(tiny_motion_model, tmp_path / "split", *common)
+    with pytest.raises(Crash):
+        train(cfg, dataset=ClipTensors(n=6), collate_fn=collate, on_step=crash_at_5)
+    resumed = train(cfg, resume="latest", dataset=ClipTensors(n=6), collate_fn=collate)
+    assert resumed.state == whole.state
+    for part in ("unet", "unet_ema"):
+        assert max_diff(weights(whole.checkpoint / part), weights(resumed.checkpoint / part)) <= 1e-5
+    assert resumed.losses == pytest.approx(whole.losses[3:], abs=1e-5)  # resumed from checkpoint-000003
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(tiny_motion_model, tmp_path):
+    """A real SIGKILL at an arbitrary moment: resume picks the newest complete checkpoint."""
+    args = ["train.max_steps=12", "checkpoint.every=2", "checkpoint.keep_last=2"]
+    whole = train(tiny_config(tiny_motion_model, tmp_path / "whole", *args), dataset=ClipTensors(), collate_fn=collate)
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "train_helpers.py"), str(tiny_motion_model), str(run), *args],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list_checkpoints(run):
+        time.sleep(0.05)
+    time.sleep(0.3)  # let it get somewhere into the next steps, possibly mid-checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = list_checkpoints(run)
+    assert done and done[-1].name != "checkpoint-000012", "the run finished before it could be killed"
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "train_helpers.py"), str(tiny_motion_model), str(run), "--resume", *args],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    final = find_checkpoint(run, "latest")
+    assert final.name == "checkpoint-000012"
+    assert max_diff(weights(whole.checkpoint / "unet"), weights(final / "unet")) <= 1e-5
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_half_written_checkpoints_are_never_latest(tmp_path):
+    (tmp_path / "checkpoint-000004").mkdir()
+    (tmp_path / "checkpoint-000004" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-000006").mkdir()  # no trainer_state.json: interrupted before completion
+    (tmp_path / ".checkpoint-000008.abc.tmp").mkdir()
+    assert find_checkpoint(tmp_path, "latest").name == "checkpoint-000004"
+    with pytest.raises(ModelLoadError, match="not a complete vidgen checkpoint"):
+        find_checkpoint(tmp_path, str(tmp_path / "checkpoint-000006"))
+    with pytest.raises(ModelLoadError, match="not a checkpoint folder"):
+        find_checkpoint(tmp_path, str(tmp_path / "nope"))
+    with pytest.raises(ModelLoadError, match="no complete checkpoint"):
+        find_checkpoint(tmp_path / "empty", "latest")
+
+
+def test_checkpoint_exports_to_a_folder_the_sampler_opens(tiny_motion_model, tmp_path):
+    from vidgen.pipelines import load_pipeline
+    from vidgen.training.export import export_model
+
+    cfg = tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=2", "validation.num_frames=3",
+                      "validation.height=16", "validation.width=16", "validation.steps=2")
+    result = train(cfg, dataset=ClipTensors(), collate_fn=collate)
+    out = export_model(tmp_path / "run", tmp_path / "model")
+    pipe = load_pipeline(out, device="cpu")
+    ema = weights(result.checkpoint / "unet_ema")
+    assert max_diff(ema, {k: v for k, v in pipe.unet.state_dict().items()}) == 0.0
+    frames = pipe("clip number 1", num_frames=3, height=16, width=16, num_inference_steps=2).frames
+    assert frames.shape == (1, 3, 16, 16, 3)
+    assert (out / "sample_defaults.yaml").read_text().startswith("frames: 3")
+
+
+def test_nan_losses_are_skipped_counted_and_bounded(tiny_motion_model, tmp_path):
+    cfg = tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=4", "data.batch_size=1", "train.nan_max_skips=10")
+    result = train(cfg, dataset=ClipTensors(n=4, nan_index=2), collate_fn=collate)
+    assert result.state.step == 4 and result.state.nan_skips >= 1
+    assert all(np.isfinite(result.losses))
+    assert all(torch.isfinite(v).all() for v in weights(result.checkpoint / "unet").values())
+    cfg = tiny_config(tiny_motion_model, tmp_path / "run2", "train.max_steps=4", "data.batch_size=1", "train.nan_max_skips=1")
+    bad = ClipTensors(n=4)
+    bad.x[:] = float("nan")
+    with pytest.raises(TrainingError, match="non-finite losses"):
+        train(cfg, dataset=bad, collate_fn=collate)
+
+
+def test_lora_trains_only_adapters_and_exports_fused(tiny_motion_model, tmp_path):
+    from vidgen.pipelines import load_pipeline
+    from vidgen.training.export import export_model
+
+    cfg = tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=3", "model.trainable=lora", "model.lora_rank=4", "optim.lr=1e-2")
+    result = train(cfg, dataset=ClipTensors(), collate_fn=collate)
+    assert (result.checkpoint / "unet_lora").is_dir() and not (result.checkpoint / "unet").exists()
+    out = export_model(tmp_path / "run", tmp_path / "model", use_ema=False)
+    exported = weights(out / "unet")
+    base = weights(tiny_motion_model / "unet")
+    assert exported.keys() == base.keys()
+    changed = [k for k in base if not torch.equal(base[k], exported[k])]
+    assert changed and all(any(t in k for t in ("to_q", "to_k", "to_v", "to_out")) for k in changed)
+    load_pipeline(out, device="cpu")
+
+
+def test_gradient_checkpointing(tiny_motion_model, tiny_unet3d_model, tmp_path):
+    plain = train(tiny_config(tiny_motion_model, tmp_path / "a", "train.max_steps=2"), dataset=ClipTensors(), collate_fn=collate)
+    ckpt = train(tiny_config(tiny_motion_model, tmp_path / "b", "train.max_steps=2", "model.gradient_checkpointing=true"),
+                 dataset=ClipTensors(), collate_fn=collate)
+    assert ckpt.losses == pytest.approx(plain.losses, abs=1e-5)
+    with pytest.raises(ConfigError, match="UNet3DConditionModel does not support gradient checkpointing"):
+        train(tiny_config(tiny_unet3d_model, tmp_path / "c", "train.max_steps=1", "model.gradient_checkpointing=true"),
+              dataset=ClipTensors(), collate_fn=collate)
+
+
+@pytest.mark.parametrize("options", [("model.prediction_type=v_prediction", "train.snr_gamma=5.0"),
+                                     ("train.offset_noise=0.1", "data.image_ratio=0.5", "train.mixed_precision=bf16")])
+def test_objective_options_train(tiny_motion_model, tmp_path, options):
+    result = train(tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=3", *options), dataset=ClipTensors(), collate_fn=collate)
+    assert len(result.losses) == 3 and all(np.isfinite(result.losses))
+
+
+def test_fresh_and_inflated_denoisers(tiny_motion_model, tmp_path):
+    import shutil
+
+    from diffusers import UNet2DConditionModel
+
+    fresh = train(tiny_config(tiny_motion_model, tmp_path / "fresh", "train.max_steps=1", "model.denoiser=fresh",
+                              "model.preset=tiny", "model.kind=unet3d"), dataset=ClipTensors(), collate_fn=collate)
+    assert weights(fresh.checkpoint / "unet")
+    sd = tmp_path / "sd"
+    shutil.copytree(tiny_motion_model, sd)
+    shutil.rmtree(sd / "unet")
+    torch.manual_seed(0)
+    UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=8,
+                         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                         sample_size=8).save_pretrained(str(sd / "unet"))
+    inflated = train(tiny_config(sd, tmp_path / "inflated", "train.max_steps=1", "model.denoiser=inflate", "model.trainable=temporal"),
+                     dataset=ClipTensors(), collate_fn=collate)
+    keys = weights(inflated.checkpoint / "unet").keys()
+    assert any("motion_modules" in k for k in keys)
+    with pytest.raises(ConfigError, match="use model.denoiser=inflate"):
+        train(tiny_config(sd, tmp_path / "wrong", "train.max_steps=1"), dataset=ClipTensors(), collate_fn=collate)
+
+
+def test_inflated_unet_reproduces_the_image_model_per_frame():
+    from diffusers import UNet2DConditionModel
+
+    from vidgen.training.models import inflate_unet2d
+
+    torch.manual_seed(0)
+    unet2d = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=8,
+                                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    unet3d = inflate_unet2d(unet2d)
+    x, text, t = torch.randn(2, 4, 5, 8, 8), torch.randn(2, 7, 32), torch.tensor([10, 500])
+    with torch.no_grad():
+        video = unet3d(x, t, encoder_hidden_states=text.repeat_interleave(5, 0)).sample
+        frames = unet2d(x.permute(0, 2, 1, 3, 4).reshape(10, 4, 8, 8), t.repeat_interleave(5),
+                        encoder_hidden_states=text.repeat_interleave(5, 0)).sample
+    torch.testing.assert_close(video, frames.reshape(2, 5, 4, 8, 8).permute(0, 2, 1, 3, 4), atol=1e-5, rtol=0)
+
+
+def test_objective_formulas():
+    from diffusers import DDPMScheduler
+
+    from vidgen.training.objective import loss_weights, snr, target_for
+
+    sched = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type="v_prediction")
+    x0, eps, t = torch.randn(3, 4, 2, 4, 4), torch.randn(3, 4, 2, 4, 4), torch.tensor([1, 400, 999])
+    a = sched.alphas_cumprod[t].sqrt().view(-1, 1, 1, 1, 1)
+    s = (1 - sched.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1, 1)
+    torch.testing.assert_close(target_for(sched, x0, eps, t), a * eps - s * x0)
+    r = snr(sched, t)
+    torch.testing.assert_close(loss_weights(sched, t, 5.0), torch.clamp(r, max=5.0) / (r + 1))
+    sched.register_to_config(prediction_type="epsilon")
+    torch.testing.assert_close(loss_weights(sched, t, 5.0), torch.clamp(r, max=5.0) / r)
+    assert loss_weights(sched, t, None) is None

@@ -1,0 +1,194 @@
+"""The training config schema: one dataclass per YAML section.
+
+``vidgen train --config configs/train/NAME.yaml key=value ...`` builds a
+:class:`TrainConfig` with :func:`vidgen.config.load_config`; the resolved config
+is saved in the run folder and inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from omegaconf import MISSING
+
+from vidgen.errors import ConfigError
+
+DENOISER_SOURCES = ("fresh", "base", "inflate")
+TRAINABLE = ("all", "temporal", "lora")
+DATA_SOURCES = ("folder", "shards", "latents")
+LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
+PRECISIONS = ("no", "fp16", "bf16")
+TRACKERS = ("tensorboard", "wandb", "none")
+
+
+def _choice(section: str, name: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{section}.{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def _positive(section: str, name: str, value, allow_zero: bool = False) -> None:
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{section}.{name} must be {'>= 0' if allow_zero else 'positive'}, got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Where the model's parts come from and which of them train."""
+
+    base: str = MISSING  # folder with vae/, text_encoder/, tokenizer/, scheduler/ (and unet/ for base|inflate)
+    denoiser: str = "fresh"  # fresh: built from kind/preset/unet; base: base's unet/; inflate: base's 2-D unet/ -> UNetMotionModel
+    kind: str = "motion"  # fresh only: motion (UNetMotionModel) | unet3d (UNet3DConditionModel)
+    preset: Optional[str] = None  # fresh only: tiny | sd15
+    unet: dict = field(default_factory=dict)  # fresh only: constructor overrides
+    unet_path: Optional[str] = None  # base|inflate: a unet folder other than {base}/unet
+    prediction_type: str = "epsilon"  # epsilon | v_prediction
+    trainable: str = "all"  # all | temporal (spatial frozen) | lora
+    lora_rank: int = 16
+    lora_alpha: Optional[float] = None  # default: the rank
+    gradient_checkpointing: bool = False
+    attention: str = "auto"  # auto | sdpa | xformers | math
+
+    def __post_init__(self) -> None:
+        if not self.base:
+            raise ConfigError("model.base must name a folder with vae/, text_encoder/, tokenizer/ and scheduler/")
+        _choice("model", "denoiser", self.denoiser, DENOISER_SOURCES)
+        _choice("model", "kind", self.kind, ("motion", "unet3d"))
+        _choice("model", "prediction_type", self.prediction_type, ("epsilon", "v_prediction"))
+        _choice("model", "trainable", self.trainable, TRAINABLE)
+        _choice("model", "attention", self.attention, ("auto", "sdpa", "xformers", "math"))
+        _positive("model", "lora_rank", self.lora_rank)
+
+
+@dataclass
+class DataConfig:
+    """The training clips and how they become batches."""
+
+    source: str = "folder"  # folder (clip files) | shards (WebDataset tars) | latents (vidgen data cache output)
+    path: str = MISSING  # clip folder, shard pattern/list, or cache folder
+    rows: Optional[str] = None  # folder: InternVid rows giving each clip's caption (else sidecar .txt files)
+    num_frames: int = 16
+    frame_stride: int = 1
+    fps: Optional[float] = None  # resample clips to this rate instead of a fixed stride
+    height: int = 256
+    width: int = 256
+    crop: str = "center"  # center | random
+    caption_dropout: float = 0.1  # fraction of captions replaced by "" (classifier-free guidance)
+    image_ratio: float = 0.0  # fraction of batches trained as single-frame images (joint image-video)
+    batch_size: int = 1
+    num_workers: int = 0
+    shuffle_buffer: int = 256  # shards: shuffle buffer size
+    sample_posterior: bool = True  # latents: draw from the VAE posterior rather than taking its mean
+
+    def __post_init__(self) -> None:
+        _choice("data", "source", self.source, DATA_SOURCES)
+        if not self.path:
+            raise ConfigError("data.path must name the training data")
+        _choice("data", "crop", self.crop, ("center", "random"))
+        for name in ("num_frames", "frame_stride", "height", "width", "batch_size"):
+            _positive("data", name, getattr(self, name))
+        _positive("data", "num_workers", self.num_workers, allow_zero=True)
+        for name in ("caption_dropout", "image_ratio"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"data.{name} must lie in [0, 1], got {value}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with warm-up and a decay schedule."""
+
+    lr: float = 1e-4
+    weight_decay: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0  # 0 disables clipping
+
+    def __post_init__(self) -> None:
+        _positive("optim", "lr", self.lr)
+        _choice("optim", "schedule", self.schedule, LR_SCHEDULES)
+        _positive("optim", "warmup_steps", self.warmup_steps, allow_zero=True)
+        _positive("optim", "max_grad_norm", self.max_grad_norm, allow_zero=True)
+
+
+@dataclass
+class TrainLoopConfig:
+    """Steps, precision, noise and the safety nets."""
+
+    max_steps: int = 1000
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    seed: int = 0
+    offset_noise: float = 0.0
+    snr_gamma: Optional[float] = None  # Min-SNR weighting; 5.0 is the paper's choice
+    ema_decay: Optional[float] = 0.9999  # null disables EMA
+    ema_update_after: int = 0
+    nan_max_skips: int = 20  # stop after this many non-finite losses
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        _positive("train", "max_steps", self.max_steps)
+        _positive("train", "grad_accum", self.grad_accum)
+        _choice("train", "mixed_precision", self.mixed_precision, PRECISIONS)
+        _positive("train", "nan_max_skips", self.nan_max_skips, allow_zero=True)
+        _positive("train", "log_every", self.log_every)
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must lie in (0, 1) or be null, got {self.ema_decay}")
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 500  # steps between checkpoints (one is always written at the end)
+    keep_last: int = 3
+
+    def __post_init__(self) -> None:
+        _positive("checkpoint", "every", self.every)
+        _positive("checkpoint", "keep_last", self.keep_last)
+
+
+@dataclass
+class ValidationConfig:
+    """Videos sampled during training, scored and logged."""
+
+    every: int = 0  # steps between validations; 0: only at the end when prompts are given
+    prompts: list[str] = field(default_factory=list)
+    num_frames: int = 16
+    height: Optional[int] = None
+    width: Optional[int] = None
+    steps: int = 25
+    guidance: float = 7.5
+    scheduler: Optional[str] = None
+    seed: int = 0
+    fps: float = 8.0
+    upscale: int = 1
+    use_ema: bool = True
+    viclip: Optional[str] = None  # ViCLIP checkpoint for CLIPSIM of the samples
+    judge: bool = False  # score samples with the toy-world judge (toy-world prompts only)
+
+    def __post_init__(self) -> None:
+        _positive("validation", "every", self.every, allow_zero=True)
+
+
+@dataclass
+class LoggingConfig:
+    tracker: str = "tensorboard"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _choice("logging", "tracker", self.tracker, TRACKERS)
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run."""
+
+    output_dir: str = "runs/default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)

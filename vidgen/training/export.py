@@ -1,0 +1,90 @@
+"""``vidgen export``: a training checkpoint -> a sampling-ready model folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from vidgen.errors import ModelLoadError, OutputError
+from vidgen.training.checkpoint import load_weights_into, find_checkpoint, load_lora
+
+
+def export_model(
+    run: str | os.PathLike,
+    out: str | os.PathLike,
+    checkpoint: str = "latest",
+    use_ema: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write a model folder (``model_index.json``, ``unet/``, ``vae/``...) from a run's checkpoint.
+
+    The denoiser comes from the checkpoint (its EMA weights by default); the VAE,
+    text encoder, tokenizer and scheduler from the run's ``model.base``. The
+    validation settings become the folder's ``sample_defaults.yaml``, so
+    ``vidgen sample --model OUT`` samples the way training validated. LoRA runs
+    are exported with the adapters fused into the weights.
+
+    Args:
+        run: the run folder (or a checkpoint folder, with ``checkpoint="latest"``).
+        out: the model folder to write.
+        checkpoint: ``"latest"`` or a checkpoint path.
+        use_ema: export the EMA weights when the checkpoint has them.
+        overwrite: replace an existing ``out``.
+
+    Returns:
+        The written folder.
+
+    Raises:
+        ModelLoadError: no usable checkpoint.
+        OutputError: ``out`` exists without ``overwrite``.
+    """
+    import yaml
+
+    from vidgen.config import load_config
+    from vidgen.pipelines.sample import MODEL_SAMPLE_DEFAULTS
+    from vidgen.pipelines.text_to_video import TextToVideoPipeline
+    from vidgen.training.config import TrainConfig
+    from vidgen.training.models import load_training_models, select_trainable
+
+    run = Path(run)
+    out = Path(out)
+    if (run / "trainer_state.json").is_file() and checkpoint == "latest":
+        ckpt = run
+    else:
+        ckpt = find_checkpoint(run, checkpoint)
+    if out.exists() and not overwrite:
+        raise OutputError(f"output folder {str(out)!r} exists (pass --overwrite to replace it)")
+    if not (ckpt / "config.yaml").is_file():
+        raise ModelLoadError(f"checkpoint {str(ckpt)!r} has no config.yaml")
+    cfg = load_config(TrainConfig, files=[ckpt / "config.yaml"])
+    models = load_training_models(cfg.model)
+    unet = models.unet
+    lora = cfg.model.trainable == "lora"
+    ema_part = "unet_ema_lora" if lora else "unet_ema"
+    part = ema_part if use_ema and (ckpt / ema_part).is_dir() else ("unet_lora" if lora else "unet")
+    if lora:
+        select_trainable(unet, cfg.model)
+        load_lora(unet, ckpt / part)
+        unet.fuse_lora()
+        unet.unload_lora()
+    else:
+        load_weights_into(unet, ckpt / part)
+    pipe = TextToVideoPipeline(vae=models.vae, text_encoder=models.text_encoder, tokenizer=models.tokenizer,
+                               unet=unet, scheduler=models.sampling_scheduler)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        pipe.save_pretrained(str(tmp), safe_serialization=True)
+        v = cfg.validation
+        defaults = dict(frames=v.num_frames, height=v.height, width=v.width, steps=v.steps, guidance=v.guidance,
+                        scheduler=v.scheduler, fps=v.fps, upscale=v.upscale)
+        (tmp / MODEL_SAMPLE_DEFAULTS).write_text(yaml.safe_dump({k: x for k, x in defaults.items() if x is not None}, sort_keys=False))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

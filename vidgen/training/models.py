@@ -1,0 +1,199 @@
+"""Setting up the models for training: which denoiser, which weights train.
+
+The VAE and text encoder are always frozen. The denoiser is either built fresh
+from a config, taken from a model folder, or inflated from a Stable Diffusion
+2-D U-Net into a ``UNetMotionModel`` (spatial weights reused, temporal layers new),
+which is how InternVid's text-to-video baseline starts (arXiv 2307.06942, Sec. 5.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidgen.errors import ConfigError, ModelLoadError
+from vidgen.models.t2v import build_unet, is_motion_unet
+from vidgen.training.config import ModelConfig
+
+# Parameter-name markers of the temporal layers in each denoiser family.
+_TEMPORAL_MARKERS = {
+    "UNetMotionModel": ("motion_modules",),
+    "UNet3DConditionModel": ("temp_convs", "temp_attentions", "transformer_in"),
+}
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+@dataclass
+class TrainingModels:
+    """The parts a training run holds."""
+
+    unet: Any
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    noise_scheduler: Any  # DDPMScheduler with the training prediction type
+    sampling_scheduler: Any  # the base folder's scheduler, for validation and export
+
+
+def _need_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise ModelLoadError(f"{what} folder not found: {str(path)!r}")
+    return path
+
+
+def _from_pretrained(cls, path: Path, what: str, **kwargs):
+    try:
+        return cls.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot load {what} from {str(path)!r}: {reason}") from None
+
+
+def _unet_class_name(path: Path) -> str:
+    import json
+
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(f"U-Net folder {str(path)!r} has no config.json")
+    try:
+        return json.loads(config.read_text())["_class_name"]
+    except (ValueError, KeyError):
+        raise ModelLoadError(f"U-Net config {str(config)!r} is malformed (no _class_name)") from None
+
+
+def inflate_unet2d(unet2d) -> Any:
+    """A ``UNetMotionModel`` holding a 2-D U-Net's weights plus new temporal layers.
+
+    The temporal layers' output projections start at zero, so each one is an
+    identity (residual) at first and the inflated model reproduces the image
+    model frame by frame until training moves them.
+    """
+    from diffusers import UNetMotionModel
+
+    unet = UNetMotionModel.from_unet2d(unet2d)
+    for name, module in unet.named_modules():
+        if name.endswith("proj_out") and "motion_modules" in name:
+            torch.nn.init.zeros_(module.weight)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+    return unet
+
+
+def load_denoiser(cfg: ModelConfig, cross_attention_dim: int):
+    """The denoiser named by ``cfg`` (fresh, from the base folder, or inflated).
+
+    Raises:
+        ModelLoadError: a missing or unreadable U-Net folder.
+        ConfigError: a U-Net class that does not fit the chosen source.
+    """
+    from diffusers import UNet2DConditionModel, UNet3DConditionModel, UNetMotionModel
+
+    if cfg.denoiser == "fresh":
+        overrides = dict(cfg.unet)
+        overrides.setdefault("cross_attention_dim", cross_attention_dim)
+        try:
+            return build_unet(cfg.kind, cfg.preset, **overrides)
+        except TypeError as exc:
+            raise ConfigError(f"model.unet has an argument the {cfg.kind} U-Net does not take: {exc}") from None
+    path = _need_dir(Path(cfg.unet_path) if cfg.unet_path else Path(cfg.base) / "unet", "U-Net")
+    class_name = _unet_class_name(path)
+    if cfg.denoiser == "inflate":
+        if class_name != "UNet2DConditionModel":
+            raise ConfigError(f"model.denoiser=inflate needs a 2-D UNet2DConditionModel, but {str(path)!r} holds {class_name}")
+        return inflate_unet2d(_from_pretrained(UNet2DConditionModel, path, "2-D U-Net", use_safetensors=True))
+    classes = {"UNetMotionModel": UNetMotionModel, "UNet3DConditionModel": UNet3DConditionModel}
+    if class_name not in classes:
+        raise ConfigError(
+            f"model.denoiser=base needs a UNetMotionModel or UNet3DConditionModel, but {str(path)!r} holds {class_name}"
+            + (" (use model.denoiser=inflate for a 2-D U-Net)" if class_name == "UNet2DConditionModel" else "")
+        )
+    return _from_pretrained(classes[class_name], path, "U-Net", use_safetensors=True)
+
+
+def load_training_models(cfg: ModelConfig) -> TrainingModels:
+    """Load the frozen VAE and text encoder, the tokenizer, the schedulers and the denoiser.
+
+    Raises:
+        ModelLoadError: the base folder or one of its parts is missing or unreadable.
+        ConfigError: an inconsistent model section.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from vidgen.runtime import silence_library_progress
+
+    silence_library_progress()
+    base = _need_dir(Path(cfg.base), "model.base")
+    for part in ("vae", "text_encoder", "tokenizer", "scheduler"):
+        _need_dir(base / part, f"model.base {part}/")
+    vae = _from_pretrained(AutoencoderKL, base / "vae", "VAE", use_safetensors=True)
+    text_encoder = _from_pretrained(CLIPTextModel, base / "text_encoder", "text encoder", use_safetensors=True)
+    tokenizer = _from_pretrained(CLIPTokenizer, base / "tokenizer", "tokenizer")
+    scheduler_config = _from_pretrained(DDIMScheduler, base / "scheduler", "scheduler").config
+    noise_scheduler = DDPMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type)
+    sampling_scheduler = DDIMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type)
+    unet = load_denoiser(cfg, text_encoder.config.hidden_size)
+    vae.requires_grad_(False).eval()
+    text_encoder.requires_grad_(False).eval()
+    return TrainingModels(unet, vae, text_encoder, tokenizer, noise_scheduler, sampling_scheduler)
+
+
+def temporal_parameter_names(unet) -> list[str]:
+    """Names of the denoiser's temporal-layer parameters."""
+    markers = _TEMPORAL_MARKERS.get(type(unet).__name__)
+    if markers is None:
+        raise ConfigError(f"no temporal layers known for {type(unet).__name__}")
+    return [n for n, _ in unet.named_parameters() if any(m in n for m in markers)]
+
+
+def select_trainable(unet, cfg: ModelConfig) -> list[torch.nn.Parameter]:
+    """Freeze what should not train and return the parameters that do.
+
+    ``all`` trains every denoiser weight; ``temporal`` only the temporal layers
+    (spatial weights stay bit-identical); ``lora`` adds LoRA adapters (Hu et al.
+    2021) to the attention projections and trains only those.
+
+    Raises:
+        ConfigError: LoRA on a denoiser without adapter support.
+    """
+    if cfg.trainable == "all":
+        unet.requires_grad_(True)
+    elif cfg.trainable == "temporal":
+        names = set(temporal_parameter_names(unet))
+        for name, param in unet.named_parameters():
+            param.requires_grad_(name in names)
+    else:
+        if not hasattr(unet, "add_adapter"):
+            raise ConfigError(f"model.trainable=lora: {type(unet).__name__} does not support LoRA adapters in diffusers; use all or temporal")
+        from peft import LoraConfig
+
+        unet.requires_grad_(False)
+        unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or cfg.lora_rank,
+                                    init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+    params = [p for p in unet.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError(f"model.trainable={cfg.trainable} leaves no trainable parameter in {type(unet).__name__}")
+    return params
+
+
+def enable_gradient_checkpointing(unet) -> None:
+    """Turn on activation checkpointing, or say clearly why this denoiser cannot.
+
+    Raises:
+        ConfigError: the denoiser class does not support it (diffusers'
+            ``UNet3DConditionModel`` refuses).
+    """
+    if not getattr(unet, "_supports_gradient_checkpointing", False):
+        raise ConfigError(
+            f"model.gradient_checkpointing: diffusers' {type(unet).__name__} does not support gradient checkpointing; "
+            "set it to false or use a UNetMotionModel (model.kind=motion)"
+        )
+    unet.enable_gradient_checkpointing()
+
+
+def text_states_for(unet, text_embeds: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Text states in the layout the denoiser takes (repeated per frame for ``UNetMotionModel``)."""
+    return text_embeds.repeat_interleave(num_frames, dim=0) if is_motion_unet(unet) else text_embeds
