@@ -1,0 +1,436 @@
+"""A deterministic judge that reads a toy-world video back: colour, shape, motion, background.
+
+No learned scorer is involved, so its verdicts mean the same on ground truth
+and on generated videos:
+
+- background: the median colour of the frame border, nearest of white/black/gray;
+- object: each pixel's opacity ``alpha`` is its projection onto the line from
+  the background colour to the object colour (anti-aliased edges, blur and
+  codec smear keep their fractional weight instead of being thresholded away);
+- colour: the hue of the object's core pixels, nearest of the six world hues
+  (mixing with an achromatic background never changes hue);
+- shape: how much of its bounding box the mask fills (circle pi/4, square 1,
+  triangle 1/2) and the vertical skewness of its mass (the apex-up triangle's
+  mass sits low: skewness -2*sqrt(2)/5 ~ -0.566; circle and square 0);
+- motion: a Theil-Sen fit of the centroid track, still when the fitted
+  displacement over the clip is under a fraction of the frame.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from vidgen.data.toyworld import (
+    ATTRIBUTES,
+    BACKGROUND_RGB,
+    COLOR_HUES,
+    LARGE_ABOVE,
+    SMALL_BELOW,
+    Motion,
+    Shape,
+    SizeClass,
+    ToyAttrs,
+    parse_caption,
+)
+from vidgen.errors import InputError
+
+# Frames are box-downscaled to at most this side first: upscaled videos hold no more detail.
+MAX_SIDE = 128
+# An object pixel differs from the background by at least this much (RGB distance).
+# Object colours sit >= ~200 away from every background; codec noise stays < ~20.
+MIN_CONTRAST = 60.0
+# Pixels whose opacity is below this are background noise, not object.
+ALPHA_FLOOR = 0.1
+# Pixels this close (relative) to the frame's strongest contrast form the object's core (its colour).
+CORE_FRACTION = 0.7
+# An object must cover this share of the frame to count as present.
+MIN_AREA_FRACTION = 0.004
+# Still when the fitted centre displacement over the clip is under this fraction of the frame;
+# moving toy-world objects travel >= 0.25 (2.5x the threshold).
+STILL_THRESHOLD = 0.1
+# Saturation below which the object is achromatic and has no world colour.
+MIN_SATURATION = 0.2
+# Shape features from geometry: the fill ratio of the bounding box (circle pi/4, square 1,
+# triangle 1/2) and the vertical skewness of the mass (apex-up triangle -2*sqrt(2)/5 ~ -0.566,
+# circle and square 0). Blur pulls the triangle towards the circle in fill ratio (0.5 -> ~0.8 at
+# a blur of a quarter of its side) but only shrinks its skewness (to ~-0.3), so skewness decides
+# triangles first and the fill ratio then splits circle from square at the midpoint of theirs.
+TRIANGLE_SKEW = -2 * math.sqrt(2) / 5
+SKEW_SPLIT = -0.2
+FILL_SPLIT = (math.pi / 4 + 1.0) / 2
+# A side between the small and large ranges splits "small" from "large" prompts.
+SIZE_SPLIT = (SMALL_BELOW + LARGE_ABOVE) / 2
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    """What the judge read from a clip.
+
+    Attributes:
+        color, shape, motion, background: canonical names, ``None`` when undecidable
+            (no object found, an achromatic object, fewer than two frames with an object).
+        size: object side (sqrt of its bounding-box area) as a fraction of the shorter frame side.
+        track: ``[T, 2]`` object centroid ``(x, y)`` per frame in input pixels, NaN where absent.
+        area: ``[T]`` object area per frame in input pixels (sum of opacity), 0 where absent.
+        confidence: per attribute, a margin in [0, 1] (0 = on a decision boundary).
+        diagnostics: the measured quantities behind each verdict.
+    """
+
+    color: str | None
+    shape: str | None
+    motion: str | None
+    background: str | None
+    size: float | None
+    track: np.ndarray
+    area: np.ndarray
+    confidence: dict[str, float] = field(default_factory=dict)
+    diagnostics: dict[str, object] = field(default_factory=dict)
+
+    def attributes(self) -> dict[str, str | None]:
+        """``{"color", "shape", "motion", "background"}`` -> verdict."""
+        return {name: getattr(self, name) for name in ATTRIBUTES}
+
+
+def _as_frames(frames) -> np.ndarray:
+    from vidgen.io.writer import to_uint8_frames
+
+    arr = to_uint8_frames(frames)
+    if min(arr.shape[1:3]) < 8:
+        raise InputError(f"frames of {arr.shape[2]}x{arr.shape[1]} are too small to judge (need 8 pixels per side)")
+    return arr
+
+
+def _downscale(frames: np.ndarray) -> tuple[np.ndarray, int]:
+    """Box-average by the integer factor that brings the longer side to <= MAX_SIDE."""
+    t, h, w, _ = frames.shape
+    k = max(1, math.ceil(max(h, w) / MAX_SIDE))
+    x = frames.astype(np.float32)
+    if k == 1:
+        return x, 1
+    h2, w2 = h // k, w // k
+    x = x[:, : h2 * k, : w2 * k].reshape(t, h2, k, w2, k, 3).mean(axis=(2, 4))
+    return x, k
+
+
+def _border_background(x: np.ndarray) -> np.ndarray:
+    """Per-frame median colour of a border ring ``[T, 3]``: the object never covers most of it."""
+    t, h, w, _ = x.shape
+    b = max(1, round(0.04 * min(h, w)))
+    ring = np.concatenate(
+        [x[:, :b].reshape(t, -1, 3), x[:, -b:].reshape(t, -1, 3),
+         x[:, b:-b, :b].reshape(t, -1, 3), x[:, b:-b, -b:].reshape(t, -1, 3)], axis=1)
+    return np.median(ring, axis=1)
+
+
+def _nearest(distances: Mapping[str, float]) -> tuple[str, float]:
+    """The closest name and a margin in [0, 1]: (second - best) / (second + best)."""
+    ranked = sorted(distances.items(), key=lambda kv: kv[1])
+    (best, d1), (_, d2) = ranked[0], ranked[1]
+    return best, float((d2 - d1) / (d2 + d1)) if d2 + d1 > 0 else 0.0
+
+
+def _theil_sen_slope(t: np.ndarray, v: np.ndarray) -> float:
+    """Median of pairwise slopes (Theil 1950, Sen 1968): ignores up to ~29% outlying points."""
+    i, j = np.triu_indices(len(t), k=1)
+    return float(np.median((v[j] - v[i]) / (t[j] - t[i])))
+
+
+def _classify_shape(fill: float, skew: float) -> tuple[str, float]:
+    """Shape and margin in [0, 1] from the fill ratio and vertical skewness (see the constants above)."""
+    skew_margin = min(1.0, abs(skew - SKEW_SPLIT) / abs(TRIANGLE_SKEW - SKEW_SPLIT))
+    if skew < SKEW_SPLIT:
+        return Shape.TRIANGLE.value, skew_margin
+    fill_margin = min(1.0, abs(fill - FILL_SPLIT) / (1.0 - FILL_SPLIT))
+    return (Shape.SQUARE if fill >= FILL_SPLIT else Shape.CIRCLE).value, min(skew_margin, fill_margin)
+
+
+def judge_frames(frames, *, still_threshold: float = STILL_THRESHOLD) -> JudgeResult:
+    """Judge one clip.
+
+    Args:
+        frames: ``[T, H, W, 3]`` uint8 (or float in [0, 1], numpy or torch) frames.
+        still_threshold: fitted displacement over the clip, as a fraction of
+            the frame along each axis, below which the object counts as still.
+
+    Returns:
+        A :class:`JudgeResult`.
+
+    Raises:
+        InputError: frames that are not ``[T, H, W, 3]`` or smaller than 8 pixels.
+    """
+    raw = _as_frames(frames)
+    x, k = _downscale(raw)
+    t, h, w, _ = x.shape
+
+    bg_frames = _border_background(x)
+    bg = np.median(bg_frames, axis=0)
+    background, bg_conf = _nearest({b.value: float(np.linalg.norm(bg - np.asarray(rgb))) for b, rgb in BACKGROUND_RGB.items()})
+
+    diff = x - bg_frames[:, None, None, :]
+    dist = np.linalg.norm(diff, axis=-1)  # [T, h, w]
+    peak = dist.reshape(t, -1).max(axis=1)
+    present = peak >= MIN_CONTRAST
+    # Object colour per frame: the mean of its core, where contrast is near the frame's peak.
+    obj = np.full((t, 3), np.nan, np.float32)
+    for i in np.flatnonzero(present):
+        core = dist[i] >= CORE_FRACTION * peak[i]
+        obj[i] = x[i][core].mean(axis=0)
+
+    # Opacity: projection of (pixel - background) onto (object - background).
+    alpha = np.zeros((t, h, w), np.float32)
+    for i in np.flatnonzero(present):
+        u = obj[i] - bg_frames[i]
+        a = np.clip(diff[i] @ u / float(u @ u), 0.0, 1.0)
+        a[a < ALPHA_FLOOR] = 0.0
+        alpha[i] = a
+    area = alpha.sum(axis=(1, 2))
+    present &= area >= MIN_AREA_FRACTION * h * w
+
+    ys, xs = np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32)
+    track = np.full((t, 2), np.nan, np.float64)
+    fills, skews, sides = [], [], []
+    for i in np.flatnonzero(present):
+        a, m = alpha[i], float(area[i])
+        row_mass, col_mass = a.sum(axis=1), a.sum(axis=0)
+        cx, cy = float(col_mass @ xs) / m, float(row_mass @ ys) / m
+        track[i] = cx, cy
+        # Soft bounding box: each column/row counts by its most opaque pixel.
+        width, height = float(a.max(axis=0).sum()), float(a.max(axis=1).sum())
+        fills.append(m / (width * height))
+        var = float(row_mass @ (ys - cy) ** 2) / m
+        skews.append(float(row_mass @ (ys - cy) ** 3) / m / var**1.5 if var > 0 else 0.0)
+        sides.append(math.sqrt(width * height) / min(h, w))
+
+    diagnostics: dict[str, object] = {
+        "background_rgb": [round(float(v), 1) for v in bg],
+        "frames_with_object": int(present.sum()),
+        "downscale": k,
+    }
+    confidence = {"background": bg_conf}
+    color = shape = motion = None
+    size = None
+    if present.any():
+        obj_rgb = np.median(obj[present], axis=0)
+        hue, sat, val = colorsys.rgb_to_hsv(*(np.clip(obj_rgb, 0, 255) / 255.0))
+        hue *= 360.0
+        diagnostics.update(object_rgb=[round(float(v), 1) for v in obj_rgb], hue=round(hue, 1),
+                           saturation=round(sat, 3), value=round(val, 3))
+        if sat >= MIN_SATURATION:
+            gaps = {c.value: abs((hue - h0 + 180.0) % 360.0 - 180.0) for c, h0 in COLOR_HUES.items()}
+            color = min(gaps, key=gaps.get)
+            # Neighbouring hues are 60 degrees apart: 30 degrees off is a coin toss.
+            confidence["color"] = max(0.0, 1.0 - gaps[color] / 30.0)
+
+        fill, skew = float(np.median(fills)), float(np.median(skews))
+        shape, confidence["shape"] = _classify_shape(fill, skew)
+        size = float(np.median(sides))
+        diagnostics.update(fill_ratio=round(fill, 3), skewness=round(skew, 3), size=round(size, 3))
+
+    valid = np.flatnonzero(present)
+    if len(valid) >= 2:
+        steps = valid.astype(np.float64)
+        vx, vy = _theil_sen_slope(steps, track[valid, 0]), _theil_sen_slope(steps, track[valid, 1])
+        # Displacement over the whole clip, as a fraction of the frame along each axis.
+        dx, dy = vx * (t - 1) / w, vy * (t - 1) / h
+        diagnostics.update(displacement=(round(dx, 4), round(dy, 4)))
+        reach = max(abs(dx), abs(dy))
+        if reach < still_threshold:
+            motion = Motion.STILL.value
+            confidence["motion"] = 1.0 - reach / still_threshold
+        else:
+            if abs(dx) >= abs(dy):
+                motion = (Motion.RIGHT if dx > 0 else Motion.LEFT).value
+            else:
+                motion = (Motion.DOWN if dy > 0 else Motion.UP).value
+            # Both the distance past the threshold and the dominance of one axis.
+            axis_margin = (reach - min(abs(dx), abs(dy))) / reach
+            confidence["motion"] = min(axis_margin, min(1.0, reach / still_threshold - 1.0))
+
+    track[:, :] = (track + 0.5) * k - 0.5  # back to input pixel coordinates (pixel centres)
+    return JudgeResult(
+        color=color,
+        shape=shape,
+        motion=motion,
+        background=background,
+        size=size,
+        track=track,
+        area=area * k * k * present,
+        confidence={name: round(float(v), 4) for name, v in confidence.items()},
+        diagnostics=diagnostics,
+    )
+
+
+def judge_video(
+    path: str | os.PathLike,
+    *,
+    indices: Sequence[int] | None = None,
+    still_threshold: float = STILL_THRESHOLD,
+) -> JudgeResult:
+    """Decode a video (all frames, or ``indices``) with :func:`vidgen.io.read_frames` and judge it.
+
+    Raises:
+        VideoError: the file is missing, unreadable or too short for ``indices``.
+        InputError: frames smaller than 8 pixels.
+    """
+    from vidgen.io.video import read_frames
+
+    return judge_frames(read_frames(path, indices), still_threshold=still_threshold)
+
+
+@dataclass(frozen=True)
+class Faithfulness:
+    """Agreement of a judged clip with a prompt.
+
+    Attributes:
+        matches: for each attribute the prompt states, whether the judge agrees.
+        score: the fraction of stated attributes that match (NaN when the prompt states none).
+    """
+
+    matches: dict[str, bool]
+    score: float
+
+
+def faithfulness(result: JudgeResult, prompt: str | ToyAttrs | Mapping[str, object | None]) -> Faithfulness:
+    """Per-attribute agreement between a judged clip and what the prompt asked for.
+
+    Attributes the prompt does not state (``None``) are ignored. Colour, shape,
+    motion and background must equal the judge's verdict; a stated size
+    (``small``/``large``) holds when the judged side is on its side of the
+    middle between the two size ranges.
+
+    Args:
+        result: the judge's reading of the generated clip.
+        prompt: the prompt text (parsed with :func:`parse_caption`), a
+            :class:`ToyAttrs`, or a mapping like the parser's output.
+
+    Returns:
+        A :class:`Faithfulness`.
+
+    Raises:
+        InputError: a mapping with keys outside the judged attributes and ``size``.
+    """
+    if isinstance(prompt, str):
+        wanted: Mapping[str, object | None] = parse_caption(prompt)
+    elif isinstance(prompt, ToyAttrs):
+        wanted = prompt.as_dict()
+    else:
+        wanted = prompt
+        unknown = sorted(set(wanted) - set(ATTRIBUTES) - {"size"})
+        if unknown:
+            raise InputError(f"unknown toy-world attribute {unknown[0]!r} in prompt attributes")
+    matches: dict[str, bool] = {}
+    for name in ATTRIBUTES:
+        value = wanted.get(name)
+        if value is not None:
+            target = value.value if hasattr(value, "value") else str(value)
+            matches[name] = getattr(result, name) == target
+    size = wanted.get("size")
+    if size is not None:
+        size = size.value if hasattr(size, "value") else str(size)
+        if size != SizeClass.MEDIUM.value:
+            judged = result.size
+            matches["size"] = judged is not None and ((judged < SIZE_SPLIT) == (size == SizeClass.SMALL.value))
+    score = sum(matches.values()) / len(matches) if matches else float("nan")
+    return Faithfulness(matches, score)
+
+
+def boundary_jump(frames_a, frames_b) -> float:
+    """Distance in pixels between the object's centroid in the last frame of clip A and the first of clip B.
+
+    The measure of continuity between consecutive clips of a story: ground-truth
+    toy-world stories jump by one frame's motion.
+
+    Args:
+        frames_a, frames_b: ``[T, H, W, 3]`` clips of the same frame size.
+
+    Returns:
+        The distance, or NaN when the object is missing from either frame.
+
+    Raises:
+        InputError: clips of different frame sizes, or bad frames.
+    """
+    a, b = _as_frames(frames_a), _as_frames(frames_b)
+    if a.shape[1:] != b.shape[1:]:
+        raise InputError(f"clips differ in frame size: {a.shape[2]}x{a.shape[1]} and {b.shape[2]}x{b.shape[1]}")
+    end = judge_frames(a).track[-1]
+    start = judge_frames(b).track[0]
+    return float(np.hypot(*(start - end)))
+
+
+@dataclass(frozen=True)
+class JudgeAccuracy:
+    """How often the judge reads ground-truth clips right.
+
+    Attributes:
+        num_clips: clips judged.
+        accuracy: per attribute, and ``all`` (every attribute right), the fraction correct.
+        failures: ``(clip index, attribute, truth, verdict)`` for every miss.
+    """
+
+    num_clips: int
+    accuracy: dict[str, float]
+    failures: list[tuple[int, str, str, str | None]]
+
+
+def judge_accuracy(
+    num_clips: int,
+    size: int | Sequence[int] = 32,
+    *,
+    num_frames: int = 16,
+    seed: int = 0,
+    mp4: bool = False,
+    upscale: int = 1,
+    upscale_mode: str = "nearest",
+) -> JudgeAccuracy:
+    """Judge clean ground-truth toy-world clips (all attribute combinations) and count agreement.
+
+    Args:
+        num_clips: clips to render and judge (samples ``0..num_clips-1`` of seed ``seed``).
+        size: frame side or ``(width, height)``.
+        num_frames: frames per clip.
+        seed: sample stream seed.
+        mp4: write the clips back to back into one H.264 MP4 with
+            :func:`vidgen.io.write_video` (as in a toy source video) and judge
+            the frames :func:`vidgen.io.read_frames` decodes.
+        upscale, upscale_mode: enlarge before encoding, as ``vidgen sample --upscale`` does.
+
+    Returns:
+        A :class:`JudgeAccuracy`.
+
+    Raises:
+        InputError: ``num_clips`` < 1 or a bad size.
+    """
+    import tempfile
+
+    from vidgen.data.toyworld import make_sample
+    from vidgen.io.video import read_frames
+    from vidgen.io.writer import upscale as enlarge
+    from vidgen.io.writer import write_video
+
+    if num_clips < 1:
+        raise InputError(f"num_clips must be at least 1, got {num_clips}")
+    samples = [make_sample(i, seed=seed, num_frames=num_frames, size=size, split="all") for i in range(num_clips)]
+    clips = [enlarge(s.frames, upscale, upscale_mode) for s in samples]
+    if mp4:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "clips.mp4")
+            write_video(path, np.concatenate(clips), fps=8)
+            decoded = read_frames(path)
+        clips = [decoded[i * num_frames : (i + 1) * num_frames] for i in range(num_clips)]
+    failures = []
+    wrong_clips = set()
+    for index, (sample, frames) in enumerate(zip(samples, clips)):
+        verdict = judge_frames(frames).attributes()
+        for name, truth in sample.attrs.as_dict().items():
+            if verdict[name] != truth:
+                failures.append((index, name, truth, verdict[name]))
+                wrong_clips.add(index)
+    accuracy = {name: 1.0 - sum(f[1] == name for f in failures) / num_clips for name in ATTRIBUTES}
+    accuracy["all"] = 1.0 - len(wrong_clips) / num_clips
+    return JudgeAccuracy(num_clips, accuracy, failures)
