@@ -61,9 +61,10 @@ MIN_SATURATION = 0.2
 # circle and square 0). Blur pulls the triangle towards the circle in fill ratio (0.5 -> ~0.8 at
 # a blur of a quarter of its side) but only shrinks its skewness (to ~-0.3), so skewness decides
 # triangles first and the fill ratio then splits circle from square at the midpoint of theirs.
+SHAPE_FILL: Mapping[Shape, float] = {Shape.CIRCLE: math.pi / 4, Shape.SQUARE: 1.0, Shape.TRIANGLE: 0.5}
 TRIANGLE_SKEW = -2 * math.sqrt(2) / 5
 SKEW_SPLIT = -0.2
-FILL_SPLIT = (math.pi / 4 + 1.0) / 2
+FILL_SPLIT = (SHAPE_FILL[Shape.CIRCLE] + SHAPE_FILL[Shape.SQUARE]) / 2
 # A side between the small and large ranges splits "small" from "large" prompts.
 SIZE_SPLIT = (SMALL_BELOW + LARGE_ABOVE) / 2
 
@@ -75,7 +76,8 @@ class JudgeResult:
     Attributes:
         color, shape, motion, background: canonical names, ``None`` when undecidable
             (no object found, an achromatic object, fewer than two frames with an object).
-        size: object side (sqrt of its bounding-box area) as a fraction of the shorter frame side.
+        size: object side (from its area and the judged shape's fill ratio) as a fraction of the
+            shorter frame side.
         track: ``[T, 2]`` object centroid ``(x, y)`` per frame in input pixels, NaN where absent.
         area: ``[T]`` object area per frame in input pixels (sum of opacity), 0 where absent.
         confidence: per attribute, a margin in [0, 1] (0 = on a decision boundary).
@@ -135,6 +137,37 @@ def _nearest(distances: Mapping[str, float]) -> tuple[str, float]:
     return best, float((d2 - d1) / (d2 + d1)) if d2 + d1 > 0 else 0.0
 
 
+def _weighted_median(mass: np.ndarray) -> int:
+    """Index where the cumulative mass first reaches half the total."""
+    cumulative = np.cumsum(mass)
+    return int(np.searchsorted(cumulative, cumulative[-1] / 2))
+
+
+def _keep_object(a: np.ndarray) -> np.ndarray:
+    """Zero stray specks and far-off blobs so that only the main object carries opacity.
+
+    The shape features are moments, and the third moment weighs far-off mass by
+    the cube of its distance, so a few noisy pixels across the frame could
+    outweigh the object. A pixel keeps its opacity when its 3x3 neighbourhood
+    averages at least ALPHA_FLOOR (an isolated noisy pixel's does not; an edge
+    pixel's does, through its neighbours inside the object) and when it lies
+    within 1.5 object sides (+2 pixels for blur) of the opacity-weighted median
+    position, which a minority of stray mass cannot move far.
+    """
+    h, w = a.shape
+    padded = np.pad(a, 1)
+    local = sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9.0
+    a = np.where(local >= ALPHA_FLOOR, a, 0.0)
+    total = float(a.sum())
+    if total <= 0.0:
+        return a
+    my, mx = _weighted_median(a.sum(axis=1)), _weighted_median(a.sum(axis=0))
+    reach = int(math.ceil(1.5 * math.sqrt(total) + 2))
+    window = np.zeros_like(a)
+    window[max(0, my - reach) : my + reach + 1, max(0, mx - reach) : mx + reach + 1] = 1.0
+    return a * window
+
+
 def _theil_sen_slope(t: np.ndarray, v: np.ndarray) -> float:
     """Median of pairwise slopes (Theil 1950, Sen 1968): ignores up to ~29% outlying points."""
     i, j = np.triu_indices(len(t), k=1)
@@ -143,11 +176,81 @@ def _theil_sen_slope(t: np.ndarray, v: np.ndarray) -> float:
 
 def _classify_shape(fill: float, skew: float) -> tuple[str, float]:
     """Shape and margin in [0, 1] from the fill ratio and vertical skewness (see the constants above)."""
-    skew_margin = min(1.0, abs(skew - SKEW_SPLIT) / abs(TRIANGLE_SKEW - SKEW_SPLIT))
+    # Margins: the way from the split to the prototype that was chosen, clipped to [0, 1].
     if skew < SKEW_SPLIT:
-        return Shape.TRIANGLE.value, skew_margin
-    fill_margin = min(1.0, abs(fill - FILL_SPLIT) / (1.0 - FILL_SPLIT))
+        return Shape.TRIANGLE.value, min(1.0, (SKEW_SPLIT - skew) / (SKEW_SPLIT - TRIANGLE_SKEW))
+    skew_margin = min(1.0, (skew - SKEW_SPLIT) / -SKEW_SPLIT)
+    fill_margin = min(1.0, abs(fill - FILL_SPLIT) / (SHAPE_FILL[Shape.SQUARE] - FILL_SPLIT))
     return (Shape.SQUARE if fill >= FILL_SPLIT else Shape.CIRCLE).value, min(skew_margin, fill_margin)
+
+
+def _object_opacity(x: np.ndarray, bg_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame opacity ``[T, h, w]``, object colour ``[T, 3]`` (NaN where absent) and presence ``[T]``."""
+    t, h, w, _ = x.shape
+    diff = x - bg_frames[:, None, None, :]
+    dist = np.linalg.norm(diff, axis=-1)
+    peak = dist.reshape(t, -1).max(axis=1)
+    present = peak >= MIN_CONTRAST
+    obj = np.full((t, 3), np.nan, np.float32)
+    alpha = np.zeros((t, h, w), np.float32)
+    for i in np.flatnonzero(present):
+        # The object's colour: the mean of its core, where contrast is near the frame's peak.
+        obj[i] = x[i][dist[i] >= CORE_FRACTION * peak[i]].mean(axis=0)
+        # Opacity: projection of (pixel - background) onto (object - background).
+        u = obj[i] - bg_frames[i]
+        a = np.clip(diff[i] @ u / float(u @ u), 0.0, 1.0)
+        a[a < ALPHA_FLOOR] = 0.0
+        alpha[i] = _keep_object(a)
+    present &= alpha.sum(axis=(1, 2)) >= MIN_AREA_FRACTION * h * w
+    return alpha, obj, present
+
+
+def _moments(a: np.ndarray) -> tuple[float, float, float, float]:
+    """Centroid ``(x, y)``, bounding-box fill ratio and vertical skewness of one frame's opacity."""
+    h, w = a.shape
+    ys, xs = np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64)
+    mass = float(a.sum())
+    row_mass, col_mass = a.sum(axis=1), a.sum(axis=0)
+    cx, cy = float(col_mass @ xs) / mass, float(row_mass @ ys) / mass
+    # Soft bounding box: each column/row counts by its most opaque pixel.
+    width, height = float(a.max(axis=0).sum()), float(a.max(axis=1).sum())
+    var = float(row_mass @ (ys - cy) ** 2) / mass
+    skew = float(row_mass @ (ys - cy) ** 3) / mass / var**1.5 if var > 0 else 0.0
+    return cx, cy, mass / (width * height), skew
+
+
+def _read_color(rgb: np.ndarray) -> tuple[str | None, float, dict[str, object]]:
+    """Nearest world hue of an object colour, a margin, and the measured hue/saturation/value."""
+    hue, sat, val = colorsys.rgb_to_hsv(*(float(v) / 255.0 for v in np.clip(rgb, 0, 255)))
+    hue *= 360.0
+    diagnostics = {"object_rgb": [round(float(v), 1) for v in rgb], "hue": round(hue, 1),
+                   "saturation": round(sat, 3), "value": round(val, 3)}
+    if sat < MIN_SATURATION:
+        return None, 0.0, diagnostics
+    gaps = {c.value: abs((hue - h0 + 180.0) % 360.0 - 180.0) for c, h0 in COLOR_HUES.items()}
+    color = min(gaps, key=gaps.get)
+    # Neighbouring hues are 60 degrees apart: 30 degrees off is a coin toss.
+    return color, max(0.0, 1.0 - gaps[color] / 30.0), diagnostics
+
+
+def _read_motion(track: np.ndarray, present: np.ndarray, size: tuple[int, int], still_threshold: float
+                 ) -> tuple[str, float, tuple[float, float]]:
+    """Direction (or still), a margin, and the fitted displacement over the clip in frame fractions."""
+    w, h = size
+    valid = np.flatnonzero(present)
+    steps = valid.astype(np.float64)
+    vx, vy = _theil_sen_slope(steps, track[valid, 0]), _theil_sen_slope(steps, track[valid, 1])
+    dx, dy = vx * (len(track) - 1) / w, vy * (len(track) - 1) / h
+    reach = max(abs(dx), abs(dy))
+    if reach < still_threshold:
+        return Motion.STILL.value, 1.0 - reach / still_threshold, (dx, dy)
+    if abs(dx) >= abs(dy):
+        motion = Motion.RIGHT if dx > 0 else Motion.LEFT
+    else:
+        motion = Motion.DOWN if dy > 0 else Motion.UP
+    # Both the distance past the threshold and the dominance of one axis.
+    axis_margin = (reach - min(abs(dx), abs(dy))) / reach
+    return motion.value, min(axis_margin, reach / still_threshold - 1.0, 1.0), (dx, dy)
 
 
 def judge_frames(frames, *, still_threshold: float = STILL_THRESHOLD) -> JudgeResult:
@@ -164,103 +267,47 @@ def judge_frames(frames, *, still_threshold: float = STILL_THRESHOLD) -> JudgeRe
     Raises:
         InputError: frames that are not ``[T, H, W, 3]`` or smaller than 8 pixels.
     """
-    raw = _as_frames(frames)
-    x, k = _downscale(raw)
+    x, k = _downscale(_as_frames(frames))
     t, h, w, _ = x.shape
-
     bg_frames = _border_background(x)
     bg = np.median(bg_frames, axis=0)
-    background, bg_conf = _nearest({b.value: float(np.linalg.norm(bg - np.asarray(rgb))) for b, rgb in BACKGROUND_RGB.items()})
+    background, bg_margin = _nearest({b.value: float(np.linalg.norm(bg - np.asarray(rgb))) for b, rgb in BACKGROUND_RGB.items()})
+    alpha, obj, present = _object_opacity(x, bg_frames)
+    area = alpha.sum(axis=(1, 2)) * present
 
-    diff = x - bg_frames[:, None, None, :]
-    dist = np.linalg.norm(diff, axis=-1)  # [T, h, w]
-    peak = dist.reshape(t, -1).max(axis=1)
-    present = peak >= MIN_CONTRAST
-    # Object colour per frame: the mean of its core, where contrast is near the frame's peak.
-    obj = np.full((t, 3), np.nan, np.float32)
-    for i in np.flatnonzero(present):
-        core = dist[i] >= CORE_FRACTION * peak[i]
-        obj[i] = x[i][core].mean(axis=0)
-
-    # Opacity: projection of (pixel - background) onto (object - background).
-    alpha = np.zeros((t, h, w), np.float32)
-    for i in np.flatnonzero(present):
-        u = obj[i] - bg_frames[i]
-        a = np.clip(diff[i] @ u / float(u @ u), 0.0, 1.0)
-        a[a < ALPHA_FLOOR] = 0.0
-        alpha[i] = a
-    area = alpha.sum(axis=(1, 2))
-    present &= area >= MIN_AREA_FRACTION * h * w
-
-    ys, xs = np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32)
     track = np.full((t, 2), np.nan, np.float64)
-    fills, skews, sides = [], [], []
+    features = []
     for i in np.flatnonzero(present):
-        a, m = alpha[i], float(area[i])
-        row_mass, col_mass = a.sum(axis=1), a.sum(axis=0)
-        cx, cy = float(col_mass @ xs) / m, float(row_mass @ ys) / m
+        cx, cy, fill, skew = _moments(alpha[i])
         track[i] = cx, cy
-        # Soft bounding box: each column/row counts by its most opaque pixel.
-        width, height = float(a.max(axis=0).sum()), float(a.max(axis=1).sum())
-        fills.append(m / (width * height))
-        var = float(row_mass @ (ys - cy) ** 2) / m
-        skews.append(float(row_mass @ (ys - cy) ** 3) / m / var**1.5 if var > 0 else 0.0)
-        sides.append(math.sqrt(width * height) / min(h, w))
+        features.append((fill, skew))
 
+    confidence: dict[str, float] = {"background": bg_margin}
     diagnostics: dict[str, object] = {
         "background_rgb": [round(float(v), 1) for v in bg],
         "frames_with_object": int(present.sum()),
         "downscale": k,
     }
-    confidence = {"background": bg_conf}
-    color = shape = motion = None
-    size = None
+    color = shape = motion = size = None
     if present.any():
-        obj_rgb = np.median(obj[present], axis=0)
-        hue, sat, val = colorsys.rgb_to_hsv(*(np.clip(obj_rgb, 0, 255) / 255.0))
-        hue *= 360.0
-        diagnostics.update(object_rgb=[round(float(v), 1) for v in obj_rgb], hue=round(hue, 1),
-                           saturation=round(sat, 3), value=round(val, 3))
-        if sat >= MIN_SATURATION:
-            gaps = {c.value: abs((hue - h0 + 180.0) % 360.0 - 180.0) for c, h0 in COLOR_HUES.items()}
-            color = min(gaps, key=gaps.get)
-            # Neighbouring hues are 60 degrees apart: 30 degrees off is a coin toss.
-            confidence["color"] = max(0.0, 1.0 - gaps[color] / 30.0)
-
-        fill, skew = float(np.median(fills)), float(np.median(skews))
+        color, confidence["color"], color_diagnostics = _read_color(np.median(obj[present], axis=0))
+        fill, skew = (float(v) for v in np.median(np.array(features), axis=0))
         shape, confidence["shape"] = _classify_shape(fill, skew)
-        size = float(np.median(sides))
-        diagnostics.update(fill_ratio=round(fill, 3), skewness=round(skew, 3), size=round(size, 3))
+        # Side from the area (which blur and anti-aliasing preserve) and the shape's fill ratio.
+        size = math.sqrt(float(np.median(area[present])) / SHAPE_FILL[Shape(shape)]) / min(h, w)
+        diagnostics.update(color_diagnostics, fill_ratio=round(fill, 3), skewness=round(skew, 3), size=round(size, 3))
+    if present.sum() >= 2:
+        motion, confidence["motion"], (dx, dy) = _read_motion(track, present, (w, h), still_threshold)
+        diagnostics["displacement"] = (round(dx, 4), round(dy, 4))
 
-    valid = np.flatnonzero(present)
-    if len(valid) >= 2:
-        steps = valid.astype(np.float64)
-        vx, vy = _theil_sen_slope(steps, track[valid, 0]), _theil_sen_slope(steps, track[valid, 1])
-        # Displacement over the whole clip, as a fraction of the frame along each axis.
-        dx, dy = vx * (t - 1) / w, vy * (t - 1) / h
-        diagnostics.update(displacement=(round(dx, 4), round(dy, 4)))
-        reach = max(abs(dx), abs(dy))
-        if reach < still_threshold:
-            motion = Motion.STILL.value
-            confidence["motion"] = 1.0 - reach / still_threshold
-        else:
-            if abs(dx) >= abs(dy):
-                motion = (Motion.RIGHT if dx > 0 else Motion.LEFT).value
-            else:
-                motion = (Motion.DOWN if dy > 0 else Motion.UP).value
-            # Both the distance past the threshold and the dominance of one axis.
-            axis_margin = (reach - min(abs(dx), abs(dy))) / reach
-            confidence["motion"] = min(axis_margin, min(1.0, reach / still_threshold - 1.0))
-
-    track[:, :] = (track + 0.5) * k - 0.5  # back to input pixel coordinates (pixel centres)
     return JudgeResult(
         color=color,
         shape=shape,
         motion=motion,
         background=background,
         size=size,
-        track=track,
-        area=area * k * k * present,
+        track=(track + 0.5) * k - 0.5,  # back to input pixel coordinates (pixel centres)
+        area=area * k * k,
         confidence={name: round(float(v), 4) for name, v in confidence.items()},
         diagnostics=diagnostics,
     )
