@@ -175,6 +175,14 @@ def test_parser_recovers_every_template_and_every_synonym():
     assert checked == len(tw.CAPTION_TEMPLATES) * (longest + 270)
 
 
+def test_canonical_captions_name_every_attribute():
+    for attrs in tw.all_attrs():
+        parsed = tw.parse_caption(tw.canonical_caption(attrs))
+        assert {k: parsed[k] for k in tw.ATTRIBUTES} == attrs.as_dict()
+        assert tw.parse_caption(tw.canonical_caption(attrs, background=False))["background"] is None
+    assert tw.canonical_caption(tw.ToyAttrs("red", "circle", "left", "white")) == "a red circle moves left on a white background"
+
+
 def test_generated_captions_state_what_their_mentioned_fields_say():
     texts = set()
     for i in range(400):

@@ -7,6 +7,7 @@ and on generated videos:
 - object: each pixel's opacity ``alpha`` is its projection onto the line from
   the background colour to the object colour (anti-aliased edges, blur and
   codec smear keep their fractional weight instead of being thresholded away);
+  isolated specks and far-off blobs are dropped, so the moments see one object;
 - colour: the hue of the object's core pixels, nearest of the six world hues
   (mixing with an achromatic background never changes hue);
 - shape: how much of its bounding box the mask fills (circle pi/4, square 1,

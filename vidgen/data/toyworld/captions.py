@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from vidgen.data.toyworld.world import Background, Color, Motion, Scene, Shape, SizeClass
+from vidgen.data.toyworld.world import Background, Color, Motion, Scene, Shape, SizeClass, ToyAttrs
 
 COLOR_WORDS: Mapping[Color, tuple[str, ...]] = {
     Color.RED: ("red", "scarlet", "crimson"),
@@ -174,6 +174,17 @@ def format_caption(
     obj = " ".join(w for w in (size_word, color_word, shape_word) if w)
     text = template.format(obj=obj, m=motion_phrase[0], mp=motion_phrase[1], bg=background_word)
     return _AN_RE.sub(r"\1n ", text)  # "a aqua box" -> "an aqua box"
+
+
+def canonical_caption(attrs: ToyAttrs, *, background: bool = True) -> str:
+    """The plain prompt for ``attrs`` with the first word of every table, e.g. for evaluation.
+
+    ``"a red circle moves left on a white background"`` (without the background
+    clause when ``background`` is false).
+    """
+    template = "a {obj} {m} on a {bg} background" if background else "a {obj} {m}"  # two of CAPTION_TEMPLATES
+    return format_caption(template, COLOR_WORDS[attrs.color][0], SHAPE_WORDS[attrs.shape][0],
+                          MOTION_PHRASES[attrs.motion][0], BACKGROUND_WORDS[attrs.background][0])
 
 
 def make_caption(scene: Scene, rng: np.random.Generator) -> Caption:
