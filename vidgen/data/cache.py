@@ -213,7 +213,8 @@ def _items(shard: CacheShard, policy: FramePolicy, seed: int, skipped: dict[str,
         dataset = ShardVideoDataset(shard.url, policy=policy, seed=seed, shuffle_shards=False, split_by_node=False)
         yield from dataset
         for reason, count in dataset.skipped.items():
-            skipped[reason] = skipped.get(reason, 0) + count
+            if count:
+                skipped[reason] = skipped.get(reason, 0) + count
         return
     for key, path, caption in shard.clips:
         try:

@@ -49,7 +49,7 @@ def scaled_size(width: int, height: int, short_side: int) -> tuple[int, int]:
     if short_side < 2:
         raise InputError(f"short side must be at least 2 pixels, got {short_side}")
     scale = short_side / min(width, height)
-    w, h = max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+    w, h = (max(2, int(side * scale / 2 + 0.5) * 2) for side in (width, height))  # nearest even, halves up
     return w, h
 
 

@@ -161,6 +161,9 @@ def write_shards(rows: Iterable[Row], clips_dir: str | os.PathLike, out_dir: str
         counts.append(writer.count)
         writer.close()
     except BaseException:
+        if getattr(writer, "tarstream", None) is not None:
+            with contextlib.suppress(Exception):
+                writer.tarstream.close()  # end the tar cleanly before its file goes away
         for fname, handle in open_files.items():
             handle.close()
             with contextlib.suppress(FileNotFoundError):
