@@ -17,6 +17,7 @@ import concurrent.futures as cf
 import csv
 import json
 import logging
+import multiprocessing as mp
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -395,7 +396,9 @@ def cut_clips(rows: Iterable[Row], sources: SourceIndex, out_dir: str | os.PathL
         for job in jobs():
             report.add(_run_job(job))
     else:
-        with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+        # forkserver: workers start from a clean process, not a fork of one that may hold threads (torch, PyAV).
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method)) as pool:
             pending: set[cf.Future] = set()
             for job in jobs():
                 pending.add(pool.submit(_run_job, job))

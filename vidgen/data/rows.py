@@ -31,7 +31,6 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "aesthetic_score": ("Aesthetic_Score", "aesthetic_score", "Aesthetic_score"),
     "umt_score": ("UMT_Score", "umt_score", "UMT_score"),
 }
-_ALIAS_NAMES = frozenset(name for names in ALIASES.values() for name in names)
 
 YOUTUBE_ID_RE = re.compile(r"[A-Za-z0-9_-]{11}")
 _TIMESTAMP_RE = re.compile(r"(\d+):([0-5]\d):([0-5]\d(?:\.\d+)?)")
@@ -68,6 +67,17 @@ def check_youtube_id(value: object) -> str:
     return value  # type: ignore[return-value]
 
 
+def _fast_timestamp(text: str) -> float | None:
+    """Seconds of the exact ``HH:MM:SS.mmm`` shape InternVid writes (most rows), else ``None``."""
+    if len(text) != 12 or text[2] != ":" or text[5] != ":" or text[8] != ".":
+        return None
+    digits = text[0:2] + text[3:5] + text[6:8] + text[9:12]
+    if not (digits.isascii() and digits.isdigit()) or text[3] > "5" or text[6] > "5":
+        return None
+    # Milliseconds as one integer, divided once: the correctly rounded float.
+    return (int(digits[0:2]) * 3_600_000 + int(digits[2:4]) * 60_000 + int(digits[4:6]) * 1000 + int(digits[6:9])) / 1000
+
+
 def parse_timestamp(value: object) -> float:
     """Seconds from an InternVid timestamp ``HH:MM:SS.mmm`` (or a number of seconds).
 
@@ -83,10 +93,17 @@ def parse_timestamp(value: object) -> float:
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip()
+        fast = _fast_timestamp(text)
+        if fast is not None:
+            return fast
         match = _TIMESTAMP_RE.fullmatch(text)
         if match:
             hours, minutes, secs = match.groups()
-            seconds = float(int(hours) * 3600 + int(minutes) * 60 + Decimal(secs))
+            whole, _, frac = secs.partition(".")
+            scale = 10 ** len(frac)
+            # One integer division: Python rounds int / int correctly, so this is the
+            # float nearest the decimal value (no error from adding parts).
+            seconds = ((int(hours) * 3600 + int(minutes) * 60 + int(whole)) * scale + int(frac or 0)) / scale
         else:
             try:
                 seconds = float(Decimal(text))  # a plain number of seconds ("453.689")
@@ -124,14 +141,18 @@ def _score(value: object, name: str) -> float | None:
     return score
 
 
-def _field(record: Mapping[str, Any], name: str) -> tuple[str | None, Any]:
-    for key in ALIASES[name]:
-        if key in record:
-            return key, record[key]
-    return None, None
+def _fields(record: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+    """``{field: (column, value)}`` for the fields present, trying each field's spellings in order."""
+    found = {}
+    for name, spellings in ALIASES.items():
+        for key in spellings:
+            if key in record:
+                found[name] = (key, record[key])
+                break
+    return found
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Row:
     """One InternVid clip: which video, which span, its caption and scores.
 
@@ -214,13 +235,15 @@ def parse_row(record: Mapping[str, Any]) -> Row:
             a YouTube ID that is not 11 safe characters, a caption that is not
             text, or a score that is not a number.
     """
-    if not isinstance(record, Mapping):
+    if not isinstance(record, dict) and not isinstance(record, Mapping):  # dict first: the ABC check is slow
         raise RowError(f"expected an object with InternVid columns, got {type(record).__name__}")
-    missing = [ALIASES[name][0] for name in ("youtube_id", "start", "end", "caption") if _field(record, name)[0] is None]
+    fields = _fields(record)
+    missing = [ALIASES[name][0] for name in ("youtube_id", "start", "end", "caption") if name not in fields]
     if missing:
         raise RowError(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    _, raw_id = _field(record, "youtube_id")
-    extra = {k: v for k, v in record.items() if k not in _ALIAS_NAMES}
+    raw_id = fields["youtube_id"][1]
+    used = {column for column, _ in fields.values()}
+    extra = {k: v for k, v in record.items() if k not in used} if len(record) > len(used) else {}
     youtube_id = raw_id
     if isinstance(raw_id, str) and not is_youtube_id(raw_id) and ("/" in raw_id or "." in raw_id):
         # Some mirrors put a local file path in place of the ID; the ID is the
@@ -228,19 +251,21 @@ def parse_row(record: Mapping[str, Any]) -> Row:
         youtube_id = os.path.basename(raw_id)[:11]
         extra.setdefault("video_path", raw_id)
     check_youtube_id(youtube_id)
-    start = parse_timestamp(_field(record, "start")[1])
-    end = parse_timestamp(_field(record, "end")[1])
+    start = parse_timestamp(fields["start"][1])
+    end = parse_timestamp(fields["end"][1])
     if end <= start:
         raise RowError(f"end {format_timestamp(end)} is not after start {format_timestamp(start)}")
-    caption = _field(record, "caption")[1]
+    caption = fields["caption"][1]
     if not isinstance(caption, str):
         raise RowError(f"Caption {caption!r} is not text")
+    aesthetic = fields.get("aesthetic_score")
+    umt = fields.get("umt_score")
     return Row(
         youtube_id=youtube_id,
         start=start,
         end=end,
         caption=caption,
-        aesthetic_score=_score(_field(record, "aesthetic_score")[1], "Aesthetic_Score"),
-        umt_score=_score(_field(record, "umt_score")[1], "UMT_Score"),
+        aesthetic_score=None if aesthetic is None else _score(aesthetic[1], "Aesthetic_Score"),
+        umt_score=None if umt is None else _score(umt[1], "UMT_Score"),
         extra=extra,
     )

@@ -175,9 +175,8 @@ def plot_stats(stats: RowStats, path: str | os.PathLike, *, overwrite: bool = Fa
         MissingExtraError: matplotlib is not installed.
         OutputError: the file exists without ``overwrite``.
     """
-    matplotlib = require("matplotlib", "plotting row statistics")
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    require("matplotlib", "plotting row statistics")
+    from matplotlib.figure import Figure  # the object API draws with Agg and leaves pyplot's backend alone
 
     fig = Figure(figsize=(11, 7), dpi=100)
     axes = fig.subplots(2, 2).ravel()
