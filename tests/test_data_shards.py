@@ -206,3 +206,14 @@ def test_expand_urls_errors(tmp_path):
         expand_urls(tmp_path / "x.tar")
     with pytest.raises(DataError, match="match"):
         expand_urls(str(tmp_path / "*.tar"))
+
+
+def test_repeat_streams_past_the_end(tmp_path, clip_folder):
+    import itertools
+
+    folder, rows = clip_folder
+    write_shards(rows[:2], folder, tmp_path / "shards", max_count=1)
+    dataset = ShardVideoDataset(tmp_path / "shards", policy=POLICY, repeat=True)
+    keys = [s["__key__"] for s in itertools.islice(dataset.raw_samples(), 7)]
+    assert len(keys) == 7 and set(keys) == {rows[0].key, rows[1].key}
+    assert {tuple(dataset.shard_order(c)) for c in range(8)} == {tuple(sorted(dataset.urls)), tuple(sorted(dataset.urls))[::-1]}

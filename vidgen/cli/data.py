@@ -342,9 +342,11 @@ def run_cache(args: argparse.Namespace) -> int:
         raise InputError("--rows goes with a clip folder input, not with shards")
     shards = (shards_from_folder(args.inputs[0], args.rows, args.clips_per_shard) if folder_input
               else shards_from_urls(args.inputs))
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # On a machine without CUDA, accelerate only forms a multi-process group (gloo) when told it runs on CPU.
+    state = PartialState(cpu=args.device == "cpu" or (args.device == "auto" and not torch.cuda.is_available()))
     device = str(state.device) if args.device == "auto" else args.device
     encoders = load_encoders(model=args.model, vae=args.vae, text_encoder=args.text_encoder, tokenizer=args.tokenizer,
                              device=device, dtype=args.model_dtype)

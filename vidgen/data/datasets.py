@@ -214,6 +214,13 @@ class ShardVideoDataset(IterableDataset):
     choices come from (seed, epoch, its key), so they do not depend on which
     worker decodes it.
 
+    Under ``accelerate`` with several processes, each rank already reads its
+    own shards: iterate the DataLoader directly (moving batches to
+    ``accelerator.device``) rather than passing it to ``accelerator.prepare``,
+    which would split the stream a second time. Ranks may hold different
+    numbers of samples; with ``repeat=True`` the stream never ends and the
+    training loop counts steps, so no rank waits for another at an epoch's end.
+
     Args:
         urls: shards: paths, folders, globs, brace patterns or fsspec URLs
             (see :func:`~vidgen.data.shards.expand_urls`).
@@ -223,6 +230,8 @@ class ShardVideoDataset(IterableDataset):
         shuffle_buffer: samples held for shuffling (0: stream order).
         shuffle_shards: shuffle the shard order each epoch.
         split_by_node: give each distributed rank its own slice of shards.
+        repeat: start over (with a new shard order) when the shards run out,
+            for step-counted training.
 
     Raises:
         DataError: no shards found.
@@ -231,7 +240,7 @@ class ShardVideoDataset(IterableDataset):
 
     def __init__(self, urls: str | os.PathLike | Sequence[str | os.PathLike], *, policy: FramePolicy | None = None,
                  caption_dropout: float = 0.0, seed: int = 0, shuffle_buffer: int = 0, shuffle_shards: bool = True,
-                 split_by_node: bool = True):
+                 split_by_node: bool = True, repeat: bool = False):
         from vidgen.data.extras import require
         from vidgen.data.shards import expand_urls
 
@@ -249,6 +258,7 @@ class ShardVideoDataset(IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.shuffle_shards = shuffle_shards
         self.split_by_node = split_by_node
+        self.repeat = repeat
         self.skip_counter = SkipCounter()
 
     def set_epoch(self, epoch: int) -> None:
@@ -264,11 +274,11 @@ class ShardVideoDataset(IterableDataset):
         self.skip_counter.add("unreadable_shard", "shard", str(exc.args[0]) if exc.args else type(exc).__name__)
         return True
 
-    def shard_order(self) -> list[str]:
-        """This epoch's shard order (before splitting by node and worker)."""
+    def shard_order(self, cycle: int = 0) -> list[str]:
+        """The shard order of this epoch (and of its ``cycle``-th pass with ``repeat``), before splitting."""
         urls = list(self.urls)
         if self.shuffle_shards:
-            random.Random(self.seed * 1_000_003 + self.epoch).shuffle(urls)
+            random.Random(hash((self.seed, self.epoch, cycle))).shuffle(urls)
         return urls
 
     def decode(self, sample: dict[str, Any]) -> dict[str, Any] | None:
@@ -295,17 +305,32 @@ class ShardVideoDataset(IterableDataset):
             caption = ""
         return {"pixel_values": pixels, "caption": caption, "key": key}
 
+    def _my_shards(self, cycle: int) -> list[str]:
+        import webdataset as wds
+
+        urls: Iterable[str] = self.shard_order(cycle)
+        if self.split_by_node:
+            urls = wds.split_by_node(urls)
+        return list(wds.split_by_worker(urls))
+
     def raw_samples(self) -> Iterator[dict[str, Any]]:
         """This process's raw samples (its node's and worker's shards), shuffled when asked."""
         import webdataset as wds
 
         from vidgen.data.shards import iter_samples
 
-        urls: Iterable[str] = self.shard_order()
-        if self.split_by_node:
-            urls = wds.split_by_node(urls)
-        urls = wds.split_by_worker(urls)
-        samples = iter_samples(urls, self._handler)
+        def stream() -> Iterator[dict[str, Any]]:
+            cycle = 0
+            while True:
+                urls = self._my_shards(cycle)
+                if not urls:
+                    return  # more workers than shards: this one has none (repeating would spin)
+                yield from iter_samples(urls, self._handler)
+                if not self.repeat:
+                    return
+                cycle += 1
+
+        samples = stream()
         if self.shuffle_buffer > 1:
             rank, _, worker, _ = wds.utils.pytorch_worker_info()
             rng = random.Random(hash((self.seed, self.epoch, rank, worker)))
