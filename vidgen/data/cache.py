@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -32,9 +31,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vidgen.data.frames import ClipTooShortError, FramePolicy, item_rng, load_clip
+from vidgen.data.frames import FramePolicy, item_rng, key_rng
 from vidgen.data.rows import Row
-from vidgen.errors import DataError, InputError, ModelLoadError, VideoError
+from vidgen.errors import DataError, InputError, ModelLoadError
 from vidgen.io.files import atomic_output, atomic_write_text, ensure_writable_dir
 
 logger = logging.getLogger(__name__)
@@ -206,28 +205,22 @@ def process_slice(shards: Sequence[CacheShard], process_index: int, num_processe
 
 
 def _items(shard: CacheShard, policy: FramePolicy, seed: int, skipped: dict[str, int]) -> Iterator[dict[str, Any]]:
-    """Decoded items of one cache unit, skipping (and counting) unusable clips."""
-    from vidgen.data.datasets import ShardVideoDataset
+    """Decoded items of one cache unit, skipping (and counting into ``skipped``) unusable clips."""
+    from vidgen.data.datasets import ShardVideoDataset, SkipCounter, load_or_skip
 
     if shard.url is not None:
         dataset = ShardVideoDataset(shard.url, policy=policy, seed=seed, shuffle_shards=False, split_by_node=False)
         yield from dataset
-        for reason, count in dataset.skipped.items():
-            if count:
-                skipped[reason] = skipped.get(reason, 0) + count
-        return
-    for key, path, caption in shard.clips:
-        try:
-            pixels = load_clip(path, policy, item_rng(seed, 0, zlib.crc32(key.encode("utf-8"))))
-        except ClipTooShortError as exc:
-            skipped["too_short"] = skipped.get("too_short", 0) + 1
-            logger.warning("skipped %s (too short): %s", key, exc)
-            continue
-        except VideoError as exc:
-            skipped["corrupt"] = skipped.get("corrupt", 0) + 1
-            logger.warning("skipped %s (corrupt): %s", key, exc)
-            continue
-        yield {"pixel_values": pixels, "caption": caption, "key": key}
+        counter = dataset.skip_counter
+    else:
+        counter = SkipCounter()
+        for key, path, caption in shard.clips:
+            pixels = load_or_skip(path, policy, key_rng(seed, 0, key), key, counter)
+            if pixels is not None:
+                yield {"pixel_values": pixels, "caption": caption, "key": key}
+    for reason, count in counter.counts().items():
+        if count:
+            skipped[reason] = skipped.get(reason, 0) + count
 
 
 def cache_paths(out_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:

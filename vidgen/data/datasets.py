@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import zlib
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from vidgen.data.frames import ClipTooShortError, FramePolicy, bytes_as_file, item_rng, load_clip
+from vidgen.data.frames import ClipTooShortError, FramePolicy, bytes_as_file, item_rng, key_rng, load_clip
 from vidgen.data.readers import RowReport, iter_rows
 from vidgen.data.rows import Row
 from vidgen.errors import DataError, InputError, VideoError
@@ -71,6 +70,24 @@ class SkipCounter:
 def _check_dropout(p: float) -> None:
     if not 0.0 <= p <= 1.0:
         raise InputError(f"caption dropout must be a probability in [0, 1], got {p!r}")
+
+
+def load_or_skip(path: str | os.PathLike, policy: FramePolicy, rng: np.random.Generator | None, key: str,
+                 counter: SkipCounter) -> torch.Tensor | None:
+    """:func:`~vidgen.data.frames.load_clip`, or ``None`` with the reason counted when the clip is unusable."""
+    try:
+        return load_clip(path, policy, rng)
+    except ClipTooShortError as exc:
+        counter.add("too_short", key, str(exc))
+    except VideoError as exc:
+        counter.add("corrupt", key, str(exc))
+    return None
+
+
+def _with_caption(pixels: torch.Tensor, caption: str, key: str, dropout: float, rng: np.random.Generator) -> dict[str, Any]:
+    if dropout and rng.random() < dropout:
+        caption = ""  # the unconditional input classifier-free guidance trains
+    return {"pixel_values": pixels, "caption": caption, "key": key}
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -173,36 +190,19 @@ class ClipFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def load(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
-        """Item ``index`` with the given random choices (no substitution).
-
-        Raises:
-            VideoError: the clip cannot be used.
-        """
-        key, path, caption = self.items[index]
-        pixels = load_clip(path, self.policy, rng)
-        if self.caption_dropout and rng.random() < self.caption_dropout:
-            caption = ""
-        return {"pixel_values": pixels, "caption": caption, "key": key}
-
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} clips")
         index %= len(self)
-        for attempt in range(min(self.max_substitutions, len(self)) + 1):
-            current = (index + attempt) % len(self)
-            try:
-                return self.load(current, item_rng(self.seed, self.epoch, index, attempt))
-            except ClipTooShortError as exc:
-                self.skip_counter.add("too_short", self.items[current][0], str(exc))
-            except VideoError as exc:
-                self.skip_counter.add("corrupt", self.items[current][0], str(exc))
-        raise DataError(f"{self.max_substitutions + 1} clips in a row from index {index} are unusable; "
+        attempts = min(self.max_substitutions, len(self) - 1) + 1
+        for attempt in range(attempts):
+            key, path, caption = self.items[(index + attempt) % len(self)]
+            rng = item_rng(self.seed, self.epoch, index, attempt)
+            pixels = load_or_skip(path, self.policy, rng, key, self.skip_counter)
+            if pixels is not None:
+                return _with_caption(pixels, caption, key, self.caption_dropout, rng)
+        raise DataError(f"{attempts} clips in a row from index {index} are unusable; "
                         f"skipped so far: {self.skipped}")
-
-
-def _key_hash(key: str) -> int:
-    return zlib.crc32(key.encode("utf-8"))
 
 
 class ShardVideoDataset(IterableDataset):
@@ -291,19 +291,12 @@ class ShardVideoDataset(IterableDataset):
             lacking = "video" if video is None else "caption"
             self.skip_counter.add("missing_member", key, f"no {lacking} member in {sample.get('__url__', '?')}")
             return None
-        rng = item_rng(self.seed, self.epoch, _key_hash(key))
-        try:
-            with bytes_as_file(video[1], "." + video[0]) as path:
-                pixels = load_clip(path, self.policy, rng)
-        except ClipTooShortError as exc:
-            self.skip_counter.add("too_short", key, str(exc))
+        rng = key_rng(self.seed, self.epoch, key)
+        with bytes_as_file(video[1], "." + video[0]) as path:
+            pixels = load_or_skip(path, self.policy, rng, key, self.skip_counter)
+        if pixels is None:
             return None
-        except VideoError as exc:
-            self.skip_counter.add("corrupt", key, str(exc))
-            return None
-        if self.caption_dropout and rng.random() < self.caption_dropout:
-            caption = ""
-        return {"pixel_values": pixels, "caption": caption, "key": key}
+        return _with_caption(pixels, caption, key, self.caption_dropout, rng)
 
     def _my_shards(self, cycle: int) -> list[str]:
         import webdataset as wds

@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import tempfile
+import zlib
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -126,6 +127,11 @@ def _rng(rng: np.random.Generator | None) -> np.random.Generator:
 def item_rng(seed: int, epoch: int, index: int, *extra: int) -> np.random.Generator:
     """The generator for one item's random choices, derived from (seed, epoch, index): no global RNG involved."""
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), int(index), *extra])
+
+
+def key_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
+    """:func:`item_rng` for a sample known by its key (streamed shards), not its position."""
+    return item_rng(seed, epoch, zlib.crc32(key.encode("utf-8")))
 
 
 def to_tensor(frames: np.ndarray):
