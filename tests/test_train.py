@@ -235,3 +235,20 @@ def test_objective_formulas():
     sched.register_to_config(prediction_type="epsilon")
     torch.testing.assert_close(loss_weights(sched, t, 5.0), torch.clamp(r, max=5.0) / r)
     assert loss_weights(sched, t, None) is None
+
+
+def test_corrupt_clips_in_a_folder_are_skipped_and_counted(tiny_motion_model, tmp_path):
+    """The folder data path end to end: real MP4 clips with sidecar captions, one of them corrupt."""
+    from vidgen.io import write_video
+
+    clips = tmp_path / "clips"
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_video(clips / f"clip{i}.mp4", rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8), fps=8)
+        (clips / f"clip{i}.txt").write_text(f"clip number {i}")
+    (clips / "clip4.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 but then nothing")
+    (clips / "clip4.txt").write_text("a broken clip")
+    cfg = tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=3", "data.source=folder", f"data.path={clips}",
+                      "data.num_frames=4", "data.height=16", "data.width=16")
+    result = train(cfg)
+    assert result.state.step == 3 and result.state.skipped_samples >= 1

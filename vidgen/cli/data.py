@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "prepare InternVid data: filter, sample, stats, clips, download, shard, interleave, cache"
+HELP = "prepare InternVid data: filter, sample, stats, clips, download, shard, interleave, cache, toyworld"
 
 DESCRIPTION = """\
 Everything between InternVid's annotation files (.jsonl, .csv, .parquet; local,
@@ -23,7 +23,8 @@ examples:
   vidgen data clips flt.jsonl --sources videos/ -o clips/ --short-side 256 --fps 8 --workers 8
   vidgen data shard flt.jsonl --clips clips/ -o shards/ --max-size 1GB
   vidgen data interleave flt.jsonl -o icl.jsonl --drop 0.3
-  accelerate launch -m vidgen data cache shards/ -o latents/ --model MODEL_DIR --frames 16 --size 256"""
+  accelerate launch -m vidgen data cache shards/ -o latents/ --model MODEL_DIR --frames 16 --size 256
+  vidgen data toyworld -o toy/ num_videos=500 width=32 height=32   (a synthetic InternVid-shaped dataset)"""
 
 
 def _rows_args(p: argparse.ArgumentParser) -> None:
@@ -154,6 +155,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-dtype", choices=("fp32", "fp16", "bf16"), default="fp32", help="encoder precision (default fp32)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: this process's accelerate device)")
     p.add_argument("--seed", type=int, default=0, help="seed of random windows/crops (default 0)")
+    _overwrite_arg(p)
+
+
+    p = _parser(actions, "toyworld", "write a synthetic InternVid-shaped dataset of the toy world (videos + rows.jsonl)",
+                run_toyworld)
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--config", action="append", default=[], metavar="FILE", help="ToyWorldConfig YAML (repeatable)")
+    p.add_argument("settings", nargs="*", metavar="key=value",
+                   help="ToyWorldConfig fields: num_videos, min_clips, max_clips, min_frames, max_frames, width, height, "
+                        "fps, continuous_fraction, degraded_fraction, split (train|held_out|all), layout (videos|clips), seed")
+    p.add_argument("--workers", type=int, metavar="N", help="videos encoded at once (default: CPU count, at most 4)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _overwrite_arg(p)
 
 
@@ -357,10 +370,20 @@ def run_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_toyworld(args: argparse.Namespace) -> int:
+    from vidgen.config import load_config
+    from vidgen.data.toyworld import ToyWorldConfig, generate
+
+    config = load_config(ToyWorldConfig, files=args.config, overrides=args.settings)
+    summary = generate(args.out, config, overwrite=args.overwrite, progress=not args.no_progress, workers=args.workers)
+    print(summary)
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     if args.data_func is None:
         from vidgen.errors import InputError
 
-        raise InputError("choose an action: filter, sample, stats, clips, download, shard, interleave or cache "
+        raise InputError("choose an action: filter, sample, stats, clips, download, shard, interleave, cache or toyworld "
                          "(vidgen data --help)")
     return int(args.data_func(args) or 0)

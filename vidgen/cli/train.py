@@ -6,7 +6,7 @@ import argparse
 
 from vidgen.cli.common import add_config_args
 
-HELP = "train a text-to-video model (add 'plot RUN' to draw a run's curves)"
+HELP = "train a text-to-video model (or its VAE / ViCLIP; 'plot RUN' draws a run's curves)"
 
 DESCRIPTION = """\
 Train the denoiser of a text-to-video model with Accelerate. Settings: the
@@ -17,7 +17,8 @@ or nodes under `accelerate launch`.
   vidgen train --config configs/train/tiny.yaml train.max_steps=50
   vidgen train --config configs/train/tiny.yaml --resume latest
   accelerate launch --num_processes 8 -m vidgen train --config configs/train/internvid_aes_256.yaml
-  vidgen train plot runs/tiny                  (writes runs/tiny/curves.png)"""
+  vidgen train plot runs/tiny                  (writes runs/tiny/curves.png)
+  vidgen train vae --config configs/toy/vae.yaml   (a small AutoencoderKL for a new domain)"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +39,18 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vae(args: argparse.Namespace) -> int:
+    import json
+
+    from vidgen.config import load_config
+    from vidgen.training.vae import VAETrainConfig, train_vae
+
+    cfg = load_config(VAETrainConfig, files=args.config, overrides=args.overrides[1:])
+    report = train_vae(cfg)
+    print(f"wrote {cfg.output_dir}/vae: {json.dumps({k: round(v, 4) for k, v in report.items()})}")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     from vidgen.config import load_config
     from vidgen.errors import InputError
@@ -46,6 +59,8 @@ def main(args: argparse.Namespace) -> int:
 
     if args.overrides and args.overrides[0] == "plot":
         return _plot(args)
+    if args.overrides and args.overrides[0] == "vae":
+        return _vae(args)
     if not args.config and not args.overrides:
         raise InputError("give a config: vidgen train --config configs/train/NAME.yaml [key=value ...]")
     cfg = load_config(TrainConfig, files=args.config, overrides=args.overrides)

@@ -148,6 +148,7 @@ def train(
     from vidgen.config import to_yaml
     from vidgen.io.files import atomic_write_text
     from vidgen.models.t2v import is_motion_unet
+    from vidgen.training.data import skipped_count
     from vidgen.training.models import enable_gradient_checkpointing, load_training_models, select_trainable
     from vidgen.training.validation import run_validation
 
@@ -188,7 +189,9 @@ def train(
         from vidgen.training.data import build_dataset
 
         dataset, collate_fn = build_dataset(cfg.data, seed=cfg.train.seed)
-    if isinstance(dataset, torch.utils.data.IterableDataset):
+    streamed = isinstance(dataset, torch.utils.data.IterableDataset)
+    if streamed:
+        # A shard stream already gives each process its own shards; accelerate must not split it again.
         loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                                              collate_fn=collate_fn, drop_last=True)
     else:
@@ -204,7 +207,9 @@ def train(
     lr_scheduler = get_scheduler(cfg.optim.schedule, optimizer,
                                  num_warmup_steps=cfg.optim.warmup_steps * accelerator.num_processes,
                                  num_training_steps=cfg.train.max_steps * accelerator.num_processes)
-    unet, optimizer, loader, lr_scheduler = accelerator.prepare(unet, optimizer, loader, lr_scheduler)
+    unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    if not streamed:
+        loader = accelerator.prepare(loader)
     raw_unet = accelerator.unwrap_model(unet)
     ema = None
     if cfg.train.ema_decay:
@@ -312,13 +317,11 @@ def train(
                 raise DataError(f"data: an epoch produced no batch of {cfg.data.batch_size} usable clips from {cfg.data.path!r}")
             state.epoch += 1
             state.batch_in_epoch = 0
-            if hasattr(dataset, "skipped"):
-                state.skipped_samples = int(dataset.skipped)
+            state.skipped_samples = skipped_count(dataset)
             continue
         break
 
-    if hasattr(dataset, "skipped"):
-        state.skipped_samples = int(dataset.skipped)
+    state.skipped_samples = skipped_count(dataset)
     if last_checkpoint_step != state.step:
         checkpoint()
     if cfg.validation.prompts and (not cfg.validation.every or state.step % cfg.validation.every):

@@ -152,7 +152,7 @@ def reconstruction_report(vae, cfg: VAETrainConfig) -> dict[str, float]:
         mse = float(((rec - x) / 2).pow(2).mean())
         psnrs.append(10 * math.log10(1.0 / max(mse, 1e-10)))
         frames = ((rec + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        scores = faithfulness(judge_frames(frames), sample.attrs).per_attribute
+        scores = faithfulness(judge_frames(frames), sample.attrs).matches
         for k in agree:
             agree[k] += int(bool(scores.get(k)))
     report = {"psnr_db": float(np.mean(psnrs))}
