@@ -237,8 +237,48 @@ def get_preprocess(name: str, num_frames: int = 8, size: int = 224) -> VideoPrep
     return dataclasses.replace(PRESETS[name], num_frames=num_frames, size=size)
 
 
+def seek_gap(path: str | os.PathLike) -> int:
+    """The frame gap beyond which seeking beats decoding forward, for this file's keyframe spacing.
+
+    A seek restarts decoding at the keyframe before the target. When the next
+    wanted frame lies within the same group of pictures, that keyframe is at or
+    before the current position, so the seek re-decodes frames already passed.
+    Seeking therefore pays only for gaps longer than the longest keyframe
+    interval, which the packet headers give without decoding anything.
+    Falls back to :data:`vidgen.io.video.SEEK_GAP_FRAMES` if the headers cannot be read.
+    """
+    import av
+
+    from vidgen.io.video import SEEK_GAP_FRAMES
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            if not rate or stream.time_base is None:
+                return SEEK_GAP_FRAMES
+            scale = float(stream.time_base * rate)
+            start = stream.start_time or 0
+            keyframes, last = [], 0
+            for packet in container.demux(stream):
+                if packet.pts is None:
+                    continue
+                index = round((packet.pts - start) * scale)
+                last = max(last, index)
+                if packet.is_keyframe:
+                    keyframes.append(index)
+    except (av.error.FFmpegError, OSError, IndexError):
+        return SEEK_GAP_FRAMES
+    bounds = sorted(set(keyframes)) + [last + 1]
+    longest = max((b - a for a, b in zip(bounds, bounds[1:])), default=0)
+    return max(SEEK_GAP_FRAMES, longest)
+
+
 def decode_frames(path: str | os.PathLike, *rules: Callable[[int], list[int]]) -> list[tuple[list[int], np.ndarray]]:
     """Decode, in one seeking pass, the frames that each rule ``rule(total) -> indices`` picks.
+
+    Only the wanted frames are converted to RGB; the decoder seeks across
+    groups of pictures and reads forward within one (see :func:`seek_gap`).
 
     Containers sometimes announce more frames than they hold. If decoding the
     announced indices fails, the frames are counted by decoding them all and
@@ -254,10 +294,12 @@ def decode_frames(path: str | os.PathLike, *rules: Callable[[int], list[int]]) -
     """
     from vidgen.io.video import iter_frames, probe, read_frames
 
+    gap = seek_gap(path)
+
     def attempt(total: int) -> list[tuple[list[int], np.ndarray]]:
         chosen = [rule(total) for rule in rules]
         wanted = sorted(set().union(*chosen))
-        frames = dict(zip(wanted, read_frames(path, wanted)))
+        frames = dict(zip(wanted, read_frames(path, wanted, seek_gap=gap)))
         return [(c, np.stack([frames[i] for i in c])) for c in chosen]
 
     announced = probe(path).num_frames

@@ -8,6 +8,8 @@ it before any work with one clear error.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -132,32 +134,54 @@ def run_score(
     report = ScoreReport(cfg.metric_names, definitions)
     video_embeds: list[torch.Tensor] = []
 
+    def prepare(item: ScoreItem) -> tuple[ScoreItem, Optional[VideoScore], Optional[dict], Optional[str]]:
+        """Decode and preprocess one video (runs in the prefetch thread); returns its row, inputs, or the reason it was skipped."""
+        if item.caption is None and not cfg.retrieve:
+            return item, None, None, "no caption (give --prompt, --captions, or a table row)"
+        rules = ([viclip.preprocess.frame_indices] if viclip else []) + ([clip.frame_indices] if clip else [])
+        try:
+            decoded = decode_frames(item.video, *rules)
+        except VidgenError as exc:
+            return item, None, None, str(exc)
+        row = VideoScore(str(item.video), item.caption, caption_source=item.caption_source)
+        inputs = {}
+        if viclip:
+            indices, frames = decoded.pop(0)
+            inputs["viclip"], row.frames["viclip"] = viclip.preprocess.transform(frames), indices
+        if clip:
+            indices, frames = decoded.pop(0)
+            inputs["clip"], row.frames["clip"] = clip.transform(frames), indices
+        return item, row, inputs, None
+
     bar = tqdm(total=len(items), disable=not progress, unit="video", desc="scoring", leave=False)
+    # One thread decodes the next batch while this one runs the models (decoders and torch release the GIL).
+    pool = ThreadPoolExecutor(max_workers=1)
+    pending: deque = deque()
+    next_item = 0
+
+    def refill() -> None:
+        nonlocal next_item
+        while next_item < len(items) and len(pending) < 2 * cfg.batch_size:
+            pending.append(pool.submit(prepare, items[next_item]))
+            next_item += 1
+
     try:
-        for start in range(0, len(items), cfg.batch_size):
-            batch: list[tuple[ScoreItem, VideoScore, Optional[torch.Tensor]]] = []
-            for item in items[start : start + cfg.batch_size]:
-                if item.caption is None and not cfg.retrieve:
-                    report.skipped.append(Skipped(str(item.video), "no caption (give --prompt, --captions, or a table row)"))
-                    continue
-                rules = ([viclip.preprocess.frame_indices] if viclip else []) + ([clip.frame_indices] if clip else [])
-                try:
-                    decoded = decode_frames(item.video, *rules)
-                except VidgenError as exc:
-                    report.skipped.append(Skipped(str(item.video), str(exc)))
-                    continue
-                row = VideoScore(str(item.video), item.caption, caption_source=item.caption_source)
-                tensor = None
-                if viclip:
-                    indices, frames = decoded.pop(0)
-                    tensor, row.frames["viclip"] = viclip.preprocess.transform(frames), indices
-                if clip:
-                    indices, frames = decoded.pop(0)
-                    row.frames["clip"] = indices
-                    row.scores["clip"] = clip.score(clip.transform(frames), item.caption)
-                batch.append((item, row, tensor))
+        refill()
+        while pending:
+            batch: list[tuple[ScoreItem, VideoScore, dict]] = []
+            for _ in range(min(cfg.batch_size, len(pending))):
+                item, row, inputs, reason = pending.popleft().result()
+                if reason is not None:
+                    report.skipped.append(Skipped(str(item.video), reason))
+                else:
+                    batch.append((item, row, inputs))
+                bar.update(1)
+            refill()
+            if clip:
+                for item, row, inputs in batch:
+                    row.scores["clip"] = clip.score(inputs["clip"], item.caption)
             if viclip and batch:
-                embeds = viclip.embed_videos(torch.stack([t for _, _, t in batch]))
+                embeds = viclip.embed_videos(torch.stack([inputs["viclip"] for _, _, inputs in batch]))
                 video_embeds.append(embeds)
                 if not cfg.retrieve:
                     texts = viclip.embed_texts([item.caption for item, _, _ in batch])
@@ -167,8 +191,10 @@ def run_score(
                 report.rows.append(row)
                 if on_scored and not cfg.retrieve:
                     on_scored(row)
-            bar.update(len(items[start : start + cfg.batch_size]))
     finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
         bar.close()
 
     if cfg.retrieve and report.rows:
