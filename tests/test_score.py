@@ -150,7 +150,8 @@ def test_sidecar_captions_from_vidgen_sample(toy, capsys, tmp_path):
 
 def test_vbench_preprocess_is_reported(toy, capsys, tmp_path):
     report = tmp_path / "r.json"
-    rc, _, err = _run(capsys, toy["pairs"], "--viclip", toy["model"], "--preprocess", "vbench", "--out", report)
+    # a key=value override among the videos sets the same field as --preprocess
+    rc, _, err = _run(capsys, toy["pairs"], "preprocess=vbench", "--viclip", toy["model"], "--out", report)
     assert rc == 0, err
     prep = json.loads(report.read_text())["definitions"]["viclip"]["preprocess"]
     assert prep["name"] == "vbench" and "CLIP mean" in prep["normalisation"] and "centre crop" in prep["resize"]

@@ -25,7 +25,8 @@ examples:
   vidgen score videos/ --prompt "a red circle slides to the left" --viclip ViCLIP-L-14-hf/
   vidgen score pairs.jsonl --out report.json --html report.html
   vidgen score clip.mp4 --retrieve --prompt "a dog runs" --prompt "a cat sleeps" --prompt "a car drives"
-  vidgen score videos/ --captions captions.csv --metric both --clip clip-vit-base-patch32/"""
+  vidgen score videos/ --captions captions.csv --metric both --clip clip-vit-base-patch32/
+  vidgen score videos/ preprocess=vbench batch_size=4 --prompt "..."   (key=value right after VIDEOS)"""
 
 # argparse dest -> ScoreConfig field
 FIELDS = {
@@ -80,10 +81,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace):
     """The layered :class:`~vidgen.metrics.scoring.ScoreConfig` for parsed arguments."""
+    from pathlib import Path
+
     from vidgen.config import load_config
     from vidgen.metrics.scoring import ScoreConfig
 
-    overrides = merged_overrides(flag_overrides(args, FIELDS), args.overrides)
+    # VIDEOS and key=value are both positional: argparse gives them all to VIDEOS, so split them here
+    # (a "key=value" that is an existing file stays a video).
+    videos = [v for v in args.videos or [] if "=" not in v or Path(v).exists()]
+    extra = [v for v in args.videos or [] if v not in videos]
+    args = argparse.Namespace(**{**vars(args), "videos": videos})
+    overrides = merged_overrides(flag_overrides(args, FIELDS), list(args.overrides) + extra)
     return load_config(ScoreConfig, files=args.config, overrides=overrides)
 
 

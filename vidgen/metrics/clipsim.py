@@ -155,7 +155,7 @@ class CLIPFrameScorer:
 
     def transform(self, frames: np.ndarray) -> torch.Tensor:
         """RGB uint8 ``[T, H, W, 3]`` -> CLIP input ``[T, 3, size, size]``."""
-        x = resize_short_center_crop(torch.as_tensor(np.ascontiguousarray(frames)), self.size)
+        x = resize_short_center_crop(torch.from_numpy(np.ascontiguousarray(frames)), self.size)
         return normalize_frames(x, CLIP_MEAN, CLIP_STD)
 
     @staticmethod

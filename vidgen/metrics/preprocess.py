@@ -62,7 +62,7 @@ def segment_middle_indices(total: int, count: int) -> list[int]:
     return picked + [picked[-1]] * (count - pieces)
 
 
-def _linear_taps(src: int, dst: int, clamp_ends: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _linear_taps(src: int, dst: int, clamp_ends: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Source indices and 11-bit weights of OpenCV's bilinear resize along one axis.
 
     OpenCV computes the source position ``(d + 0.5) * src / dst - 0.5`` in
@@ -78,15 +78,17 @@ def _linear_taps(src: int, dst: int, clamp_ends: bool) -> tuple[torch.Tensor, to
         frac[low | high] = 0
         first[low] = 0
         first[high] = src - 1
-    w1 = np.rint(frac * np.float32(2048)).astype(np.int64)
-    w0 = np.rint((np.float32(1) - frac) * np.float32(2048)).astype(np.int64)
-    i0 = np.clip(first, 0, src - 1)
-    i1 = np.clip(first + 1, 0, src - 1)
-    return tuple(torch.from_numpy(a) for a in (i0, i1, w0, w1))  # type: ignore[return-value]
+    w1 = np.rint(frac * np.float32(2048)).astype(np.int32)
+    w0 = np.rint((np.float32(1) - frac) * np.float32(2048)).astype(np.int32)
+    return np.clip(first, 0, src - 1), np.clip(first + 1, 0, src - 1), w0, w1
 
 
-def resize_linear_cv2(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``cv2.resize(frame, size, interpolation=INTER_LINEAR)`` for uint8 frames, bit-exact, in torch.
+def resize_linear_cv2(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``cv2.resize(frame, size, interpolation=INTER_LINEAR)`` for uint8 frames, bit-exact, in numpy.
+
+    numpy rather than torch: these small integer passes run in the decoding
+    thread beside the model, where a second intra-op thread pool would only
+    contend for the cores.
 
     Args:
         frames: ``uint8 [T, H, W, C]``.
@@ -96,18 +98,19 @@ def resize_linear_cv2(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tens
         ``uint8 [T, height, width, C]``.
     """
     width, height = size
-    t, h, w, c = frames.shape
+    h, w = frames.shape[1], frames.shape[2]
     x0, x1, a0, a1 = _linear_taps(w, width, clamp_ends=True)
     y0, y1, b0, b1 = _linear_taps(h, height, clamp_ends=False)
-    rows = torch.unique(torch.cat([y0, y1]))
-    src = frames[:, rows].to(torch.int64)  # only the rows the output reads
-    horizontal = src[:, :, x0] * a0[None, None, :, None] + src[:, :, x1] * a1[None, None, :, None]
-    lookup = torch.empty(h, dtype=torch.long)
-    lookup[rows] = torch.arange(rows.numel())
+    rows = np.unique(np.concatenate([y0, y1]))
+    src = frames[:, rows]  # only the rows the output reads
+    # int32 suffices: 255 * 2048 horizontally, (that >> 4) * 2048 vertically.
+    horizontal = src[:, :, x0].astype(np.int32) * a0[None, None, :, None] + src[:, :, x1].astype(np.int32) * a1[None, None, :, None]
+    lookup = np.empty(h, dtype=np.int64)
+    lookup[rows] = np.arange(rows.size)
     r0, r1 = horizontal[:, lookup[y0]], horizontal[:, lookup[y1]]
     # OpenCV's SIMD vertical pass: drop 4 bits, 16-bit high multiplies, then round off the last 2 bits.
     out = ((((r0 >> 4) * b0[None, :, None, None]) >> 16) + (((r1 >> 4) * b1[None, :, None, None]) >> 16) + 2) >> 2
-    return out.clamp_(0, 255).to(torch.uint8)
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def resize_short_center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
@@ -133,14 +136,18 @@ def resize_short_center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     return x[:, :, top : top + size, left : left + size].to(torch.uint8).permute(0, 2, 3, 1)
 
 
-def normalize_frames(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def normalize_frames(frames: np.ndarray | torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """``uint8 [T, H, W, 3]`` -> ``float32 [T, 3, H, W]`` as ``(x / 255 - mean) / std``.
 
-    Computed in float64 and rounded once to float32, as the demo's numpy code does.
+    Each of the 256 levels per channel is computed once in float64 and rounded
+    to float32, which gives exactly what the demo's per-pixel float64 numpy
+    code gives, through a table look-up.
     """
-    x = frames.to(torch.float64) / 255.0
-    x = (x - torch.tensor(mean, dtype=torch.float64)) / torch.tensor(std, dtype=torch.float64)
-    return x.permute(0, 3, 1, 2).to(torch.float32).contiguous()
+    x = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    table = ((levels[None, :] - np.asarray(mean, np.float64)[:, None]) / np.asarray(std, np.float64)[:, None]).astype(np.float32)
+    out = np.stack([table[c][x[..., c]] for c in range(3)], axis=1)  # [T, 3, H, W]
+    return torch.from_numpy(np.ascontiguousarray(out))
 
 
 @dataclass(frozen=True)
@@ -186,13 +193,13 @@ class VideoPreprocess:
 
     def transform(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """RGB ``uint8 [T, H, W, 3]`` frames -> normalised ``float32 [T, 3, size, size]``."""
-        x = torch.as_tensor(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
-        if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        x = frames.numpy() if isinstance(frames, torch.Tensor) else np.ascontiguousarray(frames)
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
             raise InputError(f"frames must be uint8 [T, H, W, 3], got {x.dtype} {tuple(x.shape)}")
         if self.resize == "stretch-linear":
             x = resize_linear_cv2(x, (self.size, self.size))
         else:
-            x = resize_short_center_crop(x, self.size)
+            x = resize_short_center_crop(torch.from_numpy(x), self.size).numpy()
         return normalize_frames(x, self.mean, self.std)
 
     def load(self, path: str | os.PathLike) -> tuple[torch.Tensor, list[int]]:
