@@ -143,7 +143,10 @@ class QuickGELU(nn.Module):
     """CLIP's activation, ``x * sigmoid(1.702 x)`` (Radford et al. 2021)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        if torch.is_grad_enabled():
+            return x * torch.sigmoid(1.702 * x)
+        # Inference: reuse the (temporary) MLP activation buffer; the largest tensor of each block.
+        return x.mul_(torch.sigmoid_(x * 1.702))
 
 
 class FP32LayerNorm(nn.LayerNorm):
