@@ -96,6 +96,10 @@ def test_own_caption_scores_highest_and_recall_is_perfect(toy, capsys, tmp_path)
     rc, out, err = _run(capsys, toy["pairs"], "--viclip", toy["model"], "--retrieve", "--topk", 3)
     assert rc == 0, err
     assert "video->text R@1 1.000" in out and "text->video R@1 1.000" in out
+    # the reverse direction: each caption's videos, best first
+    lines = out.splitlines()
+    first_video = lines[lines.index(f"{CAPTIONS['green']!r}:") + 1]
+    assert first_video.endswith("green.mp4")
 
 
 def test_zero_shot_labels_with_retrieve(toy, capsys):

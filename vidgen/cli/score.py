@@ -115,6 +115,9 @@ def main(args: argparse.Namespace) -> int:
     report = run_score(cfg, progress=not args.no_progress, on_scored=_print_row)
     for line in summary_lines(report):
         print(line)
+    if report.retrieval:
+        for entry in report.retrieval["text_to_video"]:
+            print(f"{entry['text']!r}:" + "".join(f"\n    {p:.3f}  cos {c:.4f}  {video}" for video, c, p in entry["videos"]))
     if report.retrieval and report.retrieval.get("recall"):
         for direction, values in report.retrieval["recall"].items():
             print(f"{direction.replace('_to_', '->')} " + "  ".join(f"R@{k} {v:.3f}" for k, v in values.items()))
