@@ -22,6 +22,11 @@ INSTALL_REQUIRES = [
     "numpy>=1.24",
     "Pillow>=9",
     "tqdm>=4.60",
+    # CLIP tokenisation as OpenAI CLIP / ViCLIP do it: ftfy repairs text (curly
+    # quotes, mojibake, full-width letters) before BPE, and CLIP's pattern uses
+    # \p{L}/\p{N}, which only `regex` has (transformers already depends on it).
+    "ftfy>=6.1",
+    "regex>=2022.1",
 ]
 
 EXTRAS = {
@@ -34,8 +39,10 @@ EXTRAS = {
     # bench: the peers we compare against
     "bench": ["opencv-python-headless>=4.8", "psutil>=5.9"],
 }
+# opencv: the tests check the demo preprocessing against cv2.resize bit for bit.
 EXTRAS["test"] = sorted(
-    {"pytest>=7", "scikit-video>=1.1.11", "psutil>=5.9"} | set(EXTRAS["data"]) | set(EXTRAS["train"])
+    {"pytest>=7", "scikit-video>=1.1.11", "psutil>=5.9", "opencv-python-headless>=4.8"}
+    | set(EXTRAS["data"]) | set(EXTRAS["train"])
 )
 
 setup(

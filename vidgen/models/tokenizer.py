@@ -1,16 +1,28 @@
-"""CLIP's byte-pair-encoding vocabulary, shipped with the package.
+"""CLIP's byte-pair-encoding tokenizer, with its vocabulary shipped in the package.
 
 ``assets/bpe_simple_vocab_16e6.txt.gz`` holds CLIP's merges (see
 ``assets/LICENSE-bpe_simple_vocab.txt``). The 49408-token vocabulary is built from
 it the way CLIP builds it: 256 byte symbols, the same with an end-of-word
 marker, one token per merge, then ``<|startoftext|>`` and ``<|endoftext|>``.
+
+:class:`CLIPBPETokenizer` is our own implementation of CLIP's recipe (the one
+ViCLIP's text tower was trained with): ftfy repair, HTML unescaping, whitespace
+clean-up, lower case, CLIP's pre-tokenisation pattern, byte-level BPE, then
+``[SOT] ids [EOT]`` zero-padded to the context length, with the end token forced
+into the last slot when the text is too long. :func:`hf_clip_tokenizer` gives
+transformers' ``CLIPTokenizer`` over the same vocabulary (for diffusers
+pipelines); it skips the ftfy/HTML repair, so the two agree on clean text only.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import html
 from pathlib import Path
+from typing import Sequence
+
+from vidgen.errors import InputError
 
 BPE_PATH = Path(__file__).resolve().parent / "assets" / "bpe_simple_vocab_16e6.txt.gz"
 VOCAB_SIZE = 49408
@@ -52,14 +64,184 @@ def clip_vocab(path: str | None = None) -> dict[str, int]:
     return {tok: i for i, tok in enumerate(tokens)}
 
 
-def hf_clip_tokenizer(model_max_length: int = 77):
+def hf_clip_tokenizer(model_max_length: int = 77, pad_token: str | None = None):
     """A ``transformers.CLIPTokenizer`` over the shipped vocabulary (no download).
 
     Args:
         model_max_length: padding/truncation length (77 for Stable Diffusion's
             CLIP, 32 for ViCLIP's text tower).
+        pad_token: padding token; ``None`` keeps transformers' default
+            (``<|endoftext|>``). ``"!"`` (id 0) pads the way OpenAI CLIP and
+            ViCLIP do, so padded positions match :class:`CLIPBPETokenizer`.
     """
     from transformers import CLIPTokenizer
 
     merges = list(load_merges())
-    return CLIPTokenizer(vocab=dict(clip_vocab()), merges=merges, model_max_length=model_max_length)
+    extra = {} if pad_token is None else {"pad_token": pad_token}
+    return CLIPTokenizer(vocab=dict(clip_vocab()), merges=merges, model_max_length=model_max_length, **extra)
+
+
+# CLIP's pre-tokenisation: the special tokens, English contractions, runs of
+# letters, single digits, runs of other non-space symbols. \p{L}/\p{N} are
+# Unicode classes that the standard ``re`` module lacks, hence ``regex``.
+_PRETOKENIZE = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
+_END_OF_WORD = "</w>"
+
+
+class CLIPBPETokenizer:
+    """CLIP's tokenizer: text -> ``[SOT] bpe-ids [EOT] 0 0 ...`` of a fixed context length.
+
+    Tokenisation equals OpenAI CLIP's and ViCLIP's ``SimpleTokenizer`` (the
+    ``ftfy`` and ``regex`` packages make the cleaning and the pattern exact).
+    BPE results are cached per word, so repeated captions cost a dictionary
+    look-up.
+
+    Args:
+        context_length: the length of every tokenised row (32 for ViCLIP, 77
+            for CLIP).
+        bpe_path: a ``bpe_simple_vocab_16e6.txt.gz`` merges file (default: the
+            shipped one).
+
+    Example:
+        >>> tok = CLIPBPETokenizer(context_length=32)
+        >>> tok.encode("a red circle moves left")
+        [320, 736, 7117, 6880, 1823]
+    """
+
+    _CACHE_LIMIT = 200_000
+
+    def __init__(self, context_length: int = 32, bpe_path: str | Path | None = None):
+        import regex
+
+        if context_length < 2:
+            raise InputError(f"context length must be at least 2 (start and end tokens), got {context_length}")
+        self.context_length = int(context_length)
+        path = str(bpe_path) if bpe_path is not None else None
+        self.encoder: dict[str, int] = clip_vocab(path)
+        self.decoder: dict[int, str] = {i: tok for tok, i in self.encoder.items()}
+        self.bpe_ranks: dict[tuple[str, str], int] = {pair: rank for rank, pair in enumerate(load_merges(path))}
+        self.byte_encoder = bytes_to_unicode()
+        self.byte_decoder = {c: b for b, c in self.byte_encoder.items()}
+        self.sot_id = self.encoder[SOT_TOKEN]
+        self.eot_id = self.encoder[EOT_TOKEN]
+        self._pattern = regex.compile(_PRETOKENIZE, regex.IGNORECASE)
+        self._cache: dict[str, tuple[str, ...]] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids (49408 for CLIP)."""
+        return len(self.encoder)
+
+    @staticmethod
+    def clean(text: str) -> str:
+        """CLIP's text normalisation: ftfy repair, HTML unescape (twice), whitespace collapsed, lower case."""
+        import ftfy
+
+        text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+        return " ".join(text.split()).lower()
+
+    def bpe(self, word: str) -> tuple[str, ...]:
+        """Split one pre-token (already mapped to byte symbols) into BPE vocabulary entries.
+
+        The pair of adjacent symbols with the lowest merge rank is merged
+        everywhere it occurs, left to right, until no adjacent pair has a rank.
+        """
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        if word in (SOT_TOKEN, EOT_TOKEN):
+            return (word,)
+        parts = list(word[:-1]) + [word[-1] + _END_OF_WORD]
+        ranks = self.bpe_ranks
+        while len(parts) > 1:
+            best_rank, best = None, None
+            for pair in zip(parts, parts[1:]):
+                rank = ranks.get(pair)
+                if rank is not None and (best_rank is None or rank < best_rank):
+                    best_rank, best = rank, pair
+            if best is None:
+                break
+            first, second = best
+            merged: list[str] = []
+            i = 0
+            while i < len(parts):
+                if i + 1 < len(parts) and parts[i] == first and parts[i + 1] == second:
+                    merged.append(first + second)
+                    i += 2
+                else:
+                    merged.append(parts[i])
+                    i += 1
+            parts = merged
+        result = tuple(parts)
+        if len(self._cache) >= self._CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[word] = result
+        return result
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` without start/end tokens and without truncation."""
+        if not isinstance(text, str):
+            raise InputError(f"text to tokenise must be a string, got {type(text).__name__}")
+        ids: list[int] = []
+        for piece in self._pattern.findall(self.clean(text)):
+            symbols = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
+            ids.extend(self.encoder[t] for t in self.bpe(symbols))
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of token ids: the start token is dropped, decoding stops at the end token (padding follows it)."""
+        kept = []
+        for i in (int(i) for i in ids):
+            if i == self.eot_id:
+                break
+            if i != self.sot_id and i in self.decoder:
+                kept.append(i)
+        symbols = "".join(self.decoder[i] for i in kept)
+        # The end-of-word marker is plain ASCII, so it survives the byte mapping and is replaced after it.
+        raw = bytearray(self.byte_decoder[c] for c in symbols)
+        return raw.decode("utf-8", errors="replace").replace(_END_OF_WORD, " ").strip()
+
+    def token_rows(self, texts: str | Sequence[str], context_length: int | None = None, truncate: bool = True) -> list[list[int]]:
+        """``[SOT] ids [EOT]`` per text, cut to the context length (unpadded).
+
+        Raises:
+            InputError: a text is too long and ``truncate`` is false.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        length = int(context_length or self.context_length)
+        rows = []
+        for text in texts:
+            row = [self.sot_id, *self.encode(text), self.eot_id]
+            if len(row) > length:
+                if not truncate:
+                    raise InputError(f"text {text[:60]!r} has {len(row)} tokens; the context length is {length}")
+                # CLIP's rule: keep the first tokens, the end token takes the last slot.
+                row = row[:length]
+                row[-1] = self.eot_id
+            rows.append(row)
+        return rows
+
+    def __call__(self, texts: str | Sequence[str], context_length: int | None = None, truncate: bool = True):
+        """Tokenise to a ``torch.long`` tensor ``[N, context_length]``, zero-padded.
+
+        Args:
+            texts: one text or a list of texts.
+            context_length: override the tokenizer's context length.
+            truncate: cut over-long texts (end token in the last slot); when
+                false, an over-long text is an error.
+
+        Returns:
+            ``torch.LongTensor`` of shape ``[N, context_length]``.
+
+        Raises:
+            InputError: a text is not a string, or too long with ``truncate=False``.
+        """
+        import torch
+
+        length = int(context_length or self.context_length)
+        rows = self.token_rows(texts, length, truncate)
+        out = torch.zeros(len(rows), length, dtype=torch.long)
+        for i, row in enumerate(rows):
+            out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        return out

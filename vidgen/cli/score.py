@@ -1,0 +1,131 @@
+"""``vidgen score``: ViCLIP (and frame-level CLIP) similarity between videos and captions."""
+
+from __future__ import annotations
+
+import argparse
+
+from vidgen.cli.common import add_config_args, flag_overrides, merged_overrides
+
+HELP = "score videos against captions with ViCLIP (CLIPSIM), or rank captions"
+
+DESCRIPTION = """\
+Score each video against its caption with ViCLIP: the cosine of the L2-normalised
+video and text embeddings (ViCLIP CLIPSIM). VIDEOS are files, folders, or a
+.jsonl/.csv of {video, caption} rows. Captions come from those rows, --captions
+FILE, --prompt TEXT (one for all videos), or the .yaml that `vidgen sample`
+writes beside each video. --retrieve ranks candidate texts for each video (and
+videos for each text) with softmax(100 * cosine) probabilities and Recall@K.
+
+Unreadable, corrupt or too-short videos are listed as skipped with the reason;
+the run goes on. Preprocessing is explicit: --preprocess demo (default; the
+public ViCLIP demo's frames, resize and ImageNet normalisation) or vbench."""
+
+EPILOG = """\
+examples:
+  vidgen score videos/ --prompt "a red circle slides to the left" --viclip ViCLIP-L-14-hf/
+  vidgen score pairs.jsonl --out report.json --html report.html
+  vidgen score clip.mp4 --retrieve --prompt "a dog runs" --prompt "a cat sleeps" --prompt "a car drives"
+  vidgen score videos/ --captions captions.csv --metric both --clip clip-vit-base-patch32/
+  vidgen score videos/ preprocess=vbench batch_size=4 --prompt "..."   (key=value right after VIDEOS)"""
+
+# argparse dest -> ScoreConfig field
+FIELDS = {
+    "videos": "videos",
+    "prompt": "prompts",
+    "captions": "captions",
+    "viclip": "viclip",
+    "size": "viclip_size",
+    "clip": "clip",
+    "metric": "metric",
+    "preprocess": "preprocess",
+    "clip_frames": "clip_frames",
+    "batch_size": "batch_size",
+    "retrieve": "retrieve",
+    "topk": "topk",
+    "out": "out",
+    "html": "html",
+    "device": "device",
+    "dtype": "dtype",
+    "overwrite": "overwrite",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_argument_group("what to score")
+    what.add_argument("videos", nargs="*", metavar="VIDEOS", help="video files, folders, or .jsonl/.csv of {video, caption}")
+    what.add_argument("--prompt", "-p", action="append", metavar="TEXT", help="caption for every video (repeatable with --retrieve)")
+    what.add_argument("--captions", metavar="FILE", help=".jsonl/.csv of {video, caption}, or .txt with one caption per video")
+    what.add_argument("--retrieve", action="store_true", default=None, help="rank candidate texts per video and videos per text")
+    what.add_argument("--topk", type=int, metavar="K", help="how many ranked results to keep with --retrieve (default 5)")
+    model = p.add_argument_group("models and metric")
+    model.add_argument("--viclip", metavar="PATH", help="ViCLIP .pth, HF folder or vidgen export (default: checkpoints/viclip/)")
+    model.add_argument("--size", metavar="NAME", help="ViCLIP size l14, b16, toy, tiny (default: from the checkpoint)")
+    model.add_argument("--metric", choices=("viclip", "clip", "both"), help="viclip (default), clip (frame-level CLIPSIM) or both")
+    model.add_argument("--clip", metavar="DIR", help="transformers CLIPModel folder for --metric clip/both")
+    model.add_argument("--clip-frames", type=int, metavar="N", help="frames per video for frame-level CLIP (default 16)")
+    model.add_argument("--preprocess", choices=("demo", "vbench"), help="ViCLIP frame choice and normalisation (default demo)")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", "-o", metavar="FILE", help="report file: .json or .csv")
+    out.add_argument("--html", metavar="FILE", help="HTML page with each video beside its caption and score")
+    out.add_argument("--overwrite", action="store_true", default=None, help="replace existing report files")
+    run = p.add_argument_group("hardware")
+    run.add_argument("--batch-size", type=int, metavar="N", help="videos encoded together (default 1)")
+    run.add_argument("--device", metavar="DEV", help="cpu, cuda or auto (default auto)")
+    run.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="weight precision (default fp32)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_config_args(p)
+    p.set_defaults(func=main)
+
+
+def resolve_config(args: argparse.Namespace):
+    """The layered :class:`~vidgen.metrics.scoring.ScoreConfig` for parsed arguments."""
+    from pathlib import Path
+
+    from vidgen.config import load_config
+    from vidgen.metrics.scoring import ScoreConfig
+
+    # VIDEOS and key=value are both positional: argparse gives them all to VIDEOS, so split them here
+    # (a "key=value" that is an existing file stays a video).
+    videos = [v for v in args.videos or [] if "=" not in v or Path(v).exists()]
+    extra = [v for v in args.videos or [] if v not in videos]
+    args = argparse.Namespace(**{**vars(args), "videos": videos})
+    overrides = merged_overrides(flag_overrides(args, FIELDS), list(args.overrides) + extra)
+    return load_config(ScoreConfig, files=args.config, overrides=overrides)
+
+
+def _print_row(row) -> None:
+    from tqdm.auto import tqdm
+
+    scores = "  ".join(f"{name} {value:.4f}" for name, value in row.scores.items())
+    line = f"{scores}  {row.video}"
+    if row.ranked_texts:
+        line += "".join(f"\n    {p:.3f}  cos {c:.4f}  {t}" for t, c, p in row.ranked_texts)
+    elif row.caption:
+        line += f"  {row.caption!r}"
+    tqdm.write(line)
+
+
+def main(args: argparse.Namespace) -> int:
+    from vidgen.metrics.reports import summary_lines
+    from vidgen.metrics.scoring import run_score
+
+    cfg = resolve_config(args)
+    report = run_score(cfg, progress=not args.no_progress, on_scored=_print_row)
+    for line in summary_lines(report):
+        print(line)
+    if report.retrieval:
+        for entry in report.retrieval["text_to_video"]:
+            print(f"{entry['text']!r}:" + "".join(f"\n    {p:.3f}  cos {c:.4f}  {video}" for video, c, p in entry["videos"]))
+    if report.retrieval and report.retrieval.get("recall"):
+        for direction, values in report.retrieval["recall"].items():
+            print(f"{direction.replace('_to_', '->')} " + "  ".join(f"R@{k} {v:.3f}" for k, v in values.items()))
+    for path in (cfg.out, cfg.html):
+        if path:
+            print(f"wrote {path}")
+    if not report.rows:
+        from vidgen.errors import VideoError
+
+        raise VideoError(f"no video could be scored ({len(report.skipped)} skipped; reasons above)")
+    return 0

@@ -1,0 +1,348 @@
+"""ViCLIP checkpoints: the official ``.pth``, Hugging Face folders, our safetensors export, and the text tower as transformers CLIP.
+
+Every format is loaded strictly: a missing or unexpected key, or a wrong
+shape, is an error that lists them. ``.pth`` files are read with
+``torch.load(..., weights_only=True)``, so a pickle that would run code is
+refused. Our export is a folder laid out like the Hugging Face ``ViCLIP-*-hf``
+ones (``config.json`` + ``model.safetensors`` with the official key names).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from vidgen.errors import ConfigError, ModelLoadError
+from vidgen.models.viclip import CONFIGS, ViCLIP, ViCLIPConfig, config_name, get_config
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+MODEL_TYPE = "viclip"
+
+# Where `vidgen score` looks when no --viclip is given (the toy world ships one there).
+DEFAULT_VICLIP_DIR = Path(__file__).resolve().parent.parent.parent / "checkpoints" / "viclip"
+
+
+
+def infer_config(state_dict: Mapping[str, torch.Tensor], masking_prob: float = 0.9) -> ViCLIPConfig:
+    """Model sizes read off a ViCLIP state dict.
+
+    Widths, depths, patch, image size, frames, embedding size, context length
+    and vocabulary come from tensor shapes. Head counts are not stored in the
+    weights: a named size with the same shapes gives them, else 64-wide heads
+    (CLIP's convention for every released size) are assumed.
+
+    Raises:
+        ModelLoadError: a key needed to read the sizes is missing or has an odd shape.
+    """
+    def get(key: str) -> torch.Tensor:
+        if key not in state_dict:
+            raise ModelLoadError(f"cannot infer the ViCLIP size: the weights have no {key!r}")
+        return state_dict[key]
+
+    def depth(prefix: str) -> int:
+        blocks = {k[len(prefix):].split(".", 1)[0] for k in state_dict if k.startswith(prefix)}
+        return len([b for b in blocks if b.isdigit()])
+
+    conv = get("vision_encoder.conv1.weight")
+    pos = get("vision_encoder.positional_embedding")
+    if conv.ndim != 5 or pos.ndim != 2:
+        raise ModelLoadError(f"cannot infer the ViCLIP size: conv1.weight {tuple(conv.shape)} / positional_embedding {tuple(pos.shape)}")
+    patch = int(conv.shape[-1])
+    grid = math.isqrt(int(pos.shape[0]) - 1)
+    shapes = dict(
+        embed_dim=int(get("vision_encoder.proj").shape[1]),
+        image_size=grid * patch,
+        patch_size=patch,
+        num_frames=int(get("vision_encoder.temporal_positional_embedding").shape[1]),
+        vision_width=int(conv.shape[0]),
+        vision_layers=depth("vision_encoder.transformer.resblocks."),
+        text_width=int(get("text_encoder.token_embedding.weight").shape[1]),
+        text_layers=depth("text_encoder.transformer.resblocks."),
+        context_length=int(get("text_encoder.positional_embedding").shape[0]),
+        vocab_size=int(get("text_encoder.token_embedding.weight").shape[0]),
+    )
+    for named in CONFIGS.values():
+        if all(getattr(named, k) == v for k, v in shapes.items()):
+            return dataclasses.replace(named, masking_prob=masking_prob)
+    for key in ("vision_width", "text_width"):
+        if shapes[key] % 64:
+            raise ModelLoadError(
+                f"cannot infer the ViCLIP head count: {key} {shapes[key]} is not a multiple of 64; "
+                "give the size (a config.json with the heads)"
+            )
+    try:
+        return ViCLIPConfig(**shapes, vision_heads=shapes["vision_width"] // 64, text_heads=shapes["text_width"] // 64,
+                            masking_prob=masking_prob)
+    except ConfigError as exc:
+        raise ModelLoadError(f"the weights do not describe a valid ViCLIP: {exc}") from None
+
+
+def _describe_keys(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def check_state_dict(model: ViCLIP, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise unless ``state_dict`` has exactly the model's keys, with the model's shapes.
+
+    Raises:
+        ModelLoadError: listing the missing keys, the unexpected keys and the shape mismatches.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_describe_keys(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_describe_keys(unexpected)}")
+    if not problems:
+        wrong = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+                 if tuple(state_dict[k].shape) != tuple(v.shape)]
+        if wrong:
+            problems.append(f"shape mismatches (checkpoint vs model): {_describe_keys(wrong)}")
+    if problems:
+        raise ModelLoadError(f"{source} does not match ViCLIP {config_name(model.config) or 'config'}: " + "; ".join(problems))
+
+
+def _read_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """The ``model`` state dict of a ``.pth``, loaded with ``weights_only=True`` (no code runs)."""
+    import pickle
+
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(
+            f"refusing {str(path)!r}: it is a pickle that needs code to load, and vidgen loads checkpoints with "
+            f"torch.load(weights_only=True), which only reads tensors ({first})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot read checkpoint {str(path)!r}: {first}") from None
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        obj = obj["model"]
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelLoadError(f"checkpoint {str(path)!r} holds no ViCLIP state dict (expected a 'model' entry of tensors)")
+    return dict(obj)
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read {str(path)!r}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+
+
+def _read_folder_config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"malformed {str(path)!r}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"malformed {str(path)!r}: expected a JSON object")
+    return data
+
+
+def _config_from_json(data: Mapping[str, Any], source: str) -> ViCLIPConfig | None:
+    """Our export stores every size; the HF folders store ``size``; else ``None`` (infer from weights)."""
+    fields = {f.name for f in dataclasses.fields(ViCLIPConfig)} - {"masking_prob"}
+    try:
+        if fields <= set(data):
+            return ViCLIPConfig.from_dict(data)
+        if data.get("size") is not None:
+            return get_config(str(data["size"]))
+    except ConfigError as exc:
+        raise ModelLoadError(f"{source}: {exc}") from None
+    return None
+
+
+def default_viclip_path() -> Path:
+    """The shipped ViCLIP folder (``checkpoints/viclip/`` at the repository's top level).
+
+    Raises:
+        ModelLoadError: none is there.
+    """
+    if not DEFAULT_VICLIP_DIR.is_dir():
+        raise ModelLoadError(f"no ViCLIP checkpoint given and none shipped at {str(DEFAULT_VICLIP_DIR)!r}; pass --viclip PATH")
+    return DEFAULT_VICLIP_DIR
+
+
+def read_viclip_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ViCLIPConfig | None]:
+    """Read ViCLIP weights from a ``.pth``/``.pt``/``.bin``, a ``.safetensors`` file or a model folder.
+
+    Returns:
+        ``(state_dict, config)``; ``config`` is ``None`` when nothing but the
+        weights describes the size.
+
+    Raises:
+        ModelLoadError: the path is missing, unreadable, a code-carrying pickle,
+            or a folder without weights.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"ViCLIP checkpoint not found: {str(path)!r}")
+    if path.is_dir():
+        data = _read_folder_config(path)
+        config = _config_from_json(data, str(path / CONFIG_NAME))
+        weights = path / WEIGHTS_NAME
+        if not weights.is_file():
+            others = sorted(path.glob("*.safetensors")) or sorted(p for p in path.iterdir() if p.suffix in (".bin", ".pth", ".pt"))
+            if not others:
+                raise ModelLoadError(f"ViCLIP folder {str(path)!r} has no {WEIGHTS_NAME} (nor other .safetensors/.bin/.pth weights)")
+            weights = others[0]
+        state = _read_safetensors(weights) if weights.suffix == ".safetensors" else _read_torch_checkpoint(weights)
+        return state, config
+    if path.suffix == ".safetensors":
+        sibling = _read_folder_config(path.parent) if path.name == WEIGHTS_NAME else {}
+        return _read_safetensors(path), _config_from_json(sibling, str(path.parent / CONFIG_NAME))
+    return _read_torch_checkpoint(path), None
+
+
+def load_viclip(
+    path: str | os.PathLike | None = None,
+    *,
+    size: str | ViCLIPConfig | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> ViCLIP:
+    """Load a ViCLIP checkpoint strictly and return the model in eval mode.
+
+    Accepted: the official ``.pth`` (``torch.load(..., weights_only=True)["model"]``),
+    a Hugging Face ``ViCLIP-*-hf`` folder (``config.json`` + ``model.safetensors``),
+    our own export (:func:`save_viclip`), or a bare ``.safetensors`` file.
+
+    Args:
+        path: checkpoint file or folder; ``None`` for the shipped default.
+        size: a named size or config; ``None`` reads it from ``config.json`` or
+            infers it from the weights' shapes.
+        device: where to put the model.
+        dtype: parameter dtype (float32 reproduces the reference scores).
+
+    Returns:
+        :class:`ViCLIP` in eval mode.
+
+    Raises:
+        ModelLoadError: unreadable/unsafe file, or missing/unexpected keys or
+            wrong shapes (all listed).
+        ConfigError: an unknown ``size``.
+    """
+    path = default_viclip_path() if path is None else Path(path)
+    state, stored = read_viclip_weights(path)
+    config = get_config(size) if size is not None else (stored or infer_config(state))
+    with torch.device("meta"):
+        model = ViCLIP(config, init=False)
+    check_state_dict(model, state, repr(str(path)))
+    # assign=True adopts the loaded tensors instead of copying them into fresh ones: one copy in memory.
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def save_viclip(model: ViCLIP, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``model`` as a folder: ``config.json`` (every size) + ``model.safetensors`` (official key names).
+
+    The layout matches the Hugging Face ``ViCLIP-*-hf`` folders, so
+    :func:`load_viclip` opens both the same way. Files are written under
+    temporary names and renamed when complete.
+
+    Returns:
+        The folder.
+
+    Raises:
+        OutputError: the folder already holds a model and ``overwrite`` is false,
+            or it cannot be written.
+    """
+    from safetensors.torch import save_file
+
+    from vidgen.io.files import atomic_output, atomic_write_text, check_output_path
+
+    folder = Path(folder)
+    weights, config_path = folder / WEIGHTS_NAME, folder / CONFIG_NAME
+    check_output_path(weights, overwrite)
+    check_output_path(config_path, overwrite)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    name = config_name(model.config)
+    meta = {"model_type": MODEL_TYPE, "size": {"l14": "l", "b16": "b"}.get(name or "", name), **model.config.to_dict()}
+    with atomic_output(weights, overwrite=overwrite) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
+    atomic_write_text(config_path, json.dumps(meta, indent=2) + "\n", overwrite=overwrite)
+    return folder
+
+
+def viclip_text_to_clip_text_model(model: ViCLIP, with_projection: bool = False):
+    """ViCLIP's text tower as a ``transformers`` CLIP text model (same weights, same outputs).
+
+    The result can serve as a diffusers pipeline's frozen ``text_encoder``:
+    ``last_hidden_state`` equals :meth:`TextTransformer.hidden_states` and
+    ``pooler_output @ text_projection`` equals :meth:`ViCLIP.encode_text`.
+    Tokenise with ``hf_clip_tokenizer(32, pad_token="!")`` to pad as ViCLIP does.
+
+    Args:
+        model: a ViCLIP.
+        with_projection: return ``CLIPTextModelWithProjection`` (its
+            ``text_embeds`` are ViCLIP's text embeddings) instead of ``CLIPTextModel``.
+
+    Returns:
+        ``transformers.CLIPTextModel`` or ``CLIPTextModelWithProjection`` in eval mode, float32, on CPU.
+    """
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from vidgen.models.tokenizer import EOT_ID, SOT_ID
+
+    c = model.config
+    hf_config = CLIPTextConfig(
+        vocab_size=c.vocab_size, hidden_size=c.text_width, intermediate_size=4 * c.text_width,
+        projection_dim=c.embed_dim, num_hidden_layers=c.text_layers, num_attention_heads=c.text_heads,
+        max_position_embeddings=c.context_length, hidden_act="quick_gelu", layer_norm_eps=1e-5,
+        bos_token_id=SOT_ID, eos_token_id=EOT_ID, pad_token_id=0,
+    )
+    src = {k: v.detach().to("cpu", torch.float32) for k, v in model.text_encoder.state_dict().items()}
+    out = {
+        "embeddings.token_embedding.weight": src["token_embedding.weight"],
+        "embeddings.position_embedding.weight": src["positional_embedding"],
+        "final_layer_norm.weight": src["ln_final.weight"],
+        "final_layer_norm.bias": src["ln_final.bias"],
+    }
+    names = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2",
+             "attn.out_proj": "self_attn.out_proj"}
+    for i in range(c.text_layers):
+        ours, theirs = f"transformer.resblocks.{i}.", f"encoder.layers.{i}."
+        # nn.MultiheadAttention packs q, k, v row-wise into one in_proj; CLIP's HF layout keeps three Linears.
+        q, k, v = src[ours + "attn.in_proj_weight"].chunk(3)
+        qb, kb, vb = src[ours + "attn.in_proj_bias"].chunk(3)
+        for proj, w, b in (("q_proj", q, qb), ("k_proj", k, kb), ("v_proj", v, vb)):
+            out[f"{theirs}self_attn.{proj}.weight"] = w
+            out[f"{theirs}self_attn.{proj}.bias"] = b
+        for a, b in names.items():
+            out[f"{theirs}{b}.weight"] = src[f"{ours}{a}.weight"]
+            out[f"{theirs}{b}.bias"] = src[f"{ours}{a}.bias"]
+    hf = (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(hf_config)
+    # The transformer's keys sit under "text_model." in some classes/versions of transformers and at the top in others.
+    prefix = "text_model." if any(k.startswith("text_model.") for k in hf.state_dict()) else ""
+    out = {prefix + k: v for k, v in out.items()}
+    if with_projection:
+        out["text_projection.weight"] = src["text_projection"].T.contiguous()
+    result = hf.load_state_dict(out, strict=False)
+    unexpected = list(result.unexpected_keys)
+    missing = [k for k in result.missing_keys if not k.endswith("position_ids")]  # a non-weight buffer
+    if missing or unexpected:
+        raise ModelLoadError(f"text tower conversion left keys unmatched: missing {missing}, unexpected {unexpected}")
+    return hf.eval()
