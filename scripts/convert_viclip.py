@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from vidgen.errors import VidgenError
     from vidgen.models.viclip import config_name
     from vidgen.models.viclip_io import load_viclip, save_viclip
-    from vidgen.pipelines.loading import resolve_dtype
+    from vidgen.runtime import resolve_dtype
 
     try:
         model = load_viclip(args.checkpoint, size=args.size, dtype=resolve_dtype(args.dtype))

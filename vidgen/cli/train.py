@@ -18,7 +18,8 @@ or nodes under `accelerate launch`.
   vidgen train --config configs/train/tiny.yaml --resume latest
   accelerate launch --num_processes 8 -m vidgen train --config configs/train/internvid_aes_256.yaml
   vidgen train plot runs/tiny                  (writes runs/tiny/curves.png)
-  vidgen train vae --config configs/toy/vae.yaml   (a small AutoencoderKL for a new domain)"""
+  vidgen train vae --config configs/toy/vae.yaml        (the toy world's AutoencoderKL)
+  vidgen train viclip --config configs/toy/viclip.yaml  (the toy world's ViCLIP and text encoder)"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +52,18 @@ def _vae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _viclip(args: argparse.Namespace) -> int:
+    import json
+
+    from vidgen.config import load_config
+    from vidgen.training.viclip import ViCLIPTrainConfig, train_viclip
+
+    cfg = load_config(ViCLIPTrainConfig, files=args.config, overrides=args.overrides[1:])
+    report = train_viclip(cfg)
+    print(f"wrote {cfg.output_dir}/viclip: {json.dumps({k: round(v, 4) for k, v in report.items()})}")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     from vidgen.config import load_config
     from vidgen.errors import InputError
@@ -61,6 +74,8 @@ def main(args: argparse.Namespace) -> int:
         return _plot(args)
     if args.overrides and args.overrides[0] == "vae":
         return _vae(args)
+    if args.overrides and args.overrides[0] == "viclip":
+        return _viclip(args)
     if not args.config and not args.overrides:
         raise InputError("give a config: vidgen train --config configs/train/NAME.yaml [key=value ...]")
     cfg = load_config(TrainConfig, files=args.config, overrides=args.overrides)

@@ -106,7 +106,7 @@ def load_encoders(*, model: str | os.PathLike | None = None, vae: str | os.PathL
     from diffusers import AutoencoderKL
     from transformers import AutoTokenizer, CLIPTextModel
 
-    from vidgen.pipelines.loading import resolve_device, resolve_dtype
+    from vidgen.runtime import resolve_device, resolve_dtype
 
     folders = {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer}
     for name in folders:

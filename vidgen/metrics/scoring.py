@@ -84,7 +84,7 @@ def load_scorers(cfg: ScoreConfig, viclip_model=None):
     """
     from vidgen.metrics.clipsim import CLIPFrameScorer, ViCLIPScorer
     from vidgen.models.viclip_io import load_viclip
-    from vidgen.pipelines.loading import resolve_device, resolve_dtype
+    from vidgen.runtime import resolve_device, resolve_dtype
 
     device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
     viclip = clip = None

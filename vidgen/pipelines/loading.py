@@ -6,11 +6,10 @@ import json
 import os
 from pathlib import Path
 
-from vidgen.errors import InputError, ModelLoadError
+from vidgen.errors import ModelLoadError
 
 REQUIRED_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
 DENOISER_CLASSES = ("UNetMotionModel", "UNet3DConditionModel")
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 WEIGHTED_COMPONENTS = ("vae", "text_encoder", "unet")
 
 # Where the shipped default model lives (a diffusers folder at the repository's top level).
@@ -75,36 +74,6 @@ def check_model_folder(path: str | os.PathLike) -> dict:
     return index
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; checks explicit choices.
-
-    Raises:
-        InputError: an unknown device, or CUDA asked for where none is available.
-    """
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
-        raise InputError(f"unknown device {device!r}; use cpu, cuda or auto")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for, but CUDA is not available on this machine")
-    return device
-
-
-def resolve_dtype(dtype: str):
-    """``"fp32" | "fp16" | "bf16"`` -> ``torch.dtype``.
-
-    Raises:
-        InputError: an unknown name.
-    """
-    import torch
-
-    if dtype not in DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-    return getattr(torch, DTYPES[dtype])
-
-
 def load_pipeline(
     path: str | os.PathLike | None = None,
     *,
@@ -129,6 +98,7 @@ def load_pipeline(
         InputError: a bad device, dtype, scheduler or attention name.
     """
     from vidgen.pipelines.schedulers import make_scheduler
+    from vidgen.runtime import resolve_device, resolve_dtype
     from vidgen.pipelines.text_to_video import TextToVideoPipeline
 
     path = default_model_dir() if path is None else Path(path)

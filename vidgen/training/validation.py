@@ -65,5 +65,37 @@ def run_validation(cfg: TrainConfig, models, unet, ema, params, step: int) -> di
 
 
 def score_videos(cfg: TrainConfig, videos: list[tuple[str, np.ndarray, Path]]) -> dict[str, float]:
-    """ViCLIP CLIPSIM and toy-world judge scores of validation videos, as configured."""
-    return {}
+    """ViCLIP CLIPSIM and toy-world judge scores of validation videos, as configured.
+
+    Returns:
+        ``clipsim`` (mean ViCLIP cosine of each video with its prompt) when
+        ``validation.viclip`` is set; ``judge_<attribute>`` (fraction of videos
+        whose judged attribute matches the prompt, over prompts that state it)
+        and ``judge_all`` when ``validation.judge`` is on.
+    """
+    from vidgen.io.writer import to_uint8_frames
+
+    scores: dict[str, float] = {}
+    if not videos:
+        return scores
+    clips = [to_uint8_frames(frames) for _, frames, _ in videos]
+    prompts = [prompt for prompt, _, _ in videos]
+    if cfg.validation.viclip:
+        from vidgen.metrics.clipsim import ViCLIPScorer
+        from vidgen.models.viclip_io import load_viclip
+
+        scorer = ViCLIPScorer(load_viclip(cfg.validation.viclip))
+        pre = scorer.preprocess
+        embeds = scorer.embed_videos(torch.stack([pre.transform(c[pre.frame_indices(len(c))]) for c in clips]))
+        texts = scorer.embed_texts(prompts)
+        scores["clipsim"] = float((embeds * texts).sum(dim=1).mean())
+    if cfg.validation.judge:
+        from vidgen.metrics.judge import faithfulness, judge_frames
+
+        results = [faithfulness(judge_frames(c), p).matches for c, p in zip(clips, prompts)]
+        for attr in ("color", "shape", "motion", "background"):
+            stated = [m[attr] for m in results if attr in m]
+            if stated:
+                scores[f"judge_{attr}"] = float(np.mean(stated))
+        scores["judge_all"] = float(np.mean([all(m.values()) for m in results]))
+    return scores

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Reproduce the shipped default model (checkpoints/) from scratch, through the whole InternVid path:
+#   toy VAE -> toy ViCLIP (its text tower = the text encoder) -> base folder
+#   -> toy-world rows + videos -> filter (aesthetic >= 4) -> clips -> shards -> latent cache
+#   -> vidgen train (denoiser) -> export -> fp16 model folder + eval + model card in checkpoints/
+# About 2.5-3 hours on a 2-core CPU; much faster on a GPU. Re-running resumes the denoiser.
+#
+#   bash scripts/train_default_model.sh            # everything, into runs/toy and checkpoints/
+#   RUN=/tmp/toy OUT=/tmp/ckpt bash scripts/train_default_model.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${RUN:-runs/toy}
+OUT=${OUT:-checkpoints}
+step() { echo "== $(date +%H:%M:%S) $*"; }
+
+step "VAE";     vidgen train vae --config configs/toy/vae.yaml "output_dir=$RUN/vae"
+step "ViCLIP";  vidgen train viclip --config configs/toy/viclip.yaml "output_dir=$RUN/viclip"
+step "base";    python scripts/make_base_folder.py --vae "$RUN/vae/vae" --viclip "$RUN/viclip/viclip" --out "$RUN/base" --overwrite
+step "world";   vidgen data toyworld -o "$RUN/world" --config configs/toy/world.yaml --overwrite --no-progress
+step "filter";  vidgen data filter "$RUN/world/rows.jsonl" -o "$RUN/rows_aes.jsonl" --min-aesthetic 4 --overwrite
+step "clips";   vidgen data clips "$RUN/rows_aes.jsonl" --sources "$RUN/world" -o "$RUN/clips" --workers 2 --overwrite
+step "shards";  vidgen data shard "$RUN/rows_aes.jsonl" --clips "$RUN/clips" -o "$RUN/shards" --max-count 2000 --overwrite
+step "cache";   vidgen data cache "$RUN/shards" -o "$RUN/cache" --model "$RUN/base" --frames 8 --stride 2 --size 32 \
+                  --window random --overwrite
+RESUME=()
+if compgen -G "$RUN/denoiser/checkpoint-*" > /dev/null; then RESUME=(--resume latest); fi
+step "denoiser"; vidgen train --config configs/train/toy.yaml "output_dir=$RUN/denoiser" "model.base=$RUN/base" \
+                  "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "${RESUME[@]}"
+step "export";  vidgen export "$RUN/denoiser" --out "$RUN/model" --overwrite
+step "finalize"; python scripts/finalize_default_model.py --model "$RUN/model" --viclip "$RUN/viclip/viclip" --run "$RUN" --out "$OUT"
+step "done"
