@@ -22,6 +22,20 @@ PRECISIONS = ("no", "fp16", "bf16")
 TRACKERS = ("tensorboard", "wandb", "none")
 
 
+def normalize_precision(value) -> str:
+    """``no | fp16 | bf16``; YAML reads a bare ``no`` as false, so false/off/none mean ``no`` too.
+
+    Raises:
+        ConfigError: any other value.
+    """
+    text = str(value).strip().lower()
+    if text in ("no", "false", "off", "none", "fp32"):
+        return "no"
+    if text not in PRECISIONS:
+        raise ConfigError(f"mixed_precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
+    return text
+
+
 def _choice(section: str, name: str, value, choices) -> None:
     if value not in choices:
         raise ConfigError(f"{section}.{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
@@ -131,7 +145,7 @@ class TrainLoopConfig:
     def __post_init__(self) -> None:
         _positive("train", "max_steps", self.max_steps)
         _positive("train", "grad_accum", self.grad_accum)
-        _choice("train", "mixed_precision", self.mixed_precision, PRECISIONS)
+        self.mixed_precision = normalize_precision(self.mixed_precision)
         _positive("train", "nan_max_skips", self.nan_max_skips, allow_zero=True)
         _positive("train", "log_every", self.log_every)
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:

@@ -23,6 +23,7 @@ import torch
 from omegaconf import MISSING
 
 from vidgen.errors import ConfigError, DataError
+from vidgen.training.config import normalize_precision
 
 
 @dataclass
@@ -68,8 +69,7 @@ class VAETrainConfig:
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0:
             raise ConfigError(f"steps and batch_size must be positive, got {self.steps} and {self.batch_size}")
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ConfigError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        self.mixed_precision = normalize_precision(self.mixed_precision)
 
 
 def _toy_frames(cfg: VAEDataConfig, batch: int, start: int) -> Iterator[np.ndarray]:
@@ -199,7 +199,7 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True) -> dict[str, float]:
         optimizer.step()
         schedule.step()
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            record = {"step": step + 1, "loss": float(loss), "rec_mse": float(rec_loss), "kl": float(kl),
+            record = {"step": step + 1, "loss": loss.item(), "rec_mse": rec_loss.item(), "kl": kl.item(),
                       "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - start}
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
@@ -209,7 +209,7 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True) -> dict[str, float]:
     scale = latent_scale(vae, frame_batches(cfg, start_step=cfg.steps + 1))
     vae.register_to_config(scaling_factor=scale)
     vae.save_pretrained(str(out / "vae"), safe_serialization=True)
-    report = {"final_rec_mse": float(rec_loss), "scaling_factor": scale, "seconds": time.perf_counter() - start}
+    report = {"final_rec_mse": rec_loss.item(), "scaling_factor": scale, "seconds": time.perf_counter() - start}
     if cfg.data.source == "toyworld":
         report.update(reconstruction_report(vae, cfg))
     atomic_write_text(out / "vae_report.json", json.dumps(report, indent=1))

@@ -20,6 +20,7 @@ import torch
 from omegaconf import MISSING
 
 from vidgen.errors import ConfigError
+from vidgen.training.config import normalize_precision
 
 
 @dataclass
@@ -52,8 +53,7 @@ class ViCLIPTrainConfig:
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 1:
             raise ConfigError(f"steps must be positive and batch_size > 1, got {self.steps} and {self.batch_size}")
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ConfigError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        self.mixed_precision = normalize_precision(self.mixed_precision)
 
 
 def build_model(cfg: ViCLIPTrainConfig):
@@ -191,7 +191,7 @@ def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any
         optimizer.step()
         schedule.step()
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            record: dict[str, Any] = {"step": step + 1, "loss": float(loss), "temp": float(model.temp),
+            record: dict[str, Any] = {"step": step + 1, "loss": loss.item(), "temp": model.temp.item(),
                                       "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - start}
             if (step + 1) % (cfg.log_every * 10) == 0 or step + 1 == cfg.steps:
                 record.update(retrieval_eval(model, preprocess, tokenizer, eval_set))
@@ -201,7 +201,7 @@ def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any
             bar.set_postfix(loss=f"{float(loss):.3f}")
     model.eval().to("cpu", torch.float32)
     save_viclip(model, out / "viclip", overwrite=True)
-    report = {"final_loss": float(loss), "temp": float(model.temp), "seconds": time.perf_counter() - start}
+    report = {"final_loss": loss.item(), "temp": model.temp.item(), "seconds": time.perf_counter() - start}
     report.update(retrieval_eval(model, preprocess, tokenizer, eval_set))
     atomic_write_text(out / "viclip_report.json", json.dumps(report, indent=1))
     return report
