@@ -124,14 +124,15 @@ def _read_yaml(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict[s
 
 def load_config(
     schema: type[T],
-    files: Sequence[str | os.PathLike] = (),
+    files: Sequence[str | os.PathLike | Mapping[str, Any]] = (),
     overrides: Sequence[str] | Mapping[str, Any] = (),
 ) -> T:
     """Build a ``schema`` instance from defaults, YAML ``files`` (in order) and ``overrides``.
 
     Args:
         schema: a dataclass type; its defaults are the base layer.
-        files: YAML files merged in order (later wins).
+        files: YAML files merged in order (later wins); a mapping in the list is
+            a layer given directly.
         overrides: ``key=value`` strings (dotted keys for nested sections) or a
             mapping, applied last.
 
@@ -148,7 +149,8 @@ def load_config(
 
     if not dataclasses.is_dataclass(schema):
         raise TypeError(f"schema must be a dataclass type, got {schema!r}")
-    layers: list[tuple[str, dict]] = [(repr(str(f)), _read_yaml(f)) for f in files]
+    layers: list[tuple[str, dict]] = [("defaults", dict(f)) if isinstance(f, Mapping) else (repr(str(f)), _read_yaml(f))
+                                      for f in files]
     if isinstance(overrides, Mapping):
         layers.append(("overrides", dict(overrides)))
     elif overrides:

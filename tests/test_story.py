@@ -1,0 +1,139 @@
+"""Stories: continuity conditioning, every output file, subtitle timing, the page in a real browser, bad scripts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vidgen.cli.main import main
+from vidgen.errors import InputError
+from vidgen.io import probe
+
+
+@pytest.fixture(scope="module")
+def story_dir(tiny_motion_model, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("story")
+    rc = main(["story", "--model", str(tiny_motion_model), "--prompt", "a red circle moves right", "--prompt",
+               "a red circle moves up", "--frames-per-clip", "6", "--overlap", "2", "--steps", "3", "--fps", "4",
+               "--out", str(out), "height=16", "width=16"])
+    assert rc == 0
+    return out
+
+
+def test_two_clip_story_writes_every_output_with_consistent_durations(story_dir):
+    names = sorted(p.name for p in story_dir.iterdir())
+    assert names == ["clip_000.mp4", "clip_001.mp4", "settings.json", "story.html", "story.jsonl", "story.mp4",
+                     "story.srt", "story.vtt"]
+    clips = [probe(story_dir / f"clip_00{i}.mp4") for i in range(2)]
+    stitched = probe(story_dir / "story.mp4")
+    assert [c.num_frames for c in clips] == [6, 6]
+    assert stitched.num_frames == 6 + (6 - 2)  # the second clip's overlap is not repeated
+    assert stitched.duration == pytest.approx(10 / 4)
+
+
+def test_subtitles_and_document_time_each_caption_to_its_clip(story_dir):
+    srt = (story_dir / "story.srt").read_text()
+    assert "00:00:00,000 --> 00:00:01,500\na red circle moves right" in srt
+    assert "00:00:01,500 --> 00:00:02,500\na red circle moves up" in srt
+    vtt = (story_dir / "story.vtt").read_text()
+    assert vtt.startswith("WEBVTT") and "00:00:01.500 --> 00:00:02.500\na red circle moves up" in vtt
+    doc = json.loads((story_dir / "story.jsonl").read_text())
+    assert doc == [
+        {"text": "a red circle moves right"}, {"video": "clip_000.mp4", "source": "story.mp4", "start": 0.0, "end": 1.5},
+        {"text": "a red circle moves up"}, {"video": "clip_001.mp4", "source": "story.mp4", "start": 1.5, "end": 2.5},
+    ]
+
+
+def test_continuity_pins_the_overlap_and_the_baseline_does_not(tiny_motion_model):
+    from vidgen.pipelines.loading import load_pipeline
+    from vidgen.pipelines.story import StoryPipeline
+
+    story = StoryPipeline(load_pipeline(tiny_motion_model, device="cpu"))
+    kwargs = dict(num_frames=5, overlap=2, height=16, width=16, num_inference_steps=3, seed=3)
+    joined = story(["a", "b", "c"], **kwargs)
+    for prev, nxt in zip(joined.clips, joined.clips[1:]):
+        np.testing.assert_allclose(nxt.frames[:2], prev.frames[-2:], atol=1e-5)
+    alone = story(["a", "b", "c"], mode="independent", **kwargs)
+    assert np.abs(alone.clips[1].frames[:2] - alone.clips[0].frames[-2:]).max() > 1e-3
+    assert joined.video.shape == alone.video.shape == (5 + 3 + 3, 16, 16, 3)
+    np.testing.assert_array_equal(joined.clips[0].frames, alone.clips[0].frames)  # the first clip is the same
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_story_page_plays_in_headless_chromium(story_dir, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium on this machine (.ci/run installs Debian's chromium)")
+    (story_dir / "probe.html").write_text("""<!DOCTYPE html><html><body><pre id="out">pending</pre>
+<iframe id="f" src="story.html"></iframe><script>
+const f = document.getElementById("f");
+f.onload = () => {
+  const v = f.contentDocument.getElementById("story");
+  const report = () => { document.getElementById("out").textContent = JSON.stringify({
+      ready: v.readyState, duration: v.duration, tracks: v.textTracks.length,
+      track_kind: v.textTracks.length ? v.textTracks[0].kind : null, error: v.error && v.error.code,
+      clips: f.contentDocument.querySelectorAll("video.clip").length}); };
+  v.addEventListener("loadedmetadata", report); v.addEventListener("error", report); v.load(); setTimeout(report, 4000);
+};
+</script></body></html>""")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(story_dir))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/probe.html"
+        done = subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom", url],
+            capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+        (story_dir / "probe.html").unlink()
+    start = done.stdout.index('<pre id="out">') + len('<pre id="out">')
+    state = json.loads(done.stdout[start : done.stdout.index("</pre>", start)].replace("&quot;", '"'))
+    assert state["error"] is None and state["ready"] >= 1, state
+    assert state["duration"] == pytest.approx(2.5, abs=0.1)
+    assert state["tracks"] == 1 and state["track_kind"] == "subtitles"
+    assert state["clips"] == 2
+
+
+@pytest.mark.parametrize("script, message", [
+    ("a red circle\n\na blue square\n", "line 2 is empty"),
+    ("# only a comment\n", "has no captions"),
+    ('{"caption": "ok"}\n{"frames": 4}\n', "line 2: no caption"),
+])
+def test_bad_scripts_are_one_clear_line(tiny_motion_model, tmp_path, capsys, script, message):
+    suffix = ".jsonl" if script.startswith("{") else ".txt"
+    path = tmp_path / f"script{suffix}"
+    path.write_text(script)
+    rc = main(["story", "--model", str(tiny_motion_model), "--script", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_script_and_bad_overlap(tiny_motion_model, tmp_path, capsys):
+    assert main(["story", "--model", str(tiny_motion_model), "--script", str(tmp_path / "nope.txt")]) == 2
+    assert "story script not found" in capsys.readouterr().err
+    assert main(["story", "--model", str(tiny_motion_model), "--prompt", "a", "--prompt", "b", "--overlap", "4",
+                 "--frames-per-clip", "4", "--out", str(tmp_path / "o")]) == 2
+    assert "overlap 4 must be smaller than its 4 frames" in capsys.readouterr().err
+    from vidgen.pipelines.story import read_script
+
+    (tmp_path / "ok.txt").write_text("a red circle\n# comment\na blue square\n\n\n")
+    assert [s.caption for s in read_script(tmp_path / "ok.txt")] == ["a red circle", "a blue square"]
+    with pytest.raises(InputError):
+        read_script(tmp_path / "nope.jsonl")

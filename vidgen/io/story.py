@@ -1,0 +1,134 @@
+"""Writing a story folder: clips, the stitched video, subtitles, the interleaved document and a page.
+
+``story.jsonl`` holds one interleaved item in the shape of the InternVid-ICL
+items ``vidgen data interleave`` writes: ``[{"text": ...}, {"video": ...,
+"start": ..., "end": ...}, ...]``, where ``video`` is the clip file and
+``start``/``end`` (seconds) place it in the stitched ``story.mp4``, the way an
+InternVid row places a clip in its source video.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from vidgen.errors import OutputError
+
+STORY_FILES = ("story.mp4", "story.srt", "story.vtt", "story.jsonl", "story.html", "settings.json")
+
+
+def clip_name(index: int) -> str:
+    return f"clip_{index:03d}.mp4"
+
+
+def _timestamp(seconds: float, sep: str) -> str:
+    ms = int(round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def cue_times(story) -> list[tuple[str, float, float]]:
+    """``(caption, start, end)`` in seconds of the stitched video, one per clip."""
+    return [(c.segment.caption, c.start_frame / story.fps, (c.start_frame + c.num_new_frames) / story.fps) for c in story.clips]
+
+
+def srt_text(story) -> str:
+    """SubRip subtitles timing each caption to its clip."""
+    blocks = [f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{text}\n" for i, (text, a, b) in enumerate(cue_times(story), 1)]
+    return "\n".join(blocks)
+
+
+def vtt_text(story) -> str:
+    """WebVTT subtitles (what the page's <track> loads)."""
+    cues = [f"{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{text}\n" for text, a, b in cue_times(story)]
+    return "WEBVTT\n\n" + "\n".join(cues)
+
+
+def document(story) -> list[dict[str, Any]]:
+    """The interleaved item: text, clip, text, clip..."""
+    doc: list[dict[str, Any]] = []
+    for i, (text, a, b) in enumerate(cue_times(story)):
+        doc.append({"text": text})
+        doc.append({"video": clip_name(i), "source": "story.mp4", "start": round(a, 3), "end": round(b, 3)})
+    return doc
+
+
+def page_html(story, title: str = "vidgen story") -> str:
+    """A self-contained page: the stitched video with its captions as subtitles, then the interleaved sequence."""
+    items = []
+    for i, clip in enumerate(story.clips):
+        items.append(f'<p class="caption">{html.escape(clip.segment.caption)}</p>')
+        items.append(f'<video class="clip" src="{clip_name(i)}" controls loop muted playsinline></video>')
+    body = "\n".join(items)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 720px; margin: 2em auto; color: #222; }}
+video {{ image-rendering: pixelated; background: #000; }}
+#story {{ width: 100%; }}
+.clip {{ width: 256px; display: block; margin-bottom: 1.5em; }}
+.caption {{ font-size: 1.1em; margin: 0.4em 0; }}
+</style>
+</head>
+<body>
+<h1>{html.escape(title)}</h1>
+<video id="story" src="story.mp4" controls playsinline preload="metadata">
+<track kind="subtitles" src="story.vtt" srclang="en" label="captions" default>
+</video>
+<h2>Interleaved</h2>
+{body}
+</body>
+</html>
+"""
+
+
+def write_story(story, out_dir: str | os.PathLike, *, overwrite: bool = False, upscale: int = 1,
+                upscale_mode: str = "nearest", settings: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write every story output into ``out_dir``; files appear only once all are complete.
+
+    Returns:
+        Name -> path of everything written.
+
+    Raises:
+        OutputError: an output exists without ``overwrite``, or the folder cannot be written.
+    """
+    from vidgen.io.files import ensure_writable_dir
+    from vidgen.io.writer import write_video
+
+    out = Path(out_dir)
+    names = [clip_name(i) for i in range(len(story.clips))] + list(STORY_FILES)
+    if out.exists() and not overwrite:
+        clash = [n for n in names if (out / n).exists()]
+        if clash:
+            raise OutputError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace it)")
+    ensure_writable_dir(out)
+    tmp = Path(tempfile.mkdtemp(prefix=".story.", suffix=".tmp", dir=out))
+    try:
+        for i, clip in enumerate(story.clips):
+            write_video(tmp / clip_name(i), clip.frames, fps=story.fps, upscale_factor=upscale, upscale_mode=upscale_mode)
+        write_video(tmp / "story.mp4", story.video, fps=story.fps, upscale_factor=upscale, upscale_mode=upscale_mode)
+        (tmp / "story.srt").write_text(srt_text(story), encoding="utf-8")
+        (tmp / "story.vtt").write_text(vtt_text(story), encoding="utf-8")
+        (tmp / "story.jsonl").write_text(json.dumps(document(story)) + "\n", encoding="utf-8")
+        (tmp / "story.html").write_text(page_html(story), encoding="utf-8")
+        meta = {**story.meta, "fps": story.fps, "captions": [c.segment.caption for c in story.clips], **(settings or {})}
+        (tmp / "settings.json").write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
+        written = {}
+        for name in names:
+            os.replace(tmp / name, out / name)
+            written[name] = out / name
+        return written
+    except OSError as exc:
+        raise OutputError(f"cannot write the story to {str(out)!r}: {exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,224 @@
+"""Interleaved video-text generation: a script of captions in, a sequence of continuing clips out.
+
+Each clip after the first is conditioned on the last ``overlap`` latent frames
+of the clip before it, with no retraining: at every denoising step the first
+``overlap`` frames of the new clip are replaced by the previous clip's frames
+noised to the current level (RePaint, Lugmayr et al. 2022), so the denoiser's
+temporal layers continue them. With ``shared_noise`` those frames also start
+from the very noise that produced them (as FreeNoise, Qiu et al. 2024, reuses
+noise across windows), which keeps appearance steadier. ``mode="independent"``
+samples every clip on its own: the baseline continuity is measured against.
+
+The stitched video keeps the first clip whole and, of every later clip, only
+the frames after the overlap.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from vidgen.errors import InputError
+
+MODES = ("continuity", "independent")
+
+
+@dataclass
+class StorySegment:
+    """One line of a story script."""
+
+    caption: str
+    num_frames: Optional[int] = None
+    negative_prompt: Optional[str] = None
+    guidance: Optional[float] = None
+
+
+@dataclass
+class StoryClip:
+    """One generated clip and where it sits in the stitched video."""
+
+    segment: StorySegment
+    frames: np.ndarray  # float [F, H, W, 3] in [0, 1], the whole clip (overlap included)
+    start_frame: int  # first frame this clip contributes to the stitched video
+    num_new_frames: int  # frames it contributes (F minus the overlap, except for the first clip)
+
+    @property
+    def new_frames(self) -> np.ndarray:
+        """The frames this clip adds to the stitched video."""
+        return self.frames[len(self.frames) - self.num_new_frames :]
+
+
+@dataclass
+class StoryOutput:
+    clips: list[StoryClip]
+    video: np.ndarray  # float [N, H, W, 3] in [0, 1], the stitched story
+    fps: float
+    overlap: int
+    mode: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def read_script(path: str | Path) -> list[StorySegment]:
+    """Segments from a ``.txt`` (one caption per line; ``#`` comments) or ``.jsonl`` script.
+
+    A jsonl row holds ``caption`` (or ``text``/``prompt``) and optionally
+    ``frames``, ``negative_prompt``, ``guidance``.
+
+    Raises:
+        InputError: a missing file, an empty line between captions, a row without a caption,
+            or a script with no caption at all.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"story script not found: {str(path)!r}")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()  # trailing blank lines are just the end of the file
+    segments = []
+    for lineno, line in enumerate(lines, 1):
+        text = line.strip()
+        if text.startswith("#"):
+            continue
+        if not text:
+            raise InputError(f"{str(path)!r} line {lineno} is empty: every line is one clip's caption")
+        if path.suffix.lower() == ".jsonl":
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{str(path)!r} line {lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{str(path)!r} line {lineno}: expected a JSON object")
+            caption = row.get("caption", row.get("text", row.get("prompt")))
+            if not isinstance(caption, str) or not caption.strip():
+                raise InputError(f"{str(path)!r} line {lineno}: no caption (give 'caption', 'text' or 'prompt')")
+            segments.append(StorySegment(caption.strip(), row.get("frames"), row.get("negative_prompt"), row.get("guidance")))
+        else:
+            segments.append(StorySegment(text))
+    if not segments:
+        raise InputError(f"story script {str(path)!r} has no captions")
+    return segments
+
+
+class StoryPipeline:
+    """Generates a story with any :class:`~vidgen.pipelines.TextToVideoPipeline`.
+
+    Args:
+        pipe: the text-to-video pipeline (any model folder works; nothing is retrained).
+    """
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+
+    def _check(self, segments: Sequence[StorySegment], num_frames: int, overlap: int, mode: str) -> None:
+        if not segments:
+            raise InputError("a story needs at least one caption")
+        for i, seg in enumerate(segments):
+            if not isinstance(seg.caption, str) or not seg.caption.strip():
+                raise InputError(f"story clip {i + 1} has an empty caption")
+            frames = seg.num_frames or num_frames
+            if not isinstance(frames, int) or frames < 1:
+                raise InputError(f"story clip {i + 1}: frames must be a positive integer, got {frames!r}")
+            if i > 0 and overlap >= frames:
+                raise InputError(f"story clip {i + 1}: overlap {overlap} must be smaller than its {frames} frames")
+        if overlap < 0:
+            raise InputError(f"overlap must be >= 0, got {overlap}")
+        if mode not in MODES:
+            raise InputError(f"story mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        segments: Sequence[StorySegment | str],
+        *,
+        num_frames: int = 16,
+        overlap: int = 2,
+        height: int | None = None,
+        width: int | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 7.5,
+        negative_prompt: str | None = None,
+        seed: int = 0,
+        mode: str = "continuity",
+        shared_noise: bool = True,
+        fps: float = 8.0,
+    ) -> StoryOutput:
+        """Generate one clip per segment, each continuing the last.
+
+        Args:
+            segments: captions (or :class:`StorySegment` with per-clip frames, negative prompt, guidance).
+            num_frames: frames per clip unless a segment says otherwise.
+            overlap: latent frames shared with the previous clip (0 = no conditioning).
+            height, width: frame size (default: the model's).
+            num_inference_steps, guidance_scale, negative_prompt: as for the pipeline.
+            seed: clip ``i`` draws its noise from ``seed + i``.
+            mode: ``continuity`` or ``independent`` (the baseline).
+            shared_noise: reuse the previous clip's noise for the overlapping frames.
+            fps: frame rate recorded for the stitched video.
+
+        Returns:
+            :class:`StoryOutput`.
+
+        Raises:
+            InputError: an empty caption, an overlap that does not fit, or a bad argument.
+        """
+        segs = [s if isinstance(s, StorySegment) else StorySegment(str(s)) for s in segments]
+        self._check(segs, num_frames, overlap, mode)
+        pipe = self.pipe
+        default_h, default_w = pipe.default_size
+        height, width = height or default_h, width or default_w
+        k = overlap if mode == "continuity" else 0
+        clips: list[StoryClip] = []
+        prev_latents = prev_noise = None
+        cursor = 0
+        for i, seg in enumerate(segs):
+            frames_i = seg.num_frames or num_frames
+            shape = (1, pipe.unet.config.in_channels, frames_i, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+            noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed + i))
+            kwargs: dict[str, Any] = {}
+            if i > 0 and k > 0:
+                if shared_noise:
+                    noise[:, :, :k] = prev_noise[:, :, -k:]
+                known, known_noise = prev_latents[:, :, -k:], noise[:, :, :k].clone()
+                kwargs = self._conditioning(noise, known, known_noise, num_inference_steps)
+            out = pipe(
+                seg.caption, negative_prompt=seg.negative_prompt or negative_prompt, num_frames=frames_i,
+                height=height, width=width, num_inference_steps=num_inference_steps,
+                guidance_scale=seg.guidance if seg.guidance is not None else guidance_scale,
+                latents=kwargs.pop("latents", noise), output_type="latent", **kwargs,
+            )
+            latents = out.frames
+            pixels = (pipe.decode_latents(latents) / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().numpy()
+            new = frames_i if i == 0 else frames_i - overlap
+            clips.append(StoryClip(seg, pixels, cursor, new))
+            cursor += new
+            prev_latents, prev_noise = latents, noise
+        video = np.concatenate([c.new_frames for c in clips])
+        meta = {"overlap": overlap, "mode": mode, "shared_noise": shared_noise, "seed": seed, "steps": num_inference_steps,
+                "guidance": guidance_scale, "height": height, "width": width}
+        return StoryOutput(clips, video, fps, overlap, mode, meta)
+
+    def _conditioning(self, noise: torch.Tensor, known: torch.Tensor, known_noise: torch.Tensor, steps: int) -> dict:
+        """Initial latents and the per-step callback that pin the first frames to ``known`` (RePaint)."""
+        pipe = self.pipe
+        scheduler = pipe.scheduler
+        scheduler.set_timesteps(steps)
+        timesteps = scheduler.timesteps
+        k = known.shape[2]
+        start = noise.clone()
+        # The pipeline multiplies the initial latents by init_noise_sigma; pre-divide the pinned part.
+        start[:, :, :k] = scheduler.add_noise(known, known_noise, timesteps[:1]) / scheduler.init_noise_sigma
+
+        def pin(_pipe, i: int, _t, tensors: dict) -> dict:
+            latents = tensors["latents"]
+            if i + 1 < len(timesteps):
+                latents[:, :, :k] = scheduler.add_noise(known, known_noise, timesteps[i + 1 : i + 2])
+            else:
+                latents[:, :, :k] = known
+            return {"latents": latents}
+
+        return {"latents": start, "callback_on_step_end": pin}
