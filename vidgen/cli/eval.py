@@ -6,9 +6,9 @@ import argparse
 
 from vidgen.cli.common import add_config_args, flag_overrides, merged_overrides
 
-HELP = "evaluate a model on the toy world: judge accuracy per attribute, seen vs held-out, CLIPSIM"
+HELP = "evaluate a model on the toy world (judge accuracy, seen vs held-out, CLIPSIM) or on stories (continuity)"
 
-FIELDS = {"suite": "suite", "model": "model", "viclip": "viclip", "n": "n", "out": "out", "seed": "seed",
+FIELDS = {"suite": "suite", "story": "story", "model": "model", "viclip": "viclip", "n": "n", "out": "out", "seed": "seed",
           "steps": "steps", "guidance": "guidance", "scheduler": "scheduler", "batch_size": "batch_size",
           "device": "device", "save_videos": "save_videos", "overwrite": "overwrite"}
 
@@ -16,10 +16,12 @@ FIELDS = {"suite": "suite", "model": "model", "viclip": "viclip", "n": "n", "out
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help=HELP, description=HELP + ". Sampling settings default to the model folder's "
                        "sample_defaults.yaml; results go to OUT/results.json, OUT/table.md and OUT/contact_sheet.png.")
-    p.add_argument("--suite", choices=("toyworld",), help="the evaluation suite (default toyworld)")
+    p.add_argument("--suite", choices=("toyworld", "story"), help="toyworld: single prompts (default); story: three-clip "
+                   "stories with continuity vs independent clips")
+    p.add_argument("--story", metavar="DIR", help="measure an existing story folder (vidgen story output) instead")
     p.add_argument("--model", "-m", metavar="DIR", help="model folder (default: the shipped model)")
     p.add_argument("--viclip", metavar="PATH", help="ViCLIP for CLIPSIM (default: MODEL/viclip or checkpoints/viclip)")
-    p.add_argument("--n", type=int, metavar="N", help="number of prompts (default 120; half held-out combinations)")
+    p.add_argument("--n", type=int, metavar="N", help="prompts (toyworld: 120, half held-out combinations) or stories (story: 30)")
     p.add_argument("--out", "-o", metavar="DIR", help="results folder (default eval/toyworld)")
     p.add_argument("--seed", type=int, metavar="S", help="prompt order and sampling seeds (default 0)")
     p.add_argument("--steps", type=int, metavar="N", help="denoising steps")
@@ -36,11 +38,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     import sys
 
+    import json
+
     from vidgen.config import load_config
+    from vidgen.metrics.story import format_story_table, run_story_eval, story_folder_measures
     from vidgen.metrics.toyeval import EvalConfig, format_table, run_toyworld_eval
 
     cfg = load_config(EvalConfig, files=args.config, overrides=merged_overrides(flag_overrides(args, FIELDS), args.overrides))
-    report = run_toyworld_eval(cfg, progress=lambda done, total: print(f"\r{done}/{total} prompts", end="", file=sys.stderr, flush=True))
+    if cfg.story:
+        print(json.dumps(story_folder_measures(cfg.story), indent=1))
+        return 0
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{done}/{total} {'prompts' if cfg.suite == 'toyworld' else 'stories'}", end="", file=sys.stderr, flush=True)
+
+    if cfg.suite == "story":
+        result = run_story_eval(cfg, progress=progress)
+        print(file=sys.stderr)
+        print(format_story_table(result.summary))
+        print(f"wrote {cfg.out}/results.json, {cfg.out}/table.md")
+        return 0
+    report = run_toyworld_eval(cfg, progress=progress)
     print(file=sys.stderr)
     print(format_table(report.summary))
     print(f"wrote {cfg.out}/results.json, {cfg.out}/table.md, {cfg.out}/contact_sheet.png")

@@ -123,14 +123,18 @@ def sidecar_caption(video: Path) -> Optional[str]:
 
 
 def expand_sources(sources: list[str]) -> list[ScoreItem]:
-    """Video files, folders (their video files, sorted, not recursive) and pair tables, in the order given."""
+    """Video files, folders (their video files, sorted, not recursive), pair tables and story
+    folders (each clip with its own caption from ``story.jsonl``), in the order given."""
     from vidgen.io.video import is_video_file
+    from vidgen.metrics.story import is_story_folder, read_story_doc
 
     items: list[ScoreItem] = []
     for source in sources:
         path = Path(source)
         if path.suffix.lower() in TABLE_SUFFIXES and not path.is_dir():
             items.extend(read_pairs(path))
+        elif is_story_folder(path):
+            items.extend(ScoreItem(path / clip, caption, "story.jsonl") for caption, clip, _, _ in read_story_doc(path))
         elif path.is_dir():
             items.extend(ScoreItem(p) for p in sorted(path.iterdir()) if p.is_file() and is_video_file(p))
         else:

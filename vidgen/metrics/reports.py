@@ -48,6 +48,7 @@ class ScoreReport:
     rows: list[VideoScore] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     retrieval: Optional[dict[str, Any]] = None
+    stories: Optional[dict[str, Any]] = None  # story folder -> continuity measures
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per metric: count, mean, sample standard deviation, min, median, max."""
@@ -70,6 +71,7 @@ class ScoreReport:
                 for r in self.rows
             ],
             **({"retrieval": self.retrieval} if self.retrieval is not None else {}),
+            **({"stories": self.stories} if self.stories else {}),
         }
 
 
@@ -96,6 +98,9 @@ def summary_lines(report: ScoreReport) -> list[str]:
             lines.append(f"{title}: mean {s['mean']:.4f} ± {s['std']:.4f} (min {s['min']:.4f}, max {s['max']:.4f}) over {s['count']} videos")
         else:
             lines.append(f"{title}: no video scored")
+    for folder, m in (report.stories or {}).items():
+        lines.append(f"story {folder}: boundary jump median {m['median_jump_px']:.2f} px, pixel change x{m['median_pixel_change']:.2f}, "
+                     f"motion as captioned {m['motion_accuracy']:.2f}, colour kept {m['color_kept']}, shape kept {m['shape_kept']}")
     if report.skipped:
         lines.append(f"skipped {len(report.skipped)} video(s):")
         lines.extend(f"  {s.video}: {s.reason}" for s in report.skipped)

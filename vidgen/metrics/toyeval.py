@@ -28,10 +28,11 @@ ATTRS = ("color", "shape", "motion", "background")
 class EvalConfig:
     """``vidgen eval`` settings (sampling settings default to the model folder's ``sample_defaults.yaml``)."""
 
-    suite: str = "toyworld"
+    suite: str = "toyworld"  # toyworld | story
+    story: Optional[str] = None  # measure an existing story folder instead of generating
     model: Optional[str] = None
     viclip: Optional[str] = None  # default: {model}/viclip, else checkpoints/viclip
-    n: int = 120
+    n: Optional[int] = None  # prompts (toyworld, default 120) or stories (story, default 30)
     held_out_fraction: float = 0.5
     captions: str = "canonical"  # canonical (every attribute stated) | varied (the training templates)
     seed: int = 0
@@ -50,8 +51,10 @@ class EvalConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        if self.suite != "toyworld":
-            raise InputError(f"unknown eval suite {self.suite!r}; available: toyworld")
+        if self.suite not in ("toyworld", "story"):
+            raise InputError(f"unknown eval suite {self.suite!r}; available: toyworld, story")
+        if self.n is None:
+            self.n = 120 if self.suite == "toyworld" else 30
         if self.n < 1 or self.batch_size < 1:
             raise InputError(f"n and batch_size must be positive, got {self.n} and {self.batch_size}")
         if not 0.0 <= self.held_out_fraction <= 1.0:
@@ -180,31 +183,17 @@ def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callabl
     """
     import torch
 
-    from vidgen.config import load_config
     from vidgen.data.toyworld import render_clip, sample_scene
-    from vidgen.io.files import atomic_write_text, ensure_writable_dir
+    from vidgen.io.files import atomic_write_text
     from vidgen.io.writer import to_uint8_frames, write_video
     from vidgen.metrics.judge import faithfulness, judge_frames
-    from vidgen.pipelines.loading import default_model_dir, load_pipeline
-    from vidgen.pipelines.sample import MODEL_SAMPLE_DEFAULTS, SampleConfig, slugify
+    from vidgen.pipelines.sample import slugify
 
-    out = ensure_writable_dir(cfg.out)
-    if (out / "results.json").exists() and not cfg.overwrite:
-        from vidgen.errors import OutputError
-
-        raise OutputError(f"{str(out / 'results.json')!r} exists (pass --overwrite to replace it)")
-    model_dir = Path(cfg.model) if cfg.model else default_model_dir()
-    defaults = SampleConfig()
-    if (model_dir / MODEL_SAMPLE_DEFAULTS).is_file():
-        defaults = load_config(SampleConfig, files=[model_dir / MODEL_SAMPLE_DEFAULTS])
-    frames_n = cfg.frames or defaults.frames
-    steps = cfg.steps or defaults.steps
-    guidance = cfg.guidance if cfg.guidance is not None else defaults.guidance
-    scheduler = cfg.scheduler or defaults.scheduler
-    if pipe is None:
-        pipe = load_pipeline(model_dir, device=cfg.device, dtype=cfg.dtype, scheduler=scheduler)
-    height = cfg.height or defaults.height or pipe.default_size[0]
-    width = cfg.width or defaults.width or pipe.default_size[1]
+    out = prepare_out(cfg)
+    settings = eval_settings(cfg, pipe)
+    pipe, model_dir, defaults = settings.pipe, settings.model_dir, settings.defaults
+    frames_n, steps, guidance, scheduler = settings.frames, settings.steps, settings.guidance, settings.scheduler
+    height, width = settings.height, settings.width
     scorer = _viclip_scorer(cfg, model_dir, viclip)
 
     plan = eval_prompts(cfg)
@@ -243,6 +232,53 @@ def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callabl
     atomic_write_text(out / "table.md", format_table(report.summary) + "\n")
     contact_sheet(contact, out / "contact_sheet.png")
     return report
+
+
+@dataclass
+class EvalSettings:
+    """A loaded model and the sampling settings an eval uses (flags over the model's defaults)."""
+
+    pipe: Any
+    model_dir: Path
+    defaults: Any  # the model folder's SampleConfig
+    frames: int
+    steps: int
+    guidance: float
+    scheduler: Optional[str]
+    height: int
+    width: int
+
+
+def prepare_out(cfg: EvalConfig) -> Path:
+    """The results folder, refusing to replace earlier results without ``overwrite``."""
+    from vidgen.errors import OutputError
+    from vidgen.io.files import ensure_writable_dir
+
+    out = ensure_writable_dir(cfg.out)
+    if (out / "results.json").exists() and not cfg.overwrite:
+        raise OutputError(f"{str(out / 'results.json')!r} exists (pass --overwrite to replace it)")
+    return out
+
+
+def eval_settings(cfg: EvalConfig, pipe=None) -> EvalSettings:
+    """Load the model (unless given) and resolve frames/steps/guidance/scheduler/size."""
+    from vidgen.config import load_config
+    from vidgen.pipelines.loading import default_model_dir, load_pipeline
+    from vidgen.pipelines.sample import MODEL_SAMPLE_DEFAULTS, SampleConfig
+
+    model_dir = Path(cfg.model) if cfg.model else default_model_dir()
+    defaults = SampleConfig()
+    if (model_dir / MODEL_SAMPLE_DEFAULTS).is_file():
+        defaults = load_config(SampleConfig, files=[model_dir / MODEL_SAMPLE_DEFAULTS])
+    scheduler = cfg.scheduler or defaults.scheduler
+    if pipe is None:
+        pipe = load_pipeline(model_dir, device=cfg.device, dtype=cfg.dtype, scheduler=scheduler)
+    return EvalSettings(
+        pipe=pipe, model_dir=model_dir, defaults=defaults, frames=cfg.frames or defaults.frames,
+        steps=cfg.steps or defaults.steps, guidance=cfg.guidance if cfg.guidance is not None else defaults.guidance,
+        scheduler=scheduler, height=cfg.height or defaults.height or pipe.default_size[0],
+        width=cfg.width or defaults.width or pipe.default_size[1],
+    )
 
 
 class _Scorer:
