@@ -137,3 +137,55 @@ def test_missing_script_and_bad_overlap(tiny_motion_model, tmp_path, capsys):
     assert [s.caption for s in read_script(tmp_path / "ok.txt")] == ["a red circle", "a blue square"]
     with pytest.raises(InputError):
         read_script(tmp_path / "nope.jsonl")
+
+
+def test_story_folder_scores_each_clip_against_its_caption(tiny_motion_model, tmp_path, capsys):
+    """vidgen score on a story folder: per-clip CLIPSIM (captions from story.jsonl) and continuity measures."""
+    import torch
+
+    from vidgen.models.viclip import ViCLIP, get_config
+    from vidgen.models.viclip_io import save_viclip
+
+    torch.manual_seed(0)
+    viclip = save_viclip(ViCLIP(get_config("tiny")), tmp_path / "viclip")  # 4 frames at 32 px
+    story = tmp_path / "story"
+    assert main(["story", "--model", str(tiny_motion_model), "--prompt", "a red circle moves right", "--prompt",
+                 "a red circle moves up", "--frames-per-clip", "6", "--steps", "2", "--out", str(story),
+                 "height=16", "width=16"]) == 0
+    capsys.readouterr()
+    report = tmp_path / "report.json"
+    assert main(["score", str(story), "--viclip", str(viclip), "--out", str(report), "--no-progress"]) == 0
+    data = json.loads(report.read_text())
+    assert [v["caption"] for v in data["videos"]] == ["a red circle moves right", "a red circle moves up"]
+    measures = data["stories"][str(story)]
+    assert len(measures["boundaries"]) == 1 and len(measures["clips"]) == 2
+    assert {"median_jump_px", "median_pixel_change", "motion_accuracy", "color_kept", "shape_kept"} <= measures.keys()
+    assert "boundary jump median" in capsys.readouterr().out
+
+
+def test_boundary_measures_on_ground_truth_toy_stories():
+    """Real toy stories join smoothly (about one frame's motion); shuffled clips jump far."""
+    from vidgen.data.toyworld import make_story
+    from vidgen.metrics.story import boundary_measures
+
+    jumps, shuffled = [], []
+    for i in range(6):
+        clips = [s.frames for s in make_story(i, seed=1, num_clips=3, num_frames=8, size=32)]
+        jumps += [b["jump_px"] for b in boundary_measures(clips)]
+        other = [s.frames for s in make_story(100 + i, seed=1, num_clips=3, num_frames=8, size=32)]
+        shuffled += [b["jump_px"] for b in boundary_measures([clips[0], other[1]])]
+    assert np.median(jumps) <= 2.5
+    assert np.median(shuffled) > 2 * np.median(jumps)
+
+
+def test_story_eval_suite_runs_both_modes(tiny_motion_model, tmp_path):
+    from vidgen.config import load_config
+    from vidgen.metrics.story import run_story_eval
+    from vidgen.metrics.toyeval import EvalConfig
+
+    cfg = load_config(EvalConfig, overrides=[f"model={tiny_motion_model}", "suite=story", "n=2", "steps=2", "frames=5",
+                                             "height=16", "width=16", f"out={tmp_path / 'ev'}"])
+    result = run_story_eval(cfg)
+    assert set(result.summary) == {"continuity", "independent"}
+    assert result.summary["continuity"]["boundaries"] == 4
+    assert (tmp_path / "ev" / "table.md").read_text().startswith("| mode |")
