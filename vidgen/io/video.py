@@ -24,6 +24,10 @@ from vidgen.errors import VideoError
 # encoders put keyframes every 1-10 s; a seek costs one keyframe decode plus the
 # frames after it, so seeking pays off once the gap exceeds a fraction of a GOP.
 SEEK_GAP_FRAMES = 48
+# While the next wanted frame is further ahead than this, non-reference frames are not
+# decoded at all (nothing depends on them). The margin exceeds any B-frame reordering
+# delay, so decoding is back to normal well before the wanted frame comes out.
+SKIP_NONREF_MARGIN = 16
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,8 @@ def read_frames(
                 frames, held, previous = decoder.frames(), None, None
             while True:
                 while held is None or held[0] < target:
+                    far = held is not None and target - held[0] > SKIP_NONREF_MARGIN
+                    stream.codec_context.skip_frame = "NONREF" if far else "DEFAULT"
                     nxt = next(frames, None)
                     if nxt is None:
                         raise VideoError(
