@@ -79,7 +79,6 @@ class RandomClips:
 
 def measure(args) -> None:
     """One variant in this process: train a few steps, print samples/s and peak RSS as JSON."""
-    import torch  # noqa: F401
 
     from tests.train_helpers import collate
     from vidgen.config import load_config

@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from tests.train_helpers import ClipTensors, collate, tiny_config
 from vidgen.cli.main import main

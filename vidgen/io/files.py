@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -90,3 +91,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = T
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; it replaces ``path`` only when the body succeeds.
+
+    Model folders and checkpoints are written this way, so an interrupted write
+    leaves the previous version (or nothing) under the real name, never half of one.
+
+    Raises:
+        OutputError: ``path`` exists and ``overwrite`` is false, or its parent cannot be written.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"output folder {str(path)!r} exists (pass --overwrite to replace it)")
+    ensure_writable_dir(path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

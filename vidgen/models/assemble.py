@@ -11,11 +11,10 @@ the frozen text encoder, as CLIP's does for Stable Diffusion). The
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from vidgen.errors import ModelLoadError, OutputError
+from vidgen.io.files import atomic_folder
 
 
 def write_base_folder(
@@ -64,17 +63,9 @@ def write_base_folder(
     # ViCLIP pads with token 0 ("!"); the text encoder must see the same padding it was trained with.
     tokenizer = hf_clip_tokenizer(viclip_model.config.context_length, pad_token="!")
     scheduler = build_scheduler(prediction_type=prediction_type, timestep_spacing=timestep_spacing)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out, overwrite=overwrite) as tmp:
         vae_model.save_pretrained(str(tmp / "vae"), safe_serialization=True)
         text_encoder.save_pretrained(str(tmp / "text_encoder"), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         scheduler.save_pretrained(str(tmp / "scheduler"))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

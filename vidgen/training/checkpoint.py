@@ -23,7 +23,6 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from vidgen.errors import ModelLoadError
+from vidgen.io.files import atomic_folder
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -200,10 +200,8 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     final = run_dir / checkpoint_name(state.step)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=run_dir))
-    try:
+    with atomic_folder(final, overwrite=True) as tmp:
         if lora:
             save_lora(unet, tmp / "unet_lora")
         else:
@@ -229,12 +227,6 @@ def save_checkpoint(
         _write_json(tmp / "rng.json", rng_meta)
         (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
         _write_json(tmp / STATE_FILE, asdict(state))  # last: its presence marks the folder complete
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if keep_last:
         for old in list_checkpoints(run_dir)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from vidgen.errors import ModelLoadError, OutputError
+from vidgen.io.files import atomic_folder
 from vidgen.training.checkpoint import load_weights_into, find_checkpoint, load_lora
 
 
@@ -54,7 +53,7 @@ def export_model(
         ckpt = run
     else:
         ckpt = find_checkpoint(run, checkpoint)
-    if out.exists() and not overwrite:
+    if out.exists() and not overwrite:  # checked early, before any model is loaded
         raise OutputError(f"output folder {str(out)!r} exists (pass --overwrite to replace it)")
     if not (ckpt / "config.yaml").is_file():
         raise ModelLoadError(f"checkpoint {str(ckpt)!r} has no config.yaml")
@@ -73,18 +72,10 @@ def export_model(
         load_weights_into(unet, ckpt / part)
     pipe = TextToVideoPipeline(vae=models.vae, text_encoder=models.text_encoder, tokenizer=models.tokenizer,
                                unet=unet, scheduler=models.sampling_scheduler)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out, overwrite=overwrite) as tmp:
         pipe.save_pretrained(str(tmp), safe_serialization=True)
         v = cfg.validation
         defaults = dict(frames=v.num_frames, height=v.height, width=v.width, steps=v.steps, guidance=v.guidance,
                         scheduler=v.scheduler, fps=v.fps, upscale=v.upscale)
         (tmp / MODEL_SAMPLE_DEFAULTS).write_text(yaml.safe_dump({k: x for k, x in defaults.items() if x is not None}, sort_keys=False))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
