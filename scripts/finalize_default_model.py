@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         examples = _examples(tmp, tmp / "examples")
         shutil.copy(args.run / "eval" / "contact_sheet.png", tmp / "examples" / "contact_sheet.png")
         reports = {name: json.loads((args.run / sub / f"{name}_report.json").read_text())
-                   for name, sub in (("vae", "vae"), ("viclip", "viclip"))}
+                   for name, sub in (("vae", "vae"), ("viclip", "viclip_video"))}
         (tmp / "eval_summary.json").write_text(json.dumps({"fp16_max_frame_diff": diff, "eval": report.summary,
                                                            **reports}, indent=1))
         (tmp / "README.md").write_text(model_card(report.summary, format_table(report.summary), reports, diff, examples))
@@ -129,7 +129,10 @@ def model_card(summary: dict, table: str, reports: dict, fp16_diff: float, examp
         "- `vae/`: `AutoencoderKL`, 32x32 RGB frames <-> 8x8x4 latents (configs/toy/vae.yaml).",
         "- `text_encoder/` + `tokenizer/`: the text tower of the toy ViCLIP as a `CLIPTextModel`",
         "  (CLIP BPE, 32 tokens), frozen during denoiser training.",
-        "- `viclip/`: the toy ViCLIP (configs/toy/viclip.yaml), used by `vidgen score` and `vidgen eval` by default.",
+        "- `viclip/`: the toy ViCLIP, used by `vidgen score` and `vidgen eval` by default. Trained in two stages:",
+        "  jointly (configs/toy/viclip.yaml, 8-px patches), then a finer video tower (4-px patches) against the",
+        "  first stage's frozen text tower (configs/toy/viclip_video.yaml), so its text tower is exactly the",
+        "  default model's text encoder.",
         "- `sample_defaults.yaml`: 8 frames at 32x32, upscaled x4 for viewing, 8 fps.",
         "- Weights stored in fp16 (loaded as fp32); the largest frame difference this causes on sampled clips is "
         f"{fp16_diff:.4f} (on a 0-1 scale).",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model (checkpoints/) from scratch, through the whole InternVid path:
 #   toy VAE -> toy ViCLIP (its text tower = the text encoder) -> base folder
+#   -> a finer ViCLIP video tower trained against that frozen text tower (the shipped scorer)
 #   -> toy-world rows + videos -> filter (aesthetic >= 4) -> clips -> shards -> latent cache
 #   -> vidgen train (denoiser) -> export -> fp16 model folder + eval + model card in checkpoints/
 # About 2.5-3 hours on a 2-core CPU; much faster on a GPU. Re-running resumes the denoiser.
@@ -19,7 +20,7 @@ step "base";    python scripts/make_base_folder.py --vae "$RUN/vae/vae" --viclip
 step "world";   vidgen data toyworld -o "$RUN/world" --config configs/toy/world.yaml --overwrite --no-progress
 step "filter";  vidgen data filter "$RUN/world/rows.jsonl" -o "$RUN/rows_aes.jsonl" --min-aesthetic 4 --overwrite
 step "clips";   vidgen data clips "$RUN/rows_aes.jsonl" --sources "$RUN/world" -o "$RUN/clips" --workers 2 --overwrite
-step "shards";  vidgen data shard "$RUN/rows_aes.jsonl" --clips "$RUN/clips" -o "$RUN/shards" --max-count 2000 --overwrite
+step "shards";  vidgen data shard "$RUN/rows_aes.jsonl" --clips "$RUN/clips" -o "$RUN/shards" --max-count 2000 --no-verify --overwrite
 step "cache";   vidgen data cache "$RUN/shards" -o "$RUN/cache" --model "$RUN/base" --frames 8 --stride 2 --size 32 \
                   --window random --overwrite
 RESUME=()
@@ -27,5 +28,7 @@ if compgen -G "$RUN/denoiser/checkpoint-*" > /dev/null; then RESUME=(--resume la
 step "denoiser"; vidgen train --config configs/train/toy.yaml "output_dir=$RUN/denoiser" "model.base=$RUN/base" \
                   "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "${RESUME[@]}"
 step "export";  vidgen export "$RUN/denoiser" --out "$RUN/model" --overwrite
-step "finalize"; python scripts/finalize_default_model.py --model "$RUN/model" --viclip "$RUN/viclip/viclip" --run "$RUN" --out "$OUT"
+step "ViCLIP video"; vidgen train viclip --config configs/toy/viclip_video.yaml "output_dir=$RUN/viclip_video" \
+                  "init_text=$RUN/viclip/viclip"
+step "finalize"; python scripts/finalize_default_model.py --model "$RUN/model" --viclip "$RUN/viclip_video/viclip" --run "$RUN" --out "$OUT"
 step "done"

@@ -43,6 +43,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # one per optimiser step
     checkpoint: Path | None = None
     validation: dict[str, Any] = field(default_factory=dict)
+    model: Any = None  # the trained denoiser (unwrapped; raw weights, not EMA)
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -163,6 +164,8 @@ def train(
         raise ConfigError("train.mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on this machine")
     _fresh_accelerator_state()
     accelerator = Accelerator(
+        # Without a GPU, Accelerate forms a multi-process (gloo) group only when told it runs on CPU.
+        cpu=not torch.cuda.is_available(),
         mixed_precision=cfg.train.mixed_precision,
         gradient_accumulation_steps=cfg.train.grad_accum,
         log_with=None if cfg.logging.tracker == "none" else cfg.logging.tracker,
@@ -234,7 +237,7 @@ def train(
         from tqdm.auto import tqdm
 
         progress = tqdm(total=cfg.train.max_steps, initial=state.step, desc="train", dynamic_ncols=True)
-    result = TrainResult(run_dir=run_dir, state=state)
+    result = TrainResult(run_dir=run_dir, state=state, model=raw_unet)
     window_bad = False  # a non-finite loss in this accumulation window: skip its update
     window_loss, window_n = 0.0, 0
     tick, tick_samples = time.perf_counter(), 0

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+import numpy as np
 from omegaconf import MISSING
 
 from vidgen.errors import ConfigError
@@ -36,6 +37,8 @@ class ViCLIPTrainConfig:
     size: str = "toy"  # a named ViCLIP config to start from
     model: dict = field(default_factory=dict)  # ViCLIPConfig fields overriding the named size
     init: Optional[str] = None  # start from these weights instead of random
+    init_text: Optional[str] = None  # take only the text tower (and temperature) from this checkpoint
+    freeze_text: bool = False  # train the video tower against a fixed text tower (locked-text tuning)
     data: ViCLIPDataConfig = field(default_factory=ViCLIPDataConfig)
     preprocess: str = "demo"
     steps: int = 2000
@@ -71,6 +74,15 @@ def build_model(cfg: ViCLIPTrainConfig):
     model = ViCLIP(dataclasses.replace(base, **cfg.model))
     with torch.no_grad():
         model.temp.fill_(cfg.temp_init)
+    if cfg.init_text:
+        source = load_viclip(cfg.init_text)
+        fields = ("text_width", "text_layers", "text_heads", "context_length", "vocab_size", "embed_dim")
+        mismatch = [f for f in fields if getattr(source.config, f) != getattr(model.config, f)]
+        if mismatch:
+            raise ConfigError(f"init_text: the text tower of {cfg.init_text!r} differs in {', '.join(mismatch)}")
+        model.text_encoder.load_state_dict(source.text_encoder.state_dict())
+        with torch.no_grad():
+            model.temp.copy_(source.temp)
     return model
 
 
@@ -107,8 +119,14 @@ class ToyStream:
 
 
 def held_out_clips(count: int, seed: int, num_frames: int, size: int):
-    """``count`` fresh toy clips (a seed training never uses) with pairwise-distinct attributes."""
-    from vidgen.data.toyworld import make_sample
+    """``count`` fresh toy clips (a seed training never uses) with pairwise-distinct attributes.
+
+    Each caption is drawn from the training templates until it states the background
+    too, so every caption fits exactly one of the clips and Recall@1 is well defined.
+    """
+    import dataclasses
+
+    from vidgen.data.toyworld import make_caption, make_sample
 
     chosen, seen, index = [], set(), 0
     while len(chosen) < count:
@@ -117,6 +135,9 @@ def held_out_clips(count: int, seed: int, num_frames: int, size: int):
         key = _attr_id(sample.attrs)
         if key not in seen:
             seen.add(key)
+            rng = np.random.default_rng([seed, index])
+            while sample.caption.mentioned.get("background") is None:
+                sample = dataclasses.replace(sample, caption=make_caption(sample.scene, rng))
             chosen.append(sample)
         if index > 100_000:
             raise ConfigError(f"cannot find {count} clips with distinct attributes")
@@ -166,8 +187,12 @@ def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any
     preprocess = get_preprocess(cfg.preprocess, c.num_frames, c.image_size)
     tokenizer = CLIPBPETokenizer(c.context_length)
     stream = ToyStream(cfg, preprocess, tokenizer, c.num_frames)
+    if cfg.freeze_text:
+        model.text_encoder.requires_grad_(False)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         (no_decay if p.ndim < 2 or "embedding" in name or name == "temp" else decay).append(p)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
