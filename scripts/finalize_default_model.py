@@ -34,9 +34,10 @@ def _fp16_copy(model: Path, viclip: Path, dst: Path) -> None:
     pipe = load_pipeline(model, device="cpu")
     for name in ("unet", "vae", "text_encoder"):
         getattr(pipe, name).to(torch.float16)
-    pipe.save_pretrained(str(dst), safe_serialization=True)
+    # Shards of at most 6 MB keep every file in the repository small.
+    pipe.save_pretrained(str(dst), safe_serialization=True, max_shard_size="6MB")
     shutil.copy(model / "sample_defaults.yaml", dst / "sample_defaults.yaml")
-    save_viclip(load_viclip(viclip).to(torch.float16), dst / "viclip", overwrite=True)
+    save_viclip(load_viclip(viclip).to(torch.float16), dst / "viclip", overwrite=True, max_shard_bytes=6 * 2**20)
 
 
 def _max_frame_diff(a: Path, b: Path, prompts: list[str]) -> float:

@@ -301,3 +301,24 @@ def test_clip_text_model_conversion_parity(tiny, ids):
         torch.testing.assert_close(out.pooler_output @ tiny.text_encoder.text_projection, ours, atol=1e-5, rtol=0)
         torch.testing.assert_close(projected(input_ids=ids).text_embeds, ours, atol=1e-5, rtol=0)
     assert plain.config.max_position_embeddings == 32 and plain.config.hidden_act == "quick_gelu"
+
+
+def test_sharded_export_loads_identically(tmp_path):
+    import torch
+
+    from vidgen.models.viclip import ViCLIP, get_config
+    from vidgen.models.viclip_io import load_viclip, save_viclip
+
+    torch.manual_seed(0)
+    model = ViCLIP(get_config("tiny")).eval()
+    save_viclip(model, tmp_path / "sharded", max_shard_bytes=200_000)
+    shards = sorted(p.name for p in (tmp_path / "sharded").glob("model-*.safetensors"))
+    assert len(shards) > 1 and (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    again = load_viclip(tmp_path / "sharded")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    shard = tmp_path / "sharded" / shards[-1]
+    shard.unlink()
+    from vidgen.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="missing"):
+        load_viclip(tmp_path / "sharded")

@@ -22,6 +22,7 @@ from vidgen.errors import ConfigError, ModelLoadError
 from vidgen.models.viclip import CONFIGS, ViCLIP, ViCLIPConfig, config_name, get_config
 
 CONFIG_NAME = "config.json"
+INDEX_NAME = "model.safetensors.index.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "viclip"
 
@@ -149,6 +150,20 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ModelLoadError(f"cannot read {str(path)!r}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
 
 
+def _read_sharded(index: Path) -> dict[str, torch.Tensor]:
+    """Merge the shards an ``*.safetensors.index.json`` lists (the Hugging Face sharding convention)."""
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"malformed shard index {str(index)!r}: {exc}") from None
+    state: dict[str, torch.Tensor] = {}
+    for name in sorted(set(weight_map.values())):
+        if not (index.parent / name).is_file():
+            raise ModelLoadError(f"shard {name!r} listed in {str(index)!r} is missing")
+        state.update(_read_safetensors(index.parent / name))
+    return state
+
+
 def _read_folder_config(folder: Path) -> dict[str, Any]:
     path = folder / CONFIG_NAME
     if not path.is_file():
@@ -203,6 +218,9 @@ def read_viclip_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor
     if path.is_dir():
         data = _read_folder_config(path)
         config = _config_from_json(data, str(path / CONFIG_NAME))
+        index = path / INDEX_NAME
+        if not (path / WEIGHTS_NAME).is_file() and index.is_file():
+            return _read_sharded(index), config
         weights = path / WEIGHTS_NAME
         if not weights.is_file():
             others = sorted(path.glob("*.safetensors")) or sorted(p for p in path.iterdir() if p.suffix in (".bin", ".pth", ".pt"))
@@ -256,8 +274,12 @@ def load_viclip(
     return model.to(device=device, dtype=dtype).eval()
 
 
-def save_viclip(model: ViCLIP, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def save_viclip(model: ViCLIP, folder: str | os.PathLike, *, overwrite: bool = False,
+                max_shard_bytes: int | None = None) -> Path:
     """Write ``model`` as a folder: ``config.json`` (every size) + ``model.safetensors`` (official key names).
+
+    With ``max_shard_bytes`` the weights are split into ``model-0000N-of-0000M.safetensors``
+    files of at most that size (one tensor may exceed it) plus ``model.safetensors.index.json``.
 
     The layout matches the Hugging Face ``ViCLIP-*-hf`` folders, so
     :func:`load_viclip` opens both the same way. Files are written under
@@ -281,8 +303,28 @@ def save_viclip(model: ViCLIP, folder: str | os.PathLike, *, overwrite: bool = F
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     name = config_name(model.config)
     meta = {"model_type": MODEL_TYPE, "size": {"l14": "l", "b16": "b"}.get(name or "", name), **model.config.to_dict()}
-    with atomic_output(weights, overwrite=overwrite) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    if max_shard_bytes is None or total <= max_shard_bytes:
+        with atomic_output(weights, overwrite=overwrite) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
+    else:
+        shards: list[dict[str, torch.Tensor]] = [{}]
+        size = 0
+        for key, tensor in state.items():
+            nbytes = tensor.numel() * tensor.element_size()
+            if shards[-1] and size + nbytes > max_shard_bytes:
+                shards.append({})
+                size = 0
+            shards[-1][key] = tensor
+            size += nbytes
+        weight_map = {}
+        for i, shard in enumerate(shards, 1):
+            name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+            with atomic_output(folder / name, overwrite=overwrite) as tmp:
+                save_file(shard, str(tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
+            weight_map.update({k: name for k in shard})
+        atomic_write_text(folder / INDEX_NAME, json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1),
+                          overwrite=overwrite)
     atomic_write_text(config_path, json.dumps(meta, indent=2) + "\n", overwrite=overwrite)
     return folder
 
