@@ -12,7 +12,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 EXAMPLES = [
@@ -88,24 +87,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=120, help="eval prompts")
     p.add_argument("--fp16-tolerance", type=float, default=0.05, help="max frame difference fp16 storage may cause")
     args = p.parse_args(argv)
+    from vidgen.io.files import atomic_folder
+    from vidgen.training.export import is_model_folder
+
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=".default-model.", dir=args.out.parent))
-        _fp16_copy(args.model, args.viclip, tmp)
-        diff = _max_frame_diff(args.model, tmp, EXAMPLES[:3])
-        if diff > args.fp16_tolerance:
-            raise VidgenError(f"fp16 storage changes sampled frames by {diff:.4f} > {args.fp16_tolerance}; not shipping it")
-        report = run_toyworld_eval(EvalConfig(model=str(tmp), n=args.n, out=str(args.run / "eval"), overwrite=True,
-                                              save_videos=False))
-        examples = _examples(tmp, tmp / "examples")
-        shutil.copy(args.run / "eval" / "contact_sheet.png", tmp / "examples" / "contact_sheet.png")
-        reports = {name: json.loads((args.run / sub / f"{name}_report.json").read_text())
-                   for name, sub in (("vae", "vae"), ("viclip", "viclip_video"))}
-        (tmp / "eval_summary.json").write_text(json.dumps({"fp16_max_frame_diff": diff, "eval": report.summary,
-                                                           **reports}, indent=1))
-        (tmp / "README.md").write_text(model_card(report.summary, format_table(report.summary), reports, diff, examples))
-        if args.out.exists():
-            shutil.rmtree(args.out)
-        tmp.rename(args.out)
+        with atomic_folder(args.out, overwrite=True, replaceable=is_model_folder) as tmp:
+            _fp16_copy(args.model, args.viclip, tmp)
+            diff = _max_frame_diff(args.model, tmp, EXAMPLES[:3])
+            if diff > args.fp16_tolerance:
+                raise VidgenError(f"fp16 storage changes sampled frames by {diff:.4f} > {args.fp16_tolerance}; not shipping it")
+            report = run_toyworld_eval(EvalConfig(model=str(tmp), n=args.n, out=str(args.run / "eval"), overwrite=True,
+                                                  save_videos=False))
+            examples = _examples(tmp, tmp / "examples")
+            shutil.copy(args.run / "eval" / "contact_sheet.png", tmp / "examples" / "contact_sheet.png")
+            reports = {"vae": json.loads((args.run / "vae" / "vae_report.json").read_text()),
+                       "viclip": json.loads((args.viclip.parent / "viclip_report.json").read_text())}
+            (tmp / "eval_summary.json").write_text(json.dumps({"fp16_max_frame_diff": diff, "eval": report.summary,
+                                                               **reports}, indent=1))
+            (tmp / "README.md").write_text(model_card(report.summary, format_table(report.summary), reports, diff, examples))
     except VidgenError as exc:
         print(f"finalize_default_model: error: {exc}", file=sys.stderr)
         return 2

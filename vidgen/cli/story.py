@@ -101,7 +101,7 @@ def resolve_config(args: argparse.Namespace) -> StoryConfig:
 
 def main(args: argparse.Namespace) -> int:
     from vidgen.errors import InputError
-    from vidgen.io.story import write_story
+    from vidgen.io.story import check_story_output, write_story
     from vidgen.pipelines.loading import load_pipeline
     from vidgen.pipelines.story import StoryPipeline, StorySegment, read_script
 
@@ -117,7 +117,13 @@ def main(args: argparse.Namespace) -> int:
         segments = [StorySegment(p.strip()) for p in cfg.prompts]
     else:
         raise InputError("no story given (use --script FILE or --prompt TEXT --prompt TEXT ...)")
-    StoryPipeline(None)._check(segments, cfg.frames, cfg.overlap, cfg.mode)  # fail before loading the model
+    # Everything that can be checked fails here, before the model loads and the clips are generated.
+    StoryPipeline(None)._check(segments, cfg.frames, cfg.overlap, cfg.mode)
+    if not cfg.fps > 0:
+        raise InputError(f"--fps must be positive, got {cfg.fps}")
+    if cfg.upscale < 1:
+        raise InputError(f"--upscale must be >= 1, got {cfg.upscale}")
+    check_story_output(cfg.out, len(segments), cfg.overwrite)
     pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=cfg.scheduler)
     story = StoryPipeline(pipe)(
         segments, num_frames=cfg.frames, overlap=cfg.overlap, height=cfg.height, width=cfg.width,

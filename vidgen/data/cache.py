@@ -66,7 +66,7 @@ class CacheEncoders:
 
         # The pipeline's own method only reads .tokenizer and .text_encoder: calling
         # it keeps cached states identical to what sampling feeds the denoiser.
-        return TextToVideoPipeline.encode_prompt(self, captions, self.text_encoder.device)
+        return TextToVideoPipeline.encode_prompt(self, captions, self.text_encoder.device, warn_truncation=False)
 
     @torch.no_grad()
     def encode_video(self, pixels: torch.Tensor, chunk: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

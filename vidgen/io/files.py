@@ -7,9 +7,21 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from vidgen.errors import OutputError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(path: Path, folder: bool) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; give the final one the usual mode."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -73,6 +85,7 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
         yield tmp_path
         if not overwrite and path.exists():
             raise OutputError(f"output file {str(path)!r} appeared while writing (pass --overwrite to replace it)")
+        _apply_umask(tmp_path, folder=False)
         os.replace(tmp_path, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -94,24 +107,52 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = T
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_folder(
+    path: str | os.PathLike,
+    overwrite: bool = False,
+    replaceable: Callable[[Path], bool] | None = None,
+) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it replaces ``path`` only when the body succeeds.
 
     Model folders and checkpoints are written this way, so an interrupted write
     leaves the previous version (or nothing) under the real name, never half of one.
+    An existing folder is first renamed aside and deleted only once the new one is
+    in place.
+
+    Args:
+        path: the folder to write.
+        overwrite: allow replacing an existing folder.
+        replaceable: when given, an existing non-empty folder is replaced only if this
+            returns true for it (e.g. "it is a model folder"), so a mistyped path never
+            deletes unrelated files.
 
     Raises:
-        OutputError: ``path`` exists and ``overwrite`` is false, or its parent cannot be written.
+        OutputError: ``path`` exists and may not be replaced, or its parent cannot be written.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputError(f"output folder {str(path)!r} exists (pass --overwrite to replace it)")
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise OutputError(f"output folder {str(path)!r} exists (pass --overwrite to replace it)")
+        if not path.is_dir() or path.is_symlink():
+            raise OutputError(f"output path {str(path)!r} is not a folder; refusing to replace it")
+        if replaceable is not None and any(path.iterdir()) and not replaceable(path):
+            raise OutputError(f"refusing to replace {str(path)!r}: it does not look like a folder this command wrote")
     ensure_writable_dir(path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    backup = None
     try:
         yield tmp
+        _apply_umask(tmp, folder=True)
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, backup / "old")
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if backup is not None and not path.exists():
+                os.replace(backup / "old", path)  # put the previous version back
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)

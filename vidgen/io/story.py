@@ -92,6 +92,26 @@ video {{ image-rendering: pixelated; background: #000; }}
 """
 
 
+def check_story_output(out_dir: str | os.PathLike, num_clips: int, overwrite: bool = False) -> Path:
+    """Fail before any generation when a story's files would clobber existing ones.
+
+    Raises:
+        OutputError: an output exists without ``overwrite``, or the folder cannot be written.
+    """
+    from vidgen.io.files import ensure_writable_dir
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"story output {str(out)!r} is a file, not a folder")
+    if out.exists() and not overwrite:
+        names = [clip_name(i) for i in range(num_clips)] + list(STORY_FILES)
+        clash = [n for n in names if (out / n).exists()]
+        if clash:
+            raise OutputError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace it)")
+    ensure_writable_dir(out)
+    return out
+
+
 def write_story(story, out_dir: str | os.PathLike, *, overwrite: bool = False, upscale: int = 1,
                 upscale_mode: str = "nearest", settings: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write every story output into ``out_dir``; files appear only once all are complete.
@@ -102,16 +122,12 @@ def write_story(story, out_dir: str | os.PathLike, *, overwrite: bool = False, u
     Raises:
         OutputError: an output exists without ``overwrite``, or the folder cannot be written.
     """
-    from vidgen.io.files import ensure_writable_dir
+    import re
+
     from vidgen.io.writer import write_video
 
-    out = Path(out_dir)
+    out = check_story_output(out_dir, len(story.clips), overwrite)
     names = [clip_name(i) for i in range(len(story.clips))] + list(STORY_FILES)
-    if out.exists() and not overwrite:
-        clash = [n for n in names if (out / n).exists()]
-        if clash:
-            raise OutputError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace it)")
-    ensure_writable_dir(out)
     tmp = Path(tempfile.mkdtemp(prefix=".story.", suffix=".tmp", dir=out))
     try:
         for i, clip in enumerate(story.clips):
@@ -127,6 +143,10 @@ def write_story(story, out_dir: str | os.PathLike, *, overwrite: bool = False, u
         for name in names:
             os.replace(tmp / name, out / name)
             written[name] = out / name
+        # A longer story written here before left more clips: they are not part of this one.
+        for stale in out.glob("clip_*.mp4"):
+            if re.fullmatch(r"clip_\d{3}\.mp4", stale.name) and stale.name not in written:
+                stale.unlink()
         return written
     except OSError as exc:
         raise OutputError(f"cannot write the story to {str(out)!r}: {exc}") from None

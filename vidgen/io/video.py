@@ -195,6 +195,9 @@ def read_frames(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         decoder = _Decoder(container, stream)
+        # Frame threading keeps up to thread_count packets in flight, each decoded with the
+        # skip setting it was sent under: widen the margin by that many frames.
+        skip_margin = SKIP_NONREF_MARGIN + (stream.codec_context.thread_count or os.cpu_count() or 1)
         if indices is None:
             out = [_to_array(frame, size, interpolation) for _, frame in decoder.frames()]
             if not out:
@@ -217,7 +220,7 @@ def read_frames(
                 frames, held, previous = decoder.frames(), None, None
             while True:
                 while held is None or held[0] < target:
-                    far = held is not None and target - held[0] > SKIP_NONREF_MARGIN
+                    far = held is not None and target - held[0] > skip_margin
                     stream.codec_context.skip_frame = "NONREF" if far else "DEFAULT"
                     nxt = next(frames, None)
                     if nxt is None:

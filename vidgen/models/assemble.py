@@ -63,7 +63,10 @@ def write_base_folder(
     # ViCLIP pads with token 0 ("!"); the text encoder must see the same padding it was trained with.
     tokenizer = hf_clip_tokenizer(viclip_model.config.context_length, pad_token="!")
     scheduler = build_scheduler(prediction_type=prediction_type, timestep_spacing=timestep_spacing)
-    with atomic_folder(out, overwrite=overwrite) as tmp:
+    def replaceable(path: Path) -> bool:  # a base or model folder, never an unrelated one
+        return (path / "model_index.json").is_file() or (path / "vae" / "config.json").is_file()
+
+    with atomic_folder(out, overwrite=overwrite, replaceable=replaceable) as tmp:
         vae_model.save_pretrained(str(tmp / "vae"), safe_serialization=True)
         text_encoder.save_pretrained(str(tmp / "text_encoder"), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp / "tokenizer"))

@@ -125,6 +125,8 @@ class StoryPipeline:
                 raise InputError(f"story clip {i + 1}: frames must be a positive integer, got {frames!r}")
             if i > 0 and overlap >= frames:
                 raise InputError(f"story clip {i + 1}: overlap {overlap} must be smaller than its {frames} frames")
+            if i + 1 < len(segments) and overlap > frames:
+                raise InputError(f"story clip {i + 1}: overlap {overlap} exceeds its {frames} frames, so clip {i + 2} cannot continue it")
         if overlap < 0:
             raise InputError(f"overlap must be >= 0, got {overlap}")
         if mode not in MODES:
@@ -179,12 +181,13 @@ class StoryPipeline:
             frames_i = seg.num_frames or num_frames
             shape = (1, pipe.unet.config.in_channels, frames_i, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
             noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed + i))
-            kwargs: dict[str, Any] = {}
+            # Stochastic schedulers (ddpm, euler-a) draw fresh noise at every step: seed that too.
+            kwargs: dict[str, Any] = {"generator": torch.Generator(pipe._execution_device).manual_seed(seed + i)}
             if i > 0 and k > 0:
                 if shared_noise:
                     noise[:, :, :k] = prev_noise[:, :, -k:]
                 known, known_noise = prev_latents[:, :, -k:], noise[:, :, :k].clone()
-                kwargs = self._conditioning(noise, known, known_noise, num_inference_steps)
+                kwargs.update(self._conditioning(noise, known, known_noise, num_inference_steps))
             out = pipe(
                 seg.caption, negative_prompt=seg.negative_prompt or negative_prompt, num_frames=frames_i,
                 height=height, width=width, num_inference_steps=num_inference_steps,
@@ -209,9 +212,11 @@ class StoryPipeline:
         scheduler.set_timesteps(steps)
         timesteps = scheduler.timesteps
         k = known.shape[2]
+        # The previous clip's latents live on the pipeline's device; the noise was drawn on the CPU.
+        known_noise = known_noise.to(device=known.device, dtype=known.dtype)
         start = noise.clone()
         # The pipeline multiplies the initial latents by init_noise_sigma; pre-divide the pinned part.
-        start[:, :, :k] = scheduler.add_noise(known, known_noise, timesteps[:1]) / scheduler.init_noise_sigma
+        start[:, :, :k] = (scheduler.add_noise(known, known_noise, timesteps[:1]) / scheduler.init_noise_sigma).to(start)
 
         def pin(_pipe, i: int, _t, tensors: dict) -> dict:
             latents = tensors["latents"]

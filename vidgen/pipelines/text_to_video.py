@@ -150,6 +150,13 @@ class TextToVideoPipeline(DiffusionPipeline):
                     raise InputError(f"prompt {i} is empty")
         if negative_prompt is not None and prompt is not None and len(negative_prompt) not in (1, len(prompt)):
             raise InputError(f"negative_prompt has {len(negative_prompt)} entries but prompt has {len(prompt)}")
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise InputError("pass either negative_prompt or negative_prompt_embeds, not both")
+        for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
+            if embeds is not None and (not isinstance(embeds, torch.Tensor) or embeds.ndim != 3):
+                raise InputError(f"{name} must be a [batch, tokens, dim] tensor, got {getattr(embeds, 'shape', type(embeds).__name__)}")
+        if prompt is not None and negative_prompt_embeds is not None and negative_prompt_embeds.shape[0] not in (1, len(prompt)):
+            raise InputError(f"negative_prompt_embeds has batch {negative_prompt_embeds.shape[0]} but prompt has {len(prompt)} entries")
         if prompt_embeds is not None and negative_prompt_embeds is not None and prompt_embeds.shape != negative_prompt_embeds.shape:
             raise InputError(
                 f"prompt_embeds {tuple(prompt_embeds.shape)} and negative_prompt_embeds "
@@ -179,8 +186,11 @@ class TextToVideoPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------- components
 
-    def encode_prompt(self, prompts: list[str], device: torch.device) -> torch.Tensor:
-        """Text encoder hidden states ``[N, L, D]`` for ``prompts`` (padded to the tokenizer's max length)."""
+    def encode_prompt(self, prompts: list[str], device: torch.device, warn_truncation: bool = True) -> torch.Tensor:
+        """Text encoder hidden states ``[N, L, D]`` for ``prompts`` (padded to the tokenizer's max length).
+
+        Training and the latent cache call this too, so the denoiser always sees text encoded one way.
+        """
         tokens = self.tokenizer(
             prompts,
             padding="max_length",
@@ -188,8 +198,7 @@ class TextToVideoPipeline(DiffusionPipeline):
             truncation=True,
             return_tensors="pt",
         )
-        full = self.tokenizer(prompts, padding="longest", return_tensors="pt").input_ids
-        if full.shape[-1] > tokens.input_ids.shape[-1]:
+        if warn_truncation and self.tokenizer(prompts, padding="longest", return_tensors="pt").input_ids.shape[-1] > tokens.input_ids.shape[-1]:
             logger.warning("prompt truncated to %d tokens: %r", self.tokenizer.model_max_length, prompts)
         mask = None
         if getattr(self.text_encoder.config, "use_attention_mask", False):
@@ -209,7 +218,8 @@ class TextToVideoPipeline(DiffusionPipeline):
 
     def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int = 16) -> torch.Tensor:
         """VAE-decode ``[B, C, F, h, w]`` latents in slices of frames; returns ``[B, 3, F, H, W]`` in [-1, 1]."""
-        latents = latents / self.vae.config.scaling_factor
+        # Latents carry the denoiser's dtype; the VAE may be kept in another (fp32 VAE, bf16 U-Net).
+        latents = latents.to(dtype=self.vae.dtype) / self.vae.config.scaling_factor
         b, c, f, h, w = latents.shape
         flat = latents.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
         frames = torch.cat([self.vae.decode(flat[i : i + decode_chunk_size]).sample for i in range(0, flat.shape[0], decode_chunk_size)])

@@ -48,6 +48,7 @@ class TrainerState:
     samples_seen: int = 0
     nan_skips: int = 0
     skipped_samples: int = 0
+    overflow_skips: int = 0  # fp16 updates skipped by the gradient scaler
 
 
 def checkpoint_name(step: int) -> str:
@@ -181,6 +182,7 @@ def save_checkpoint(
     config_yaml: str = "",
     lora: bool = False,
     keep_last: int | None = None,
+    scaler=None,
 ) -> Path:
     """Write a checkpoint atomically and prune old ones. Call on the main process only.
 
@@ -193,6 +195,7 @@ def save_checkpoint(
         config_yaml: the resolved config text.
         lora: store only the LoRA adapter weights (the base denoiser is rebuilt from the config).
         keep_last: keep only this many newest checkpoints.
+        scaler: the fp16 ``GradScaler`` (its scale and growth tracker are stored), or ``None``.
 
     Returns:
         The checkpoint folder.
@@ -225,6 +228,8 @@ def save_checkpoint(
         rng_tensors, rng_meta = _rng_state()
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
         _write_json(tmp / "rng.json", rng_meta)
+        if scaler is not None:
+            _write_json(tmp / "scaler.json", {k: (v.item() if torch.is_tensor(v) else v) for k, v in scaler.state_dict().items()})
         (tmp / "config.yaml").write_text(config_yaml, encoding="utf-8")
         _write_json(tmp / STATE_FILE, asdict(state))  # last: its presence marks the folder complete
     if keep_last:
@@ -256,10 +261,16 @@ def load_weights_into(module, folder: Path) -> None:
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         raise ModelLoadError(f"checkpoint part {str(folder)!r} has no safetensors weights")
+    from safetensors import SafetensorError
+
     state = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    try:
+        for f in files:
+            state.update(load_file(str(f)))
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except (SafetensorError, RuntimeError) as exc:  # a damaged file, or tensors of other shapes
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"checkpoint weights in {str(folder)!r} cannot be loaded: {first}") from None
     if missing or unexpected:
         raise ModelLoadError(
             f"checkpoint weights in {str(folder)!r} do not fit the model: "
@@ -267,12 +278,34 @@ def load_weights_into(module, folder: Path) -> None:
         )
 
 
-def load_checkpoint(path: Path, unet, optimizer, lr_scheduler, ema=None, lora: bool = False) -> TrainerState:
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop rows logged after ``step`` (a resumed run logs them again). Returns how many were dropped."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row_step = json.loads(line).get("step", 0)
+        except (ValueError, AttributeError):
+            row_step = 0  # keep what cannot be read rather than lose it
+        if isinstance(row_step, (int, float)) and row_step > step:
+            dropped += 1
+        else:
+            kept.append(line)
+    if dropped:
+        from vidgen.io.files import atomic_write_text
+
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+    return dropped
+
+
+def load_checkpoint(path: Path, unet, optimizer, lr_scheduler, ema=None, lora: bool = False, scaler=None) -> TrainerState:
     """Restore a run's state from a checkpoint folder (see :func:`save_checkpoint`).
 
     Raises:
         ModelLoadError: a missing or mismatched part.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
@@ -298,8 +331,11 @@ def load_checkpoint(path: Path, unet, optimizer, lr_scheduler, ema=None, lora: b
         _optimizer_from_safe(optimizer, load_file(str(path / "optimizer.safetensors")), json.loads((path / "optimizer.json").read_text()))
         lr_scheduler.load_state_dict(json.loads((path / "lr_scheduler.json").read_text()))
         _set_rng_state(load_file(str(path / "rng.safetensors")), json.loads((path / "rng.json").read_text()))
+        if scaler is not None and (path / "scaler.json").is_file():
+            scaler.load_state_dict(json.loads((path / "scaler.json").read_text()))
     except FileNotFoundError as exc:
         raise ModelLoadError(f"checkpoint {str(path)!r} is incomplete: {Path(exc.filename).name} is missing") from None
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ModelLoadError(f"checkpoint {str(path)!r} does not match this run: {exc}") from None
+    except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"checkpoint {str(path)!r} does not match this run or is damaged: {first}") from None
     return state

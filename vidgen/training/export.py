@@ -10,6 +10,11 @@ from vidgen.io.files import atomic_folder
 from vidgen.training.checkpoint import load_weights_into, find_checkpoint, load_lora
 
 
+def is_model_folder(path: Path) -> bool:
+    """A diffusers pipeline folder (what export and ``write_base_folder`` write)."""
+    return (path / "model_index.json").is_file()
+
+
 def export_model(
     run: str | os.PathLike,
     out: str | os.PathLike,
@@ -53,11 +58,19 @@ def export_model(
         ckpt = run
     else:
         ckpt = find_checkpoint(run, checkpoint)
+    run_root = ckpt.parent if ckpt.parent.joinpath("config.yaml").is_file() else ckpt
+    resolved = out.resolve()
+    for inside in (run_root.resolve(), ckpt.resolve()):
+        if resolved == inside or inside in resolved.parents or resolved in inside.parents:
+            raise OutputError(f"--out {str(out)!r} overlaps the run folder {str(inside)!r}; export to a separate folder")
     if out.exists() and not overwrite:  # checked early, before any model is loaded
         raise OutputError(f"output folder {str(out)!r} exists (pass --overwrite to replace it)")
     if not (ckpt / "config.yaml").is_file():
         raise ModelLoadError(f"checkpoint {str(ckpt)!r} has no config.yaml")
     cfg = load_config(TrainConfig, files=[ckpt / "config.yaml"])
+    from accelerate.utils import set_seed
+
+    set_seed(cfg.train.seed)  # fresh/inflated denoisers and LoRA adapters initialise as they did in training
     models = load_training_models(cfg.model)
     unet = models.unet
     lora = cfg.model.trainable == "lora"
@@ -72,7 +85,7 @@ def export_model(
         load_weights_into(unet, ckpt / part)
     pipe = TextToVideoPipeline(vae=models.vae, text_encoder=models.text_encoder, tokenizer=models.tokenizer,
                                unet=unet, scheduler=models.sampling_scheduler)
-    with atomic_folder(out, overwrite=overwrite) as tmp:
+    with atomic_folder(out, overwrite=overwrite, replaceable=is_model_folder) as tmp:
         pipe.save_pretrained(str(tmp), safe_serialization=True)
         v = cfg.validation
         defaults = dict(frames=v.num_frames, height=v.height, width=v.width, steps=v.steps, guidance=v.guidance,

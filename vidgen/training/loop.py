@@ -22,9 +22,11 @@ from vidgen.errors import ConfigError, DataError, VidgenError
 from vidgen.training.checkpoint import (
     TrainerState,
     find_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     remove_partial_checkpoints,
     save_checkpoint,
+    truncate_metrics,
 )
 from vidgen.training.config import TrainConfig
 from vidgen.training.objective import diffusion_loss, loss_weights, sample_noise, sample_timesteps, step_generator, target_for
@@ -74,11 +76,11 @@ def _set_epoch(dataloader, dataset, sampler, epoch: int) -> None:
 
 
 def encode_text(models, captions: list[str], device) -> torch.Tensor:
-    """Frozen text-encoder states ``[B, L, D]`` for captions."""
-    tokens = models.tokenizer(captions, padding="max_length", max_length=models.tokenizer.model_max_length,
-                              truncation=True, return_tensors="pt")
+    """Frozen text-encoder states ``[B, L, D]`` for captions, encoded exactly as sampling encodes prompts."""
+    from vidgen.pipelines.text_to_video import TextToVideoPipeline
+
     with torch.no_grad():
-        return models.text_encoder(tokens.input_ids.to(device))[0]
+        return TextToVideoPipeline.encode_prompt(models, captions, device, warn_truncation=False)
 
 
 def encode_video(models, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -172,6 +174,9 @@ def train(
         project_dir=str(run_dir),
     )
     resume_from = find_checkpoint(run_dir, resume) if resume else None
+    if resume_from is None and list_checkpoints(run_dir):
+        raise ConfigError(f"output_dir {str(run_dir)!r} already holds checkpoints of a run: pass --resume latest to "
+                          "continue it, or choose another output_dir")
     set_seed(cfg.train.seed)  # fresh-model initialisation and anything else left to the global RNG
 
     # Models: frozen VAE + text encoder, a trainable denoiser.
@@ -221,12 +226,15 @@ def train(
     # Resume exactly where a checkpoint left off.
     state = TrainerState()
     if resume_from is not None:
-        state = load_checkpoint(resume_from, raw_unet, optimizer, lr_scheduler, ema, lora=cfg.model.trainable == "lora")
+        state = load_checkpoint(resume_from, raw_unet, optimizer, lr_scheduler, ema, lora=cfg.model.trainable == "lora",
+                                scaler=accelerator.scaler)
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
     config_yaml = to_yaml(cfg)
     if accelerator.is_main_process:
         remove_partial_checkpoints(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        if resume_from is not None:
+            truncate_metrics(run_dir / "metrics.jsonl", state.step)  # rows logged after the checkpoint are redone
         atomic_write_text(run_dir / "config.yaml", config_yaml)
         if cfg.logging.tracker != "none":
             accelerator.init_trackers("vidgen", config={"output_dir": cfg.output_dir})
@@ -248,7 +256,8 @@ def train(
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             result.checkpoint = save_checkpoint(run_dir, state, raw_unet, optimizer, lr_scheduler, ema, config_yaml,
-                                                lora=cfg.model.trainable == "lora", keep_last=cfg.checkpoint.keep_last)
+                                                lora=cfg.model.trainable == "lora", keep_last=cfg.checkpoint.keep_last,
+                                                scaler=accelerator.scaler)
         last_checkpoint_step = state.step
         accelerator.wait_for_everyone()
 
@@ -277,9 +286,14 @@ def train(
                     if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
                     optimizer.step()
-                    lr_scheduler.step()
+                    lr_scheduler.step()  # accelerate does not advance it when the fp16 scaler skipped the step
                 optimizer.zero_grad(set_to_none=True)
             if not accelerator.sync_gradients:
+                continue
+            if not window_bad and accelerator.scaler is not None and optimizer.step_was_skipped:
+                # fp16 loss scaling found inf/nan gradients and lowered the scale: no update happened.
+                state.overflow_skips += 1
+                window_loss, window_n = 0.0, 0
                 continue
             if window_bad:
                 state.nan_skips += 1

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from vidgen.errors import ConfigError, ModelLoadError
-from vidgen.models.t2v import build_unet, is_motion_unet
+from vidgen.models.t2v import build_unet
 from vidgen.training.config import ModelConfig
 
 # Parameter-name markers of the temporal layers in each denoiser family.
@@ -192,8 +192,3 @@ def enable_gradient_checkpointing(unet) -> None:
             "set it to false or use a UNetMotionModel (model.kind=motion)"
         )
     unet.enable_gradient_checkpointing()
-
-
-def text_states_for(unet, text_embeds: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """Text states in the layout the denoiser takes (repeated per frame for ``UNetMotionModel``)."""
-    return text_embeds.repeat_interleave(num_frames, dim=0) if is_motion_unet(unet) else text_embeds
