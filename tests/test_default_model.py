@@ -105,3 +105,21 @@ def test_continuity_beats_independent_clips_on_the_shipped_model(pipe):
 
 def test_default_model_path_is_inside_the_repository():
     assert DEFAULT_MODEL_DIR == Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def test_the_tiny_training_config_fine_tunes_on_the_shipped_parts(tmp_path):
+    """configs/train/tiny.yaml as the README runs it: toy-world clips, the shipped VAE and text encoder."""
+    from vidgen.config import load_config
+    from vidgen.training.config import TrainConfig
+    from vidgen.training.loop import train
+
+    data = tmp_path / "toy_tiny"
+    assert main(["data", "toyworld", "-o", str(data), "num_videos=4", "width=32", "height=32", "layout=clips",
+                 "--no-progress"]) == 0
+    cfg = load_config(TrainConfig, files=[Path(__file__).resolve().parent.parent / "configs/train/tiny.yaml"],
+                      overrides=[f"output_dir={tmp_path / 'run'}", f"model.base={DEFAULT_MODEL_DIR}", f"data.path={data}",
+                                 f"data.rows={data / 'rows.jsonl'}", "train.max_steps=3", "logging.tracker=none",
+                                 "logging.progress=false"])
+    result = train(cfg)
+    assert result.state.step == 3 and all(np.isfinite(result.losses))
+    assert (tmp_path / "run" / "checkpoint-000003" / "trainer_state.json").is_file()

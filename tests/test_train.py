@@ -252,3 +252,20 @@ def test_corrupt_clips_in_a_folder_are_skipped_and_counted(tiny_motion_model, tm
                       "data.num_frames=4", "data.height=16", "data.width=16")
     result = train(cfg)
     assert result.state.step == 3 and result.state.skipped_samples >= 1
+
+
+def test_cached_text_can_be_replaced_by_the_base_text_encoder(tiny_motion_model, tmp_path):
+    """data.cached_text=false: captions are re-encoded with model.base's encoder, the cached states ignored."""
+    from vidgen.training.loop import batch_loss
+    from vidgen.training.models import load_training_models
+
+    cfg = tiny_config(tiny_motion_model, tmp_path / "run", "data.cached_text=false")
+    models = load_training_models(cfg.model)
+    latents = torch.randn(2, 4, 4, 8, 8)
+    batch = {"latents": latents, "caption": ["a red circle", ""], "text_embeds": torch.full((2, 77, 32), float("nan"))}
+
+    def loss(c):
+        return batch_loss(models, models.unet, batch, c, torch.Generator().manual_seed(0), True, "cpu")
+
+    assert torch.isfinite(loss(cfg))  # the NaN cache is not read
+    assert torch.isnan(loss(tiny_config(tiny_motion_model, tmp_path / "run")))  # ...and by default it is

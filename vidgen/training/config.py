@@ -93,6 +93,8 @@ class DataConfig:
     num_workers: int = 0
     shuffle_buffer: int = 256  # shards: shuffle buffer size
     sample_posterior: bool = True  # latents: draw from the VAE posterior rather than taking its mean
+    cached_text: bool = True  # latents: use the cached text states; false re-encodes the captions each step with
+    #                           model.base's text encoder (after changing text encoders, without rebuilding the cache)
 
     def __post_init__(self) -> None:
         _choice("data", "source", self.source, DATA_SOURCES)

@@ -100,7 +100,7 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
         latents = batch["latents"].to(device, torch.float32).contiguous()
     else:
         latents = encode_video(models, batch["pixel_values"], generator).to(device, torch.float32)
-    if "text_embeds" in batch:
+    if "text_embeds" in batch and cfg.data.cached_text:
         text = batch["text_embeds"].to(device)
     else:
         text = encode_text(models, list(batch["caption"]), device)
