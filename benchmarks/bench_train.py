@@ -87,7 +87,10 @@ def measure(args) -> None:
 
     root = Path(args.root)
     base, extra = base_folder(args.preset, root)
-    overrides = [f"model.base={base}", "model.denoiser=fresh", f"output_dir={root / ('run_' + args.variant)}",
+    import tempfile
+
+    run_dir = tempfile.mkdtemp(prefix=f"run_{args.variant}.", dir=root)  # a fresh run each repeat
+    overrides = [f"model.base={base}", "model.denoiser=fresh", f"output_dir={run_dir}",
                  f"data.batch_size={args.batch}", f"train.max_steps={args.warmup + args.steps}", "train.ema_decay=null",
                  "logging.tracker=none", "logging.progress=false", "checkpoint.every=100000",
                  f"train.mixed_precision={args.precision}", "data.path=unused", *extra]

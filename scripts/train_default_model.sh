@@ -2,9 +2,9 @@
 # Reproduce the shipped default model (checkpoints/) from scratch, through the whole InternVid path:
 #   toy VAE -> toy ViCLIP (the shipped scorer; its text tower starts the text encoder) -> base folder
 #   -> toy-world rows + videos -> filter (aesthetic >= 4) -> text encoder sharpened on the captions
-#   -> clips -> shards -> latent cache -> vidgen train (denoiser) -> export
+#   -> clips -> shards -> latent cache -> vidgen train (denoiser) -> zero-terminal-SNR fine-tune -> export
 #   -> fp16 model folder + eval + model card in checkpoints/
-# About 2.5 hours on a 2-core CPU; much faster on a GPU. Re-running resumes the denoiser.
+# About 2.5-3 hours on a 2-core CPU; much faster on a GPU. Re-running resumes the denoiser.
 #
 #   bash scripts/train_default_model.sh            # everything, into runs/toy and checkpoints/
 #   RUN=/tmp/toy OUT=/tmp/ckpt bash scripts/train_default_model.sh
@@ -29,6 +29,11 @@ RESUME=()
 if compgen -G "$RUN/denoiser/checkpoint-*" > /dev/null; then RESUME=(--resume latest); fi
 step "denoiser"; vidgen train --config configs/train/toy.yaml "output_dir=$RUN/denoiser" "model.base=$RUN/base" \
                   "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "${RESUME[@]}"
-step "export";  vidgen export "$RUN/denoiser" --out "$RUN/model" --overwrite
+step "export";  vidgen export "$RUN/denoiser" --out "$RUN/model_stage1" --overwrite
+RESUME=()
+if compgen -G "$RUN/denoiser_ft/checkpoint-*" > /dev/null; then RESUME=(--resume latest); fi
+step "zero-SNR"; vidgen train --config configs/train/toy_ztsnr.yaml "output_dir=$RUN/denoiser_ft" "model.base=$RUN/model_stage1" \
+                  "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "${RESUME[@]}"
+step "export";  vidgen export "$RUN/denoiser_ft" --out "$RUN/model" --overwrite
 step "finalize"; python scripts/finalize_default_model.py --model "$RUN/model" --viclip "$RUN/viclip/viclip" --run "$RUN" --out "$OUT"
 step "done"

@@ -47,10 +47,12 @@ def test_written_files_and_folders_follow_the_umask(tmp_path):
         path = atomic_write_text(tmp_path / "a.txt", "hi")
         with atomic_folder(tmp_path / "folder") as tmp:
             (tmp / "x").write_text("y")
+            os.chmod(tmp / "x", 0o600)  # as some libraries write
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's private 0600
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "folder" / "x").stat().st_mode) == 0o644
 
 
 def test_resumed_runs_drop_metric_rows_logged_after_the_checkpoint(tmp_path):

@@ -269,3 +269,20 @@ def test_cached_text_can_be_replaced_by_the_base_text_encoder(tiny_motion_model,
 
     assert torch.isfinite(loss(cfg))  # the NaN cache is not read
     assert torch.isnan(loss(tiny_config(tiny_motion_model, tmp_path / "run")))  # ...and by default it is
+
+
+def test_zero_terminal_snr_reaches_pure_noise_and_is_exported(tiny_motion_model, tmp_path):
+    from vidgen.config import load_config
+    from vidgen.training.config import TrainConfig
+    from vidgen.training.models import load_training_models
+    from vidgen.training.objective import snr
+
+    cfg = tiny_config(tiny_motion_model, tmp_path / "run", "model.prediction_type=v_prediction", "model.zero_terminal_snr=true")
+    models = load_training_models(cfg.model)
+    last = torch.tensor([models.noise_scheduler.config.num_train_timesteps - 1])
+    assert snr(models.noise_scheduler, last).item() < 1e-8
+    assert models.sampling_scheduler.config.rescale_betas_zero_snr
+    plain = load_training_models(tiny_config(tiny_motion_model, tmp_path / "run", "model.prediction_type=v_prediction").model)
+    assert snr(plain.noise_scheduler, last).item() > 1e-3  # the usual schedule stops short of pure noise
+    with pytest.raises(ConfigError, match="v_prediction"):
+        load_config(TrainConfig, overrides=["model.base=x", "data.path=y", "model.zero_terminal_snr=true"])

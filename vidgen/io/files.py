@@ -142,6 +142,12 @@ def atomic_folder(
     backup = None
     try:
         yield tmp
+        # Libraries write some files privately (tempfile-style 0600): give the whole tree the usual modes.
+        for root, dirs, files in os.walk(tmp):
+            for name in dirs:
+                _apply_umask(Path(root) / name, folder=True)
+            for name in files:
+                _apply_umask(Path(root) / name, folder=False)
         _apply_umask(tmp, folder=True)
         if path.exists():
             backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

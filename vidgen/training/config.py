@@ -57,6 +57,10 @@ class ModelConfig:
     unet: dict = field(default_factory=dict)  # fresh only: constructor overrides
     unet_path: Optional[str] = None  # base|inflate: a unet folder other than {base}/unet
     prediction_type: str = "epsilon"  # epsilon | v_prediction
+    # Rescale the noise schedule to zero terminal SNR (Lin et al. 2024), so training's last step is pure noise
+    # like sampling's first; without it the model reads layout from the noise and ignores the prompt's motion.
+    # None keeps the base scheduler's setting. Needs v_prediction. Exported with the model's scheduler.
+    zero_terminal_snr: Optional[bool] = None
     trainable: str = "all"  # all | temporal (spatial frozen) | lora
     lora_rank: int = 16
     lora_alpha: Optional[float] = None  # default: the rank
@@ -70,6 +74,9 @@ class ModelConfig:
         _choice("model", "kind", self.kind, ("motion", "unet3d"))
         _choice("model", "prediction_type", self.prediction_type, ("epsilon", "v_prediction"))
         _choice("model", "trainable", self.trainable, TRAINABLE)
+        if self.zero_terminal_snr and self.prediction_type != "v_prediction":
+            raise ConfigError("model.zero_terminal_snr needs model.prediction_type=v_prediction "
+                              "(at zero SNR an epsilon prediction says nothing about the clip)")
         _choice("model", "attention", self.attention, ("auto", "sdpa", "xformers", "math"))
         _positive("model", "lora_rank", self.lora_rank)
 

@@ -133,8 +133,9 @@ def load_training_models(cfg: ModelConfig) -> TrainingModels:
     text_encoder = _from_pretrained(CLIPTextModel, base / "text_encoder", "text encoder", use_safetensors=True)
     tokenizer = _from_pretrained(CLIPTokenizer, base / "tokenizer", "tokenizer")
     scheduler_config = _from_pretrained(DDIMScheduler, base / "scheduler", "scheduler").config
-    noise_scheduler = DDPMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type)
-    sampling_scheduler = DDIMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type)
+    extra = {} if cfg.zero_terminal_snr is None else {"rescale_betas_zero_snr": cfg.zero_terminal_snr}
+    noise_scheduler = DDPMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type, **extra)
+    sampling_scheduler = DDIMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type, **extra)
     unet = load_denoiser(cfg, text_encoder.config.hidden_size)
     vae.requires_grad_(False).eval()
     text_encoder.requires_grad_(False).eval()
