@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             loss.backward()
             opt.step()
             if step % 50 == 0 or step == args.steps:
-                print(f"step {step}: attribute loss {float(ce):.3f}, keep {float(keep):.4f}, batch accuracy {acc:.3f}", flush=True)
+                print(f"step {step}: attribute loss {float(torch.as_tensor(ce).detach()):.3f}, keep {keep.item():.4f}, batch accuracy {acc:.3f}", flush=True)
         encoder.eval()
         with torch.no_grad():
             _, keep, held_acc = losses(held)

@@ -203,7 +203,7 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True) -> dict[str, float]:
                       "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - start}
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
-            bar.set_postfix(mse=f"{float(rec_loss):.5f}")
+            bar.set_postfix(mse=f"{rec_loss.item():.5f}")
     vae.eval()
     vae.to("cpu", torch.float32)
     scale = latent_scale(vae, frame_batches(cfg, start_step=cfg.steps + 1))

@@ -222,7 +222,7 @@ def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any
                 model.train()
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval().to("cpu", torch.float32)
     save_viclip(model, out / "viclip", overwrite=True)
     report = {"final_loss": loss.item(), "temp": model.temp.item(), "seconds": time.perf_counter() - start}
