@@ -18,10 +18,11 @@ def _umask() -> int:
     return mask
 
 
-def _apply_umask(path: Path, folder: bool) -> None:
+def _apply_umask(path: Path, folder: bool, mask: int | None = None) -> None:
     """mkstemp/mkdtemp create private (0600/0700) entries; give the final one the usual mode."""
+    mask = _umask() if mask is None else mask
     with contextlib.suppress(OSError):
-        os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+        os.chmod(path, (0o777 if folder else 0o666) & ~mask)
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -143,12 +144,13 @@ def atomic_folder(
     try:
         yield tmp
         # Libraries write some files privately (tempfile-style 0600): give the whole tree the usual modes.
+        mask = _umask()
         for root, dirs, files in os.walk(tmp):
             for name in dirs:
-                _apply_umask(Path(root) / name, folder=True)
+                _apply_umask(Path(root) / name, folder=True, mask=mask)
             for name in files:
-                _apply_umask(Path(root) / name, folder=False)
-        _apply_umask(tmp, folder=True)
+                _apply_umask(Path(root) / name, folder=False, mask=mask)
+        _apply_umask(tmp, folder=True, mask=mask)
         if path.exists():
             backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, backup / "old")

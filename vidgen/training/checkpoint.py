@@ -250,6 +250,12 @@ def remove_partial_checkpoints(run_dir: str | os.PathLike) -> int:
     return removed
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error's message (library errors can run to many lines), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_weights_into(module, folder: Path) -> None:
     """Load every safetensors file in ``folder`` into ``module``, strictly.
 
@@ -269,8 +275,7 @@ def load_weights_into(module, folder: Path) -> None:
             state.update(load_file(str(f)))
         missing, unexpected = module.load_state_dict(state, strict=False)
     except (SafetensorError, RuntimeError) as exc:  # a damaged file, or tensors of other shapes
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"checkpoint weights in {str(folder)!r} cannot be loaded: {first}") from None
+        raise ModelLoadError(f"checkpoint weights in {str(folder)!r} cannot be loaded: {_first_line(exc)}") from None
     if missing or unexpected:
         raise ModelLoadError(
             f"checkpoint weights in {str(folder)!r} do not fit the model: "
@@ -336,6 +341,5 @@ def load_checkpoint(path: Path, unet, optimizer, lr_scheduler, ema=None, lora: b
     except FileNotFoundError as exc:
         raise ModelLoadError(f"checkpoint {str(path)!r} is incomplete: {Path(exc.filename).name} is missing") from None
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"checkpoint {str(path)!r} does not match this run or is damaged: {first}") from None
+        raise ModelLoadError(f"checkpoint {str(path)!r} does not match this run or is damaged: {_first_line(exc)}") from None
     return state
