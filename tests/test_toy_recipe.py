@@ -49,6 +49,68 @@ def test_viclip_trainer_writes_a_loadable_model_with_recall(tiny_parts):
     assert 0.0 <= report["t2v_recall@1"] <= 1.0 and math.isfinite(report["clipsim_real"])
 
 
+def test_viclip_stream_adds_reversed_twins_with_the_opposite_direction(tmp_path):
+    import numpy as np
+
+    from vidgen.data.toyworld import is_held_out, make_sample, parse_caption
+    from vidgen.metrics.judge import judge_frames
+    from vidgen.metrics.preprocess import get_preprocess
+    from vidgen.models.tokenizer import CLIPBPETokenizer
+    from vidgen.training.viclip import ToyStream, ViCLIPTrainConfig, reversed_twin
+
+    opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}
+    rng = np.random.default_rng(0)
+    twins = 0
+    for index in range(30):
+        sample = make_sample(index, num_frames=8, size=32, split="train")
+        twin = reversed_twin(sample, rng)
+        if sample.attrs.motion.value == "still":
+            assert twin is None
+            continue
+        if twin is None:  # the flipped direction would be a held-out combination
+            assert is_held_out(type(sample.attrs)(**{**sample.attrs.as_dict(), "motion": opposite[sample.attrs.motion.value]}))
+            continue
+        twins += 1
+        assert np.array_equal(twin.frames, sample.frames[::-1])
+        assert twin.attrs.motion.value == opposite[sample.attrs.motion.value] == parse_caption(twin.caption.text)["motion"]
+        assert judge_frames(twin.frames).motion == twin.attrs.motion.value and not is_held_out(twin.attrs)
+    assert twins >= 10
+
+    cfg = load_config(ViCLIPTrainConfig, overrides=[f"output_dir={tmp_path}", "size=tiny", "batch_size=20",
+                                                   "data.reversed_twins=0.3", "data.render_size=16"])
+    stream = ToyStream(cfg, get_preprocess("demo", 4, 16), CLIPBPETokenizer(32), 4)
+    video, ids, sample_ids = stream.batch(0)
+    assert video.shape[0] == ids.shape[0] == sample_ids.shape[0] == 20
+    assert len(set(sample_ids.tolist())) >= 15  # twins differ from their originals in the direction
+    with pytest.raises(Exception, match="reversed_twins"):
+        load_config(ViCLIPTrainConfig, overrides=[f"output_dir={tmp_path}", "data.reversed_twins=1.0"])
+
+
+@pytest.mark.parametrize("temporal_init", ["zeros", "normal"])
+def test_viclip_temporal_init_decides_whether_a_fresh_model_sees_frame_order(tmp_path, temporal_init):
+    import numpy as np
+    import torch
+
+    from vidgen.data.toyworld import make_sample
+    from vidgen.metrics.preprocess import get_preprocess
+    from vidgen.training.viclip import ViCLIPTrainConfig, build_model
+
+    cfg = load_config(ViCLIPTrainConfig, overrides=[f"output_dir={tmp_path}", "size=tiny", "model.image_size=16",
+                                                   "model.num_frames=4", f"temporal_init={temporal_init}"])
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    frames = make_sample(1, num_frames=4, size=16).frames
+    preprocess = get_preprocess("demo", 4, 16)
+    video = torch.stack([preprocess.transform(frames), preprocess.transform(np.ascontiguousarray(frames[::-1]))])
+    with torch.no_grad():
+        forward, backward = model.encode_video(video)
+    gap = float((forward - backward).abs().max())
+    if temporal_init == "zeros":
+        assert gap < 1e-4  # attention over all tokens without a time signal cannot tell the order
+    else:
+        assert gap > 1e-3
+
+
 def test_viclip_trainer_rejects_unknown_model_fields(tmp_path):
     from vidgen.errors import ConfigError
     from vidgen.training.viclip import ViCLIPTrainConfig, build_model

@@ -27,6 +27,14 @@ from vidgen.training.config import normalize_precision
 class ViCLIPDataConfig:
     render_size: int = 32  # toy-world frame size before the model's preprocessing
     seed: int = 0
+    # Share of each batch filled with time-reversed twins of its moving clips, captioned with the
+    # opposite direction: hard negatives that only frame order separates (without them the video
+    # tower learns colour/shape/background and hardly tells "left" from "right").
+    reversed_twins: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.reversed_twins < 1.0:
+            raise ConfigError(f"data.reversed_twins must be in [0, 1), got {self.reversed_twins}")
 
 
 @dataclass
@@ -47,6 +55,11 @@ class ViCLIPTrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 100
     temp_init: float = 0.07  # CLIP's initial temperature; the reference's 0.01 trains poorly from scratch
+    # The temporal position embedding of a fresh model: "zeros" (CLIP/ViCLIP's choice when inflating image
+    # weights) leaves a model trained from scratch blind to frame order, since attention over all tokens is then
+    # permutation-invariant and the gradient that would break the symmetry is tiny; "normal" starts it like the
+    # spatial one.
+    temporal_init: str = "zeros"
     mixed_precision: str = "bf16"
     seed: int = 0
     log_every: int = 50
@@ -56,6 +69,8 @@ class ViCLIPTrainConfig:
         if self.steps <= 0 or self.batch_size <= 1:
             raise ConfigError(f"steps must be positive and batch_size > 1, got {self.steps} and {self.batch_size}")
         self.mixed_precision = normalize_precision(self.mixed_precision)
+        if self.temporal_init not in ("zeros", "normal"):
+            raise ConfigError(f"temporal_init must be 'zeros' or 'normal', got {self.temporal_init!r}")
 
 
 def build_model(cfg: ViCLIPTrainConfig):
@@ -74,6 +89,8 @@ def build_model(cfg: ViCLIPTrainConfig):
     model = ViCLIP(dataclasses.replace(base, **cfg.model))
     with torch.no_grad():
         model.temp.fill_(cfg.temp_init)
+        if cfg.temporal_init == "normal":
+            torch.nn.init.normal_(model.vision_encoder.temporal_positional_embedding, std=model.config.vision_width**-0.5)
     if cfg.init_text:
         source = load_viclip(cfg.init_text)
         fields = ("text_width", "text_layers", "text_heads", "context_length", "vocab_size", "embed_dim")
@@ -100,6 +117,29 @@ def _sample_id(sample) -> int:
     return _attr_id(sample.attrs) * 3 + (0 if size is None else 1 + (size == "large"))
 
 
+def reversed_twin(sample, rng: np.random.Generator):
+    """``sample`` played backwards, captioned with the opposite direction; ``None`` when that has no
+    twin (a still object) or would be a held-out attribute combination."""
+    import dataclasses
+
+    from vidgen.data.toyworld import Motion, ToySample, is_held_out, make_caption
+
+    opposite = {Motion.LEFT: Motion.RIGHT, Motion.RIGHT: Motion.LEFT, Motion.UP: Motion.DOWN, Motion.DOWN: Motion.UP}
+    motion = sample.attrs.motion
+    if motion not in opposite:
+        return None
+    attrs = dataclasses.replace(sample.attrs, motion=opposite[motion])
+    if is_held_out(attrs):
+        return None
+    # Frame k of n sits at start + direction * travel * k / n: the last frame is the twin's first.
+    n = len(sample.frames)
+    dx, dy = sample.scene.end()
+    x_last = sample.scene.x0 + (dx - sample.scene.x0) * (n - 1) / n
+    y_last = sample.scene.y0 + (dy - sample.scene.y0) * (n - 1) / n
+    scene = dataclasses.replace(sample.scene, attrs=attrs, x0=x_last, y0=y_last)
+    return ToySample(scene, np.ascontiguousarray(sample.frames[::-1]), make_caption(scene, rng))
+
+
 class ToyStream:
     """Batches of (preprocessed video, token ids, sample ids) from the toy world's endless training split."""
 
@@ -109,10 +149,21 @@ class ToyStream:
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from vidgen.data.toyworld import make_sample
 
-        start = step * self.cfg.batch_size
-        samples = [make_sample(start + i, seed=self.cfg.data.seed, num_frames=self.num_frames,
-                               size=self.cfg.data.render_size, split="train", degraded_fraction=0.05)
-                   for i in range(self.cfg.batch_size)]
+        size = self.cfg.batch_size
+        want_twins = int(round(size * self.cfg.data.reversed_twins))
+        start = step * size
+        samples, twins, index = [], [], 0
+        rng = np.random.default_rng([self.cfg.data.seed, 104_729, step])
+        while len(samples) + len(twins) < size:
+            sample = make_sample(start + index, seed=self.cfg.data.seed, num_frames=self.num_frames,
+                                 size=self.cfg.data.render_size, split="train", degraded_fraction=0.05)
+            index += 1
+            samples.append(sample)
+            if len(twins) < want_twins and len(samples) + len(twins) < size:
+                twin = reversed_twin(sample, rng)
+                if twin is not None:
+                    twins.append(twin)
+        samples += twins
         video = torch.stack([self.preprocess.transform(s.frames) for s in samples])
         ids = self.tokenizer([s.caption.text for s in samples])
         return video, ids, torch.tensor([_sample_id(s) for s in samples])
