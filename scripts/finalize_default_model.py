@@ -133,6 +133,8 @@ def model_card(summary: dict, table: str, reports: dict, fp16_diff: float, examp
         "  gave captions that differ only in direction nearly equal states (cosine 0.994 for left/right), because the",
         "  toy ViCLIP's video tower barely sees frame order. Frozen during denoiser training.",
         "- `viclip/`: the toy ViCLIP (configs/toy/viclip.yaml), used by `vidgen score` and `vidgen eval` by default.",
+        "  Its video tower embeds a clip and the same clip played backwards almost identically (cosine 0.99997),",
+        "  so it scores colour, shape and background but hardly the direction of motion.",
         "- `sample_defaults.yaml`: 8 frames at 32x32, upscaled x4 for viewing, 8 fps.",
         "- Weights stored in fp16 (loaded as fp32); the largest frame difference this causes on sampled clips is "
         f"{fp16_diff:.4f} (on a 0-1 scale).",
