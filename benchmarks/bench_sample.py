@@ -1,13 +1,14 @@
 """vidgen's TextToVideoPipeline against diffusers' AnimateDiffPipeline, side by side.
 
 Both pipelines share the same module objects (random weights from a preset),
-scheduler config, prompt, seed and size. Runs alternate (ours, theirs, ours, ...)
-after one warm-up each, so both see the same machine state; the report gives
-median wall times, their ratio, the largest frame difference, and the peak
-resident memory of each pipeline measured in its own child process. Pairs run in
-alternating order (ours first, then theirs first, ...) so neither always follows
-the other, and the time spent inside the shared modules (text encoder, denoiser,
-VAE decode) is recorded per run: what remains is each pipeline's own overhead.
+scheduler config, prompt, seed and size. After one warm-up each, pairs run in
+alternating order (ours first, then theirs first, ...) so both see the same
+machine state and neither always follows the other; the report gives median
+wall times, their ratio, the largest frame difference, the time spent inside the
+shared modules (text encoder, denoiser, VAE decode; the rest is each pipeline's
+own overhead), and the peak resident memory of each pipeline measured in its own
+child process. ``--control`` puts a second AnimateDiffPipeline in our place: the
+ratio two identical pipelines get shows what the method can resolve.
 
     python benchmarks/bench_sample.py --preset tiny --frames 8 --size 64 --steps 10 --repeats 7
     python benchmarks/bench_sample.py --preset sd15 --frames 8 --size 256 --steps 3 --repeats 3

@@ -122,21 +122,19 @@ def reversed_twin(sample, rng: np.random.Generator):
     twin (a still object) or would be a held-out attribute combination."""
     import dataclasses
 
-    from vidgen.data.toyworld import Motion, ToySample, is_held_out, make_caption
+    from vidgen.data.toyworld import MOTION_VECTORS, ToySample, is_held_out, make_caption
 
-    opposite = {Motion.LEFT: Motion.RIGHT, Motion.RIGHT: Motion.LEFT, Motion.UP: Motion.DOWN, Motion.DOWN: Motion.UP}
-    motion = sample.attrs.motion
-    if motion not in opposite:
+    dx, dy = MOTION_VECTORS[sample.attrs.motion]
+    if (dx, dy) == (0, 0):
         return None
-    attrs = dataclasses.replace(sample.attrs, motion=opposite[motion])
+    backwards = next(m for m, v in MOTION_VECTORS.items() if v == (-dx, -dy))
+    attrs = dataclasses.replace(sample.attrs, motion=backwards)
     if is_held_out(attrs):
         return None
     # Frame k of n sits at start + direction * travel * k / n: the last frame is the twin's first.
-    n = len(sample.frames)
-    dx, dy = sample.scene.end()
-    x_last = sample.scene.x0 + (dx - sample.scene.x0) * (n - 1) / n
-    y_last = sample.scene.y0 + (dy - sample.scene.y0) * (n - 1) / n
-    scene = dataclasses.replace(sample.scene, attrs=attrs, x0=x_last, y0=y_last)
+    scene, last = sample.scene, (len(sample.frames) - 1) / len(sample.frames)
+    scene = dataclasses.replace(scene, attrs=attrs, x0=scene.x0 + dx * scene.travel * last,
+                                y0=scene.y0 + dy * scene.travel * last)
     return ToySample(scene, np.ascontiguousarray(sample.frames[::-1]), make_caption(scene, rng))
 
 
