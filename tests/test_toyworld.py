@@ -194,6 +194,27 @@ def test_generated_captions_state_what_their_mentioned_fields_say():
     assert len(texts) > 350  # varied English, not a handful of strings
 
 
+def test_swap_attribute_changes_exactly_one_attribute_of_any_caption():
+    """Minimal pairs for the text-encoder tuning: every generated caption, every other motion and shape."""
+    for i in range(300):
+        text = tw.make_sample(i, size=16, num_frames=1, split="all").caption.text
+        parsed = tw.parse_caption(text)
+        for attribute, kind in (("motion", tw.Motion), ("shape", tw.Shape)):
+            for value in kind:
+                if value.value == parsed[attribute]:
+                    continue
+                swapped = tw.swap_attribute(text, attribute, value.value)
+                assert tw.parse_caption(swapped) == {**parsed, attribute: value.value}, (text, swapped)
+                assert len(swapped.split()) - len(text.split()) in range(-3, 4)
+    assert tw.swap_attribute("a big blue ball rising", "motion", "down") == "a big blue ball falling"
+    assert tw.swap_attribute("the red box slides to the left", "motion", "right") == "the red box slides to the right"
+    assert tw.swap_attribute("a red triangular shape rises", "shape", "square") == "a red square rises"
+    with pytest.raises(ValueError, match="no motion phrase"):
+        tw.swap_attribute("a red circle", "motion", "up")
+    with pytest.raises(ValueError, match="only swap"):
+        tw.swap_attribute("a red circle moves up", "color", "blue")
+
+
 def test_captions_fit_the_32_token_text_encoder():
     from vidgen.models.tokenizer import hf_clip_tokenizer
 

@@ -35,6 +35,7 @@ from vidgen.data.toyworld.captions import (
     format_caption,
     make_caption,
     parse_caption,
+    swap_attribute,
 )
 from vidgen.data.toyworld.dataset import (
     ROWS_FILE,
@@ -123,6 +124,7 @@ __all__ = [
     "make_sample",
     "make_story",
     "parse_caption",
+    "swap_attribute",
     "plan_videos",
     "render_clip",
     "sample_scene",

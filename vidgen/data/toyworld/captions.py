@@ -215,6 +215,46 @@ def make_caption(scene: Scene, rng: np.random.Generator) -> Caption:
     return Caption(text, mentioned)
 
 
+def swap_attribute(text: str, attribute: str, value: str) -> str:
+    """The same caption stating another motion or shape: the minimal pair a text encoder must tell apart.
+
+    A motion phrase is replaced by the phrase in the same slot of the new
+    motion's table and form (``"slides to the left"`` -> ``"slides to the
+    right"``, ``"rising"`` -> ``"falling"``); a shape word by the new shape's
+    first word. Everything else is kept, so the two captions differ in that one
+    attribute only.
+
+    Args:
+        text: a caption from :func:`make_caption` (or a prompt using their phrases).
+        attribute: ``"motion"`` or ``"shape"``.
+        value: the new motion / shape name, e.g. ``"up"`` or ``"square"``.
+
+    Returns:
+        The edited caption.
+
+    Raises:
+        ValueError: an unknown attribute or value, or a caption that states none of that attribute's phrases.
+    """
+    if attribute == "motion":
+        new = Motion(value)
+        for motion, phrases in MOTION_PHRASES.items():
+            for slot, pair in enumerate(phrases):
+                for form, phrase in enumerate(pair):
+                    pattern = re.compile(rf"\b{re.escape(phrase)}\b")
+                    if pattern.search(text):
+                        return pattern.sub(MOTION_PHRASES[new][slot][form], text, count=1)
+    elif attribute == "shape":
+        new_word = SHAPE_WORDS[Shape(value)][0]
+        words = sorted((w for ws in SHAPE_WORDS.values() for w in ws), key=len, reverse=True)
+        for word in words:  # "triangular shape" before shorter words
+            pattern = re.compile(rf"\b{re.escape(word)}\b")
+            if pattern.search(text):
+                return pattern.sub(new_word, text, count=1)
+    else:
+        raise ValueError(f"can only swap 'motion' or 'shape', not {attribute!r}")
+    raise ValueError(f"caption states no {attribute} phrase to swap: {text!r}")
+
+
 def parse_caption(text: str) -> dict[str, str | None]:
     """Read the toy-world attributes a caption or user prompt states.
 
