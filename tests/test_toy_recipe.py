@@ -193,3 +193,30 @@ def test_every_config_the_recipe_script_names_exists_and_loads():
         load_config(schemas.get(Path(rel).stem, TrainConfig), [root / rel])
     for script_name in re.findall(r"scripts/[\w.-]+\.py", script):
         assert (root / script_name).is_file(), script_name
+
+
+def test_text_encoder_tuning_pushes_direction_captions_apart(tiny_parts, tmp_path):
+    """scripts/tune_text_encoder.py --separate: captions differing only in direction end further apart."""
+    import importlib.util
+    from pathlib import Path
+
+    from vidgen.data.toyworld import make_sample
+    from vidgen.models.assemble import write_base_folder
+
+    root = tiny_parts[0]
+    base = write_base_folder(root / "vae" / "vae", root / "viclip" / "viclip", tmp_path / "base")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"Caption": make_sample(i, size=16, num_frames=1).caption.text}) + "\n"
+                            for i in range(64)))
+    path = Path(__file__).resolve().parents[1] / "scripts" / "tune_text_encoder.py"
+    spec = importlib.util.spec_from_file_location("tune_text_encoder", path)
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    out = tmp_path / "tuned"
+    assert tune.main(["--base", str(base), "--rows", str(rows), "--out", str(out), "--steps", "30",
+                      "--batch-size", "16", "--lr", "1e-3", "--separate", "1", "--keep", "0.1"]) == 0
+    report = json.loads((out / "text_encoder_report.json").read_text())
+    before, after = report["separation_before"], report["separation_after"]
+    assert after["left/right"] > before["left/right"] + 0.1 and after["up/down"] > before["up/down"] + 0.1, report
+    assert {p.name for p in out.iterdir()} >= {"vae", "tokenizer", "scheduler", "text_encoder"}
+    assert tune.main(["--base", str(base), "--rows", str(rows), "--out", str(out), "--steps", "1"]) == 2  # no --overwrite
