@@ -36,3 +36,9 @@ class DataError(VidgenError):
 
 class OutputError(VidgenError):
     """An output that would overwrite a file, or a destination that cannot be written."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (library errors can run to many lines), or its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

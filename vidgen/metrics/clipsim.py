@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vidgen.errors import ModelLoadError
+from vidgen.errors import ModelLoadError, first_line
 from vidgen.metrics.preprocess import CLIP_MEAN, CLIP_STD, VideoPreprocess, get_preprocess, normalize_frames, resize_short_center_crop
 
 
@@ -127,7 +127,7 @@ class CLIPFrameScorer:
         try:
             self.model = CLIPModel.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype).to(device).eval()
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise ModelLoadError(f"cannot load CLIP model {str(path)!r}: {reason}") from None
         max_len = self.model.config.text_config.max_position_embeddings
         has_tokenizer = any((path / name).is_file() for name in ("tokenizer.json", "vocab.json"))

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
-from vidgen.errors import ConfigError, ModelLoadError
+from vidgen.errors import ConfigError, ModelLoadError, first_line
 from vidgen.models.viclip import CONFIGS, ViCLIP, ViCLIPConfig, config_name, get_config
 
 CONFIG_NAME = "config.json"
@@ -125,13 +125,13 @@ def _read_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:
                 raise
             obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelLoadError(
             f"refusing {str(path)!r}: it is a pickle that needs code to load, and vidgen loads checkpoints with "
             f"torch.load(weights_only=True), which only reads tensors ({first})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ModelLoadError(f"cannot read checkpoint {str(path)!r}: {first}") from None
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
@@ -147,7 +147,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot read {str(path)!r}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+        raise ModelLoadError(f"cannot read {str(path)!r}: {first_line(exc)}") from None
 
 
 def _read_sharded(index: Path) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from vidgen.errors import ModelLoadError
+from vidgen.errors import ModelLoadError, first_line
 
 REQUIRED_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
 DENOISER_CLASSES = ("UNetMotionModel", "UNet3DConditionModel")
@@ -112,7 +112,7 @@ def load_pipeline(
     try:
         pipe = TextToVideoPipeline.from_pretrained(str(path), torch_dtype=torch_dtype, use_safetensors=True)
     except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError, TypeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise ModelLoadError(f"cannot load model folder {str(path)!r}: {reason}") from None
     if scheduler:
         pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)

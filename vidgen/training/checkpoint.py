@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidgen.errors import ModelLoadError
+from vidgen.errors import ModelLoadError, first_line
 from vidgen.io.files import atomic_folder
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -250,12 +250,6 @@ def remove_partial_checkpoints(run_dir: str | os.PathLike) -> int:
     return removed
 
 
-def _first_line(exc: BaseException) -> str:
-    """The first line of an error's message (library errors can run to many lines), or its type."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def load_weights_into(module, folder: Path) -> None:
     """Load every safetensors file in ``folder`` into ``module``, strictly.
 
@@ -275,7 +269,7 @@ def load_weights_into(module, folder: Path) -> None:
             state.update(load_file(str(f)))
         missing, unexpected = module.load_state_dict(state, strict=False)
     except (SafetensorError, RuntimeError) as exc:  # a damaged file, or tensors of other shapes
-        raise ModelLoadError(f"checkpoint weights in {str(folder)!r} cannot be loaded: {_first_line(exc)}") from None
+        raise ModelLoadError(f"checkpoint weights in {str(folder)!r} cannot be loaded: {first_line(exc)}") from None
     if missing or unexpected:
         raise ModelLoadError(
             f"checkpoint weights in {str(folder)!r} do not fit the model: "
@@ -341,5 +335,5 @@ def load_checkpoint(path: Path, unet, optimizer, lr_scheduler, ema=None, lora: b
     except FileNotFoundError as exc:
         raise ModelLoadError(f"checkpoint {str(path)!r} is incomplete: {Path(exc.filename).name} is missing") from None
     except (KeyError, ValueError, TypeError, RuntimeError, SafetensorError) as exc:
-        raise ModelLoadError(f"checkpoint {str(path)!r} does not match this run or is damaged: {_first_line(exc)}") from None
+        raise ModelLoadError(f"checkpoint {str(path)!r} does not match this run or is damaged: {first_line(exc)}") from None
     return state

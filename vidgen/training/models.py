@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from vidgen.errors import ConfigError, ModelLoadError
+from vidgen.errors import ConfigError, ModelLoadError, first_line
 from vidgen.models.t2v import build_unet
 from vidgen.training.config import ModelConfig
 
@@ -48,7 +48,7 @@ def _from_pretrained(cls, path: Path, what: str, **kwargs):
     try:
         return cls.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise ModelLoadError(f"cannot load {what} from {str(path)!r}: {reason}") from None
 
 
