@@ -139,12 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         before = separation(encoder, tokenizer)
         rng = np.random.default_rng(args.seed)
 
-        def apart(batch):
-            """Hinge on the relative token-state distance to the same captions with motion or shape swapped."""
+        def apart(batch, a):
+            """Hinge on the relative distance of states ``a`` to those of the same captions with motion or shape swapped."""
             other = _counterparts([captions[i] for i in batch.tolist()], rng)
             other_ids = tokenizer(other, padding="max_length", max_length=tokenizer.model_max_length,
                                   truncation=True, return_tensors="pt").input_ids
-            a, b = encoder(ids[batch])[0], encoder(other_ids)[0]
+            b = encoder(other_ids)[0]
             dist = (a - b).norm(dim=-1).mean(1) / a.detach().norm(dim=-1).mean(1)
             return F.relu(args.margin - dist).mean(), dist.mean()
 
@@ -163,16 +163,16 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 ref = frozen(ids[batch])[0]
             keep = F.mse_loss(states, ref) / ref.pow(2).mean()
-            return ce, keep, correct / max(count, 1)
+            return ce, keep, correct / max(count, 1), states
 
         encoder.train()
         for step in range(1, args.steps + 1):
             batch = train_idx[torch.randint(0, len(train_idx), (args.batch_size,))]
-            ce, keep, acc = losses(batch)
+            ce, keep, acc, states = losses(batch)
             loss = ce + args.keep * keep
             gap = torch.zeros(())
             if args.separate:
-                hinge, gap = apart(batch)
+                hinge, gap = apart(batch, states)
                 loss = loss + args.separate * hinge
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"swap distance {gap.item():.3f}, batch accuracy {acc:.3f}", flush=True)
         encoder.eval()
         with torch.no_grad():
-            _, keep, held_acc = losses(held)
+            _, keep, held_acc, _ = losses(held)
         after = separation(encoder, tokenizer)
         report = {"steps": args.steps, "separate": args.separate, "margin": args.margin, "keep": args.keep,
                   "held_out_attribute_accuracy": held_acc, "relative_state_change": float(keep),
