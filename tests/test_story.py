@@ -67,6 +67,42 @@ def test_continuity_pins_the_overlap_and_the_baseline_does_not(tiny_motion_model
     np.testing.assert_array_equal(joined.clips[0].frames, alone.clips[0].frames)  # the first clip is the same
 
 
+def test_resampling_keeps_the_overlap_pinned_and_is_reproducible(tiny_motion_model):
+    from vidgen.pipelines.loading import load_pipeline
+    from vidgen.pipelines.story import StoryPipeline
+
+    story = StoryPipeline(load_pipeline(tiny_motion_model, device="cpu"))
+    kwargs = dict(num_frames=5, overlap=2, height=16, width=16, num_inference_steps=3, seed=3, guidance_scale=3.0)
+    plain = story(["a", "b"], **kwargs)
+    calls = []
+    unet_forward = story.pipe.unet.forward
+    story.pipe.unet.forward = lambda *a, **k: calls.append(1) or unet_forward(*a, **k)
+    resampled = story(["a", "b"], resample=2, **kwargs)
+    del story.pipe.unet.forward
+    assert len(calls) == 3 + 3 + 2 * 2  # clip 1, clip 2, two rounds after each of clip 2's steps but the last
+    np.testing.assert_allclose(resampled.clips[1].frames[:2], resampled.clips[0].frames[-2:], atol=1e-5)
+    np.testing.assert_array_equal(resampled.clips[0].frames, plain.clips[0].frames)
+    assert np.abs(resampled.clips[1].frames[2:] - plain.clips[1].frames[2:]).max() > 1e-4
+    again = story(["a", "b"], resample=2, **kwargs)
+    np.testing.assert_array_equal(again.video, resampled.video)
+    assert resampled.meta["resample"] == 2
+
+
+def test_resampling_refuses_a_stateful_scheduler_and_a_negative_count(tiny_motion_model, tmp_path, capsys):
+    from vidgen.pipelines.loading import load_pipeline
+    from vidgen.pipelines.story import StoryPipeline
+
+    story = StoryPipeline(load_pipeline(tiny_motion_model, device="cpu", scheduler="dpm++"))
+    with pytest.raises(InputError, match="resample needs the ddim scheduler"):
+        story(["a", "b"], num_frames=4, overlap=1, height=16, width=16, num_inference_steps=2, resample=1)
+    story(["a", "b"], num_frames=4, overlap=1, height=16, width=16, num_inference_steps=2, resample=1, mode="independent")
+    assert main(["story", "--model", str(tiny_motion_model), "--prompt", "a", "--prompt", "b", "--resample", "-1",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "resample must be a non-negative integer" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

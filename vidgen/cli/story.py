@@ -20,7 +20,7 @@ optionally 'frames', 'negative_prompt', 'guidance'. --mode independent samples
 the clips separately (the baseline)."""
 
 FIELDS = {"script": "script", "prompt": "prompts", "model": "model", "out": "out", "frames_per_clip": "frames",
-          "overlap": "overlap", "seed": "seed", "mode": "mode", "steps": "steps", "guidance": "guidance",
+          "overlap": "overlap", "seed": "seed", "mode": "mode", "resample": "resample", "steps": "steps", "guidance": "guidance",
           "scheduler": "scheduler", "height": "height", "width": "width", "fps": "fps", "upscale": "upscale",
           "negative_prompt": "negative_prompt", "device": "device", "overwrite": "overwrite"}
 
@@ -38,6 +38,7 @@ class StoryConfig:
     seed: int = 0
     mode: str = "continuity"
     shared_noise: bool = True
+    resample: int = 0
     steps: int = 25
     guidance: float = 7.5
     scheduler: Optional[str] = None
@@ -63,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=("continuity", "independent"), help="condition on the previous clip, or not (baseline)")
     p.add_argument("--no-shared-noise", dest="shared_noise", action="store_false", default=None,
                    help="do not reuse the previous clip's noise for the overlapping frames")
+    p.add_argument("--resample", type=int, metavar="R", help="RePaint resampling rounds per step for continuing clips "
+                   "(0 = none; each round costs one more denoiser call per step; ddim scheduler)")
     p.add_argument("--steps", type=int, metavar="N", help="denoising steps")
     p.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance scale")
     p.add_argument("--scheduler", metavar="NAME", help="sampling scheduler short name")
@@ -118,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         raise InputError("no story given (use --script FILE or --prompt TEXT --prompt TEXT ...)")
     # Everything that can be checked fails here, before the model loads and the clips are generated.
-    StoryPipeline(None)._check(segments, cfg.frames, cfg.overlap, cfg.mode)
+    StoryPipeline(None)._check(segments, cfg.frames, cfg.overlap, cfg.mode, cfg.resample)
     if not cfg.fps > 0:
         raise InputError(f"--fps must be positive, got {cfg.fps}")
     if cfg.upscale < 1:
@@ -128,7 +131,7 @@ def main(args: argparse.Namespace) -> int:
     story = StoryPipeline(pipe)(
         segments, num_frames=cfg.frames, overlap=cfg.overlap, height=cfg.height, width=cfg.width,
         num_inference_steps=cfg.steps, guidance_scale=cfg.guidance, negative_prompt=cfg.negative_prompt or None,
-        seed=cfg.seed, mode=cfg.mode, shared_noise=cfg.shared_noise, fps=cfg.fps,
+        seed=cfg.seed, mode=cfg.mode, shared_noise=cfg.shared_noise, resample=cfg.resample, fps=cfg.fps,
     )
     paths = write_story(story, cfg.out, overwrite=cfg.overwrite, upscale=cfg.upscale,
                         settings={"model": cfg.model, "scheduler": cfg.scheduler})

@@ -174,13 +174,13 @@ def format_story_table(summary: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def run_story_eval(cfg, pipe=None, overlap: int = 2, num_clips: int = 3, progress=None) -> StoryEvalResult:
+def run_story_eval(cfg, pipe=None, num_clips: int = 3, progress=None) -> StoryEvalResult:
     """Generate ``cfg.n`` three-clip toy stories with continuity and as independent clips; measure both.
 
     Args:
-        cfg: a :class:`vidgen.metrics.toyeval.EvalConfig` (``suite="story"``).
+        cfg: a :class:`vidgen.metrics.toyeval.EvalConfig` (``suite="story"``; its ``overlap`` and
+            ``resample`` set the continuity).
         pipe: a loaded pipeline (``None``: load the configured model).
-        overlap: frames each clip shares with the previous one.
         num_clips: clips per story.
         progress: called with ``(done, total)`` after each story.
 
@@ -200,8 +200,9 @@ def run_story_eval(cfg, pipe=None, overlap: int = 2, num_clips: int = 3, progres
     for i, captions in enumerate(scripts):
         entry: dict[str, Any] = {"captions": captions}
         for mode in ("continuity", "independent"):
-            made = story(captions, num_frames=s.frames, overlap=overlap, height=s.height, width=s.width,
-                         num_inference_steps=s.steps, guidance_scale=s.guidance, seed=cfg.seed + 1000 * i, mode=mode)
+            made = story(captions, num_frames=s.frames, overlap=cfg.overlap, height=s.height, width=s.width,
+                         num_inference_steps=s.steps, guidance_scale=s.guidance, seed=cfg.seed + 1000 * i, mode=mode,
+                         resample=cfg.resample)
             parts = [to_uint8_frames(c.new_frames) for c in made.clips]
             boundaries = boundary_measures(parts)
             clips = clip_verdicts(parts, captions)
@@ -210,7 +211,7 @@ def run_story_eval(cfg, pipe=None, overlap: int = 2, num_clips: int = 3, progres
         if progress:
             progress(i + 1, len(scripts))
     result.summary = {mode: _pool(result.stories, mode) for mode in ("continuity", "independent")}
-    config = {"suite": "story", "n": cfg.n, "seed": cfg.seed, "overlap": overlap, "frames": s.frames, "steps": s.steps,
+    config = {"suite": "story", "n": cfg.n, "seed": cfg.seed, "overlap": cfg.overlap, "resample": cfg.resample, "frames": s.frames, "steps": s.steps,
               "guidance": s.guidance, "scheduler": s.scheduler, "height": s.height, "width": s.width, "model": str(s.model_dir)}
     atomic_write_text(out / "results.json", json.dumps({"config": config, "summary": result.summary,
                                                         "stories": result.stories}, indent=1, default=str))

@@ -49,6 +49,8 @@ class EvalConfig:
     save_videos: bool = False
     contact_rows: int = 24
     overwrite: bool = False
+    overlap: int = 2  # story suite: latent frames each clip shares with the previous one
+    resample: int = 0  # story suite: RePaint resampling rounds per step (vidgen story --resample)
 
     def __post_init__(self) -> None:
         if self.suite not in ("toyworld", "story"):
@@ -61,6 +63,8 @@ class EvalConfig:
             raise InputError(f"held_out_fraction must lie in [0, 1], got {self.held_out_fraction}")
         if self.captions not in ("canonical", "varied"):
             raise InputError(f"captions must be canonical or varied, got {self.captions!r}")
+        if self.overlap < 0 or self.resample < 0:
+            raise InputError(f"overlap and resample must be >= 0, got {self.overlap} and {self.resample}")
 
 
 @dataclass

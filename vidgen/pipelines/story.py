@@ -6,8 +6,13 @@ of the clip before it, with no retraining: at every denoising step the first
 noised to the current level (RePaint, Lugmayr et al. 2022), so the denoiser's
 temporal layers continue them. With ``shared_noise`` those frames also start
 from the very noise that produced them (as FreeNoise, Qiu et al. 2024, reuses
-noise across windows), which keeps appearance steadier. ``mode="independent"``
-samples every clip on its own: the baseline continuity is measured against.
+noise across windows), which keeps appearance steadier. Replacement alone
+lets the new frames commit to a layout before the pinned ones, still noisy,
+have told them much; ``resample=r`` adds RePaint's remedy: after each step the
+latents are diffused back to the step's noise level and denoised again ``r``
+times, so the new frames are harmonised with the pinned ones (``r`` more
+denoiser calls per step). ``mode="independent"`` samples every clip on its
+own: the baseline continuity is measured against.
 
 The stitched video keeps the first clip whole and, of every later clip, only
 the frames after the overlap.
@@ -114,7 +119,13 @@ class StoryPipeline:
     def __init__(self, pipe):
         self.pipe = pipe
 
-    def _check(self, segments: Sequence[StorySegment], num_frames: int, overlap: int, mode: str) -> None:
+    def _check(self, segments: Sequence[StorySegment], num_frames: int, overlap: int, mode: str, resample: int = 0) -> None:
+        if not isinstance(resample, int) or resample < 0:
+            raise InputError(f"resample must be a non-negative integer, got {resample!r}")
+        if resample and mode == "continuity" and overlap and self.pipe is not None:
+            name = type(self.pipe.scheduler).__name__
+            if name != "DDIMScheduler":
+                raise InputError(f"resample needs the ddim scheduler (its steps keep no state between calls), not {name}")
         if not segments:
             raise InputError("a story needs at least one caption")
         for i, seg in enumerate(segments):
@@ -147,6 +158,7 @@ class StoryPipeline:
         seed: int = 0,
         mode: str = "continuity",
         shared_noise: bool = True,
+        resample: int = 0,
         fps: float = 8.0,
     ) -> StoryOutput:
         """Generate one clip per segment, each continuing the last.
@@ -160,6 +172,8 @@ class StoryPipeline:
             seed: clip ``i`` draws its noise from ``seed + i``.
             mode: ``continuity`` or ``independent`` (the baseline).
             shared_noise: reuse the previous clip's noise for the overlapping frames.
+            resample: RePaint resampling rounds per denoising step for clips that
+                continue another (0 = plain replacement); needs the ddim scheduler.
             fps: frame rate recorded for the stitched video.
 
         Returns:
@@ -169,7 +183,7 @@ class StoryPipeline:
             InputError: an empty caption, an overlap that does not fit, or a bad argument.
         """
         segs = [s if isinstance(s, StorySegment) else StorySegment(str(s)) for s in segments]
-        self._check(segs, num_frames, overlap, mode)
+        self._check(segs, num_frames, overlap, mode, resample)
         pipe = self.pipe
         default_h, default_w = pipe.default_size
         height, width = height or default_h, width or default_w
@@ -183,16 +197,16 @@ class StoryPipeline:
             noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed + i))
             # Stochastic schedulers (ddpm, euler-a) draw fresh noise at every step: seed that too.
             kwargs: dict[str, Any] = {"generator": torch.Generator(pipe._execution_device).manual_seed(seed + i)}
+            guidance = seg.guidance if seg.guidance is not None else guidance_scale
             if i > 0 and k > 0:
                 if shared_noise:
                     noise[:, :, :k] = prev_noise[:, :, -k:]
                 known, known_noise = prev_latents[:, :, -k:], noise[:, :, :k].clone()
-                kwargs.update(self._conditioning(noise, known, known_noise, num_inference_steps))
+                kwargs.update(self._conditioning(noise, known, known_noise, num_inference_steps, resample, guidance, seed + i))
             out = pipe(
                 seg.caption, negative_prompt=seg.negative_prompt or negative_prompt, num_frames=frames_i,
                 height=height, width=width, num_inference_steps=num_inference_steps,
-                guidance_scale=seg.guidance if seg.guidance is not None else guidance_scale,
-                latents=kwargs.pop("latents", noise), output_type="latent", **kwargs,
+                guidance_scale=guidance, latents=kwargs.pop("latents", noise), output_type="latent", **kwargs,
             )
             latents = out.frames
             pixels = (pipe.decode_latents(latents) / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().numpy()
@@ -201,12 +215,18 @@ class StoryPipeline:
             cursor += new
             prev_latents, prev_noise = latents, noise
         video = np.concatenate([c.new_frames for c in clips])
-        meta = {"overlap": overlap, "mode": mode, "shared_noise": shared_noise, "seed": seed, "steps": num_inference_steps,
+        meta = {"overlap": overlap, "mode": mode, "shared_noise": shared_noise, "resample": resample, "seed": seed,
+                "steps": num_inference_steps,
                 "guidance": guidance_scale, "height": height, "width": width}
         return StoryOutput(clips, video, fps, overlap, mode, meta)
 
-    def _conditioning(self, noise: torch.Tensor, known: torch.Tensor, known_noise: torch.Tensor, steps: int) -> dict:
-        """Initial latents and the per-step callback that pin the first frames to ``known`` (RePaint)."""
+    def _conditioning(self, noise: torch.Tensor, known: torch.Tensor, known_noise: torch.Tensor, steps: int,
+                      resample: int = 0, guidance_scale: float = 1.0, seed: int = 0) -> dict:
+        """Initial latents and the per-step callback that pin the first frames to ``known`` (RePaint).
+
+        With ``resample`` rounds, each step is followed by: diffuse the latents from the
+        new level back to the step's level with fresh noise, pin, denoise again, pin.
+        """
         pipe = self.pipe
         scheduler = pipe.scheduler
         scheduler.set_timesteps(steps)
@@ -217,13 +237,28 @@ class StoryPipeline:
         start = noise.clone()
         # The pipeline multiplies the initial latents by init_noise_sigma; pre-divide the pinned part.
         start[:, :, :k] = (scheduler.add_noise(known, known_noise, timesteps[:1]) / scheduler.init_noise_sigma).to(start)
+        alphas = scheduler.alphas_cumprod
+        fresh = torch.Generator().manual_seed(seed + 7919)  # the resampling noise, reproducible per clip
 
-        def pin(_pipe, i: int, _t, tensors: dict) -> dict:
+        def pinned(latents: torch.Tensor, level) -> torch.Tensor:
+            latents[:, :, :k] = scheduler.add_noise(known, known_noise, level.reshape(1))
+            return latents
+
+        def pin(_pipe, i: int, t, tensors: dict) -> dict:
             latents = tensors["latents"]
-            if i + 1 < len(timesteps):
-                latents[:, :, :k] = scheduler.add_noise(known, known_noise, timesteps[i + 1 : i + 2])
-            else:
+            if i + 1 == len(timesteps):
                 latents[:, :, :k] = known
+                return {"latents": latents}
+            s = timesteps[i + 1]
+            latents = pinned(latents, s)
+            # alpha-bar ratio of one DDIM step: x_t = sqrt(r) x_s + sqrt(1 - r) z, r = abar_t / abar_s.
+            ratio = float(alphas[int(t)] / alphas[int(s)])
+            for _ in range(resample):
+                z = torch.randn(latents.shape, generator=fresh).to(latents)
+                back = pinned(ratio**0.5 * latents + (1 - ratio) ** 0.5 * z, t)
+                pred = pipe.predict(back, t, tensors["prompt_embeds"], guidance_scale)
+                latents = pinned(scheduler.step(pred, t, back).prev_sample, s)
             return {"latents": latents}
 
-        return {"latents": start, "callback_on_step_end": pin}
+        return {"latents": start, "callback_on_step_end": pin,
+                "callback_on_step_end_tensor_inputs": ("latents", "prompt_embeds")}

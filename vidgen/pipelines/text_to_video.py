@@ -234,6 +234,34 @@ class TextToVideoPipeline(DiffusionPipeline):
             kwargs["generator"] = generator
         return kwargs
 
+    def predict(
+        self,
+        latents: torch.Tensor,
+        t,
+        prompt_embeds: torch.Tensor,
+        guidance_scale: float,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """The guided denoiser output for ``latents`` at timestep ``t``.
+
+        Args:
+            latents: ``[B, C, F, h, w]``, before the scheduler's input scaling.
+            prompt_embeds: ``[2B, L, D]`` (negative states first, then the prompts)
+                when ``guidance_scale > 1``, else ``[B, L, D]``, as ``__call__`` builds them.
+            guidance_scale: classifier-free guidance weight.
+        """
+        do_cfg = guidance_scale > 1.0
+        model_input = torch.cat([latents] * 2) if do_cfg else latents
+        model_input = self.scheduler.scale_model_input(model_input, t)
+        # UNetMotionModel runs its spatial layers per frame and expects the text
+        # states already repeated per frame; UNet3DConditionModel repeats them itself.
+        states = prompt_embeds.repeat_interleave(latents.shape[2], dim=0) if is_motion_unet(self.unet) else prompt_embeds
+        pred = self.unet(model_input, t, encoder_hidden_states=states, cross_attention_kwargs=cross_attention_kwargs).sample
+        if do_cfg:
+            uncond_pred, cond_pred = pred.chunk(2)
+            pred = uncond_pred + guidance_scale * (cond_pred - uncond_pred)
+        return pred
+
     # ------------------------------------------------------------------- call
 
     @torch.no_grad()
@@ -322,9 +350,6 @@ class TextToVideoPipeline(DiffusionPipeline):
         prompt_embeds = prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
         if isinstance(generator, list) and len(generator) != batch:
             raise InputError(f"got {len(generator)} generators for {batch} videos")
-        # UNetMotionModel runs its spatial layers per frame and expects the text
-        # states already repeated per frame; UNet3DConditionModel repeats them itself.
-        unet_states = prompt_embeds.repeat_interleave(num_frames, dim=0) if is_motion_unet(self.unet) else prompt_embeds
 
         # 2. Noise and timesteps.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -337,14 +362,7 @@ class TextToVideoPipeline(DiffusionPipeline):
         self._num_timesteps = len(timesteps)
         with self.progress_bar(total=len(timesteps)) as progress:
             for i, t in enumerate(timesteps):
-                model_input = torch.cat([latents] * 2) if do_cfg else latents
-                model_input = self.scheduler.scale_model_input(model_input, t)
-                noise_pred = self.unet(
-                    model_input, t, encoder_hidden_states=unet_states, cross_attention_kwargs=cross_attention_kwargs
-                ).sample
-                if do_cfg:
-                    uncond_pred, cond_pred = noise_pred.chunk(2)
-                    noise_pred = uncond_pred + guidance_scale * (cond_pred - uncond_pred)
+                noise_pred = self.predict(latents, t, prompt_embeds, guidance_scale, cross_attention_kwargs)
                 latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
                 if callback_on_step_end is not None:
                     tensors = {"latents": latents, "prompt_embeds": prompt_embeds, "noise_pred": noise_pred}
