@@ -39,6 +39,22 @@ def _fp16_copy(model: Path, viclip: Path, dst: Path) -> None:
     save_viclip(load_viclip(viclip).to(torch.float16), dst / "viclip", overwrite=True, max_shard_bytes=6 * 2**20)
 
 
+def _guidance(model: Path) -> float:
+    """The guidance scale the model folder samples with by default (its sample_defaults.yaml)."""
+    import yaml
+
+    return float(yaml.safe_load((model / "sample_defaults.yaml").read_text())["guidance"])
+
+
+def _viclip_recall(viclip: Path, config: Path) -> dict[str, float]:
+    """Re-measure the ViCLIP's held-out Recall@K with today's eval set (unambiguous captions)."""
+    from vidgen.config import load_config
+    from vidgen.models.viclip_io import load_viclip
+    from vidgen.training.viclip import ViCLIPTrainConfig, heldout_retrieval
+
+    return heldout_retrieval(load_viclip(viclip).float().eval(), load_config(ViCLIPTrainConfig, files=[config]))
+
+
 def _max_frame_diff(a: Path, b: Path, prompts: list[str]) -> float:
     import numpy as np
     import torch
@@ -48,7 +64,7 @@ def _max_frame_diff(a: Path, b: Path, prompts: list[str]) -> float:
     diffs = []
     pipes = [load_pipeline(p, device="cpu") for p in (a, b)]
     for i, prompt in enumerate(prompts):
-        frames = [p(prompt, num_frames=8, height=32, width=32, num_inference_steps=25, guidance_scale=5.0,
+        frames = [p(prompt, num_frames=8, height=32, width=32, num_inference_steps=25, guidance_scale=_guidance(a),
                     generator=torch.Generator().manual_seed(i)).frames for p in pipes]
         diffs.append(float(np.abs(frames[0] - frames[1]).max()))
     return max(diffs)
@@ -66,7 +82,7 @@ def _examples(model: Path, out: Path) -> list[tuple[str, str]]:
     pipe = load_pipeline(model, device="cpu")
     rows = []
     for i, prompt in enumerate(EXAMPLES):
-        frames = pipe(prompt, num_frames=8, height=32, width=32, num_inference_steps=25, guidance_scale=5.0,
+        frames = pipe(prompt, num_frames=8, height=32, width=32, num_inference_steps=25, guidance_scale=_guidance(model),
                       generator=torch.Generator().manual_seed(i)).frames[0]
         name = f"{i:02d}-{slugify(prompt)}.gif"
         write_video(out / name, frames, fps=8, upscale_factor=4, overwrite=True)
@@ -84,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--viclip", required=True, type=Path, help="the toy ViCLIP")
     p.add_argument("--run", required=True, type=Path, help="the training run folder (for its reports)")
     p.add_argument("--out", required=True, type=Path, help="where the default model goes (checkpoints/)")
+    p.add_argument("--viclip-config", type=Path, default=Path("configs/toy/viclip.yaml"),
+                   help="the ViCLIP's training config (its held-out eval set is re-measured)")
     p.add_argument("--n", type=int, default=120, help="eval prompts")
     p.add_argument("--fp16-tolerance", type=float, default=0.05, help="max frame difference fp16 storage may cause")
     args = p.parse_args(argv)
@@ -101,10 +119,13 @@ def main(argv: list[str] | None = None) -> int:
             examples = _examples(tmp, tmp / "examples")
             shutil.copy(args.run / "eval" / "contact_sheet.png", tmp / "examples" / "contact_sheet.png")
             reports = {"vae": json.loads((args.run / "vae" / "vae_report.json").read_text()),
-                       "viclip": json.loads((args.viclip.parent / "viclip_report.json").read_text())}
+                       "viclip": {**json.loads((args.viclip.parent / "viclip_report.json").read_text()),
+                                  **_viclip_recall(args.viclip, args.viclip_config)},
+                       "text_encoder": json.loads((args.run / "base" / "text_encoder_report.json").read_text())}
             (tmp / "eval_summary.json").write_text(json.dumps({"fp16_max_frame_diff": diff, "eval": report.summary,
                                                                **reports}, indent=1))
-            (tmp / "README.md").write_text(model_card(report.summary, format_table(report.summary), reports, diff, examples))
+            card = model_card(report.summary, format_table(report.summary), reports, diff, examples, _guidance(tmp))
+            (tmp / "README.md").write_text(card)
     except VidgenError as exc:
         print(f"finalize_default_model: error: {exc}", file=sys.stderr)
         return 2
@@ -112,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def model_card(summary: dict, table: str, reports: dict, fp16_diff: float, examples: list[tuple[str, str, bool]]) -> str:
+def model_card(summary: dict, table: str, reports: dict, fp16_diff: float, examples: list[tuple[str, str, bool]],
+               guidance: float) -> str:
+    sep = reports["text_encoder"]["separation_before"], reports["text_encoder"]["separation_after"]
+    pairs = ", ".join(f"{k} {sep[0][k]:.2f} -> {sep[1][k]:.2f}" for k in ("left/right", "up/down", "circle/square"))
     lines = [
         "# vidgen toy-world model (the shipped default)",
         "",
@@ -125,13 +149,15 @@ def model_card(summary: dict, table: str, reports: dict, fp16_diff: float, examp
         "## Parts",
         "",
         "- `unet/`: `UNetMotionModel` (SD-style U-Net with motion modules), 64-128-128 channels, v-prediction,",
-        "  trained with `vidgen train` (configs/train/toy.yaml, then configs/train/toy_ztsnr.yaml) on cached latents",
-        "  of 8-frame clips; the scheduler has zero terminal SNR.",
+        "  trained with `vidgen train` (configs/train/toy.yaml, 3600 steps of 16 clips) on cached latents",
+        "  of 8-frame clips; the noise schedule has zero terminal SNR, the loss is plain v-MSE.",
         "- `vae/`: `AutoencoderKL`, 32x32 RGB frames <-> 8x8x4 latents (configs/toy/vae.yaml).",
         "- `text_encoder/` + `tokenizer/`: a `CLIPTextModel` (CLIP BPE, 32 tokens) started from the toy ViCLIP's",
-        "  text tower and sharpened on the training captions (scripts/tune_text_encoder.py): the contrastive tower",
-        "  gave captions that differ only in direction nearly equal states (cosine 0.994 for left/right), because the",
-        "  toy ViCLIP's video tower barely sees frame order. Frozen during denoiser training.",
+        "  text tower and sharpened on the training captions (scripts/tune_text_encoder.py --separate): the",
+        "  contrastive tower gave captions that differ only in direction nearly equal states, because the toy",
+        "  ViCLIP's video tower barely sees frame order, and what the denoiser learns follows how far apart the",
+        "  encoder puts such captions. Token-state distance between a caption and its attribute-swapped twin",
+        f"  (relative to the state norm): {pairs}. Frozen during denoiser training.",
         "- `viclip/`: the toy ViCLIP (configs/toy/viclip.yaml), used by `vidgen score` and `vidgen eval` by default.",
         "  Its video tower embeds a clip and the same clip played backwards almost identically (cosine 0.99997),",
         "  so it scores colour, shape and background but hardly the direction of motion.",
@@ -156,7 +182,7 @@ def model_card(summary: dict, table: str, reports: dict, fp16_diff: float, examp
         f"originals for colour {reports['vae']['judge_color']:.2f}, shape {reports['vae']['judge_shape']:.2f}, "
         f"motion {reports['vae']['judge_motion']:.2f}, background {reports['vae']['judge_background']:.2f}.",
         "",
-        "## Examples (seed = row index, 25 DDIM steps, guidance 5)",
+        f"## Examples (seed = row index, 25 DDIM steps, guidance {guidance:g})",
         "",
         "| prompt | clip | judge agrees |",
         "|---|---|---|",
@@ -167,13 +193,13 @@ def model_card(summary: dict, table: str, reports: dict, fp16_diff: float, examp
         "## Reproduce",
         "",
         "```bash",
-        "bash scripts/train_default_model.sh      # about 2.5-3 h on a 2-core CPU",
+        "bash scripts/train_default_model.sh      # about 2.5 h on a 2-core CPU",
         "```",
         "",
-        "History of these weights: the denoiser trained its first 2000 steps on the ViCLIP text tower's states",
-        "(cached), then the text encoder was sharpened and training resumed to step 3600 encoding captions with it",
-        "on the fly (`data.cached_text=false`), then the zero-terminal-SNR fine-tune ran 700 steps",
-        "(configs/train/toy_ztsnr.yaml); the script above runs the sharpening first.",
+        "History of these weights: trained as the script does, except that the latent cache had been built with an",
+        "earlier text encoder, so training encoded the captions on the fly (`data.cached_text=false`; the script's",
+        "cache holds the same encoder's states), and the run was interrupted at step 2050 and resumed (`--resume",
+        "latest`, exact).",
         "",
         "Licence: Apache-2.0, like vidgen. The training data is synthetic.",
     ]

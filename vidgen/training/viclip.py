@@ -212,6 +212,20 @@ def retrieval_eval(model, preprocess, tokenizer, samples) -> dict[str, float]:
     }
 
 
+def heldout_retrieval(model, cfg: ViCLIPTrainConfig) -> dict[str, float]:
+    """Recall@K of a trained ``model`` on the held-out clips that ``train_viclip`` with ``cfg`` reports on.
+
+    Lets a ViCLIP be re-measured after training (e.g. when the eval set's captions changed).
+    """
+    from vidgen.metrics.preprocess import get_preprocess
+    from vidgen.models.tokenizer import CLIPBPETokenizer
+
+    c = model.config
+    samples = held_out_clips(cfg.eval_clips, seed=cfg.data.seed + 7919, num_frames=c.num_frames, size=cfg.data.render_size)
+    return retrieval_eval(model, get_preprocess(cfg.preprocess, c.num_frames, c.image_size),
+                          CLIPBPETokenizer(c.context_length), samples)
+
+
 def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any]:
     """Train ViCLIP contrastively; save it to ``{output_dir}/viclip`` (config.json + model.safetensors).
 
