@@ -2,9 +2,9 @@
 # Reproduce the shipped default model (checkpoints/) from scratch, through the whole InternVid path:
 #   toy VAE -> toy ViCLIP (the shipped scorer; its text tower starts the text encoder) -> base folder
 #   -> toy-world rows + videos -> filter (aesthetic >= 4) -> text encoder sharpened on the captions
-#   -> clips -> shards -> latent cache -> vidgen train (denoiser) -> zero-terminal-SNR fine-tune -> export
+#   -> clips -> shards -> latent cache -> vidgen train (denoiser) -> export
 #   -> fp16 model folder + eval + model card in checkpoints/
-# About 2.5-3 hours on a 2-core CPU; much faster on a GPU. Re-running resumes the denoiser.
+# About 2.5 hours on a 2-core CPU; much faster on a GPU. Re-running resumes the denoiser.
 #
 #   bash scripts/train_default_model.sh            # everything, into runs/toy and checkpoints/
 #   RUN=/tmp/toy OUT=/tmp/ckpt bash scripts/train_default_model.sh
@@ -19,8 +19,10 @@ step "ViCLIP";  vidgen train viclip --config configs/toy/viclip.yaml "output_dir
 step "base";    python scripts/make_base_folder.py --vae "$RUN/vae/vae" --viclip "$RUN/viclip/viclip" --out "$RUN/base_viclip" --overwrite
 step "world";   vidgen data toyworld -o "$RUN/world" --config configs/toy/world.yaml --overwrite --no-progress
 step "filter";  vidgen data filter "$RUN/world/rows.jsonl" -o "$RUN/rows_aes.jsonl" --min-aesthetic 4 --overwrite
-# The ViCLIP text tower hardly separates "left" from "right" (its video tower barely sees frame order): sharpen it.
-step "text";    python scripts/tune_text_encoder.py --base "$RUN/base_viclip" --rows "$RUN/rows_aes.jsonl" --out "$RUN/base" --overwrite
+# The ViCLIP text tower hardly separates "left" from "right" (its video tower barely sees frame order): sharpen it,
+# and push each caption away from its twin with the motion or shape swapped (what the denoiser learns follows that gap).
+step "text";    python scripts/tune_text_encoder.py --base "$RUN/base_viclip" --rows "$RUN/rows_aes.jsonl" --out "$RUN/base" \
+                  --steps 200 --separate 1 --keep 0.1 --overwrite
 step "clips";   vidgen data clips "$RUN/rows_aes.jsonl" --sources "$RUN/world" -o "$RUN/clips" --workers 2 --overwrite
 step "shards";  vidgen data shard "$RUN/rows_aes.jsonl" --clips "$RUN/clips" -o "$RUN/shards" --max-count 2000 --no-verify --overwrite
 step "cache";   vidgen data cache "$RUN/shards" -o "$RUN/cache" --model "$RUN/base" --frames 8 --stride 2 --size 32 \
@@ -29,11 +31,6 @@ RESUME=()
 if compgen -G "$RUN/denoiser/checkpoint-*" > /dev/null; then RESUME=(--resume latest); fi
 step "denoiser"; vidgen train --config configs/train/toy.yaml "output_dir=$RUN/denoiser" "model.base=$RUN/base" \
                   "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "${RESUME[@]}"
-step "export";  vidgen export "$RUN/denoiser" --out "$RUN/model_stage1" --overwrite
-RESUME=()
-if compgen -G "$RUN/denoiser_ft/checkpoint-*" > /dev/null; then RESUME=(--resume latest); fi
-step "zero-SNR"; vidgen train --config configs/train/toy_ztsnr.yaml "output_dir=$RUN/denoiser_ft" "model.base=$RUN/model_stage1" \
-                  "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "${RESUME[@]}"
-step "export";  vidgen export "$RUN/denoiser_ft" --out "$RUN/model" --overwrite
+step "export";  vidgen export "$RUN/denoiser" --out "$RUN/model" --overwrite
 step "finalize"; python scripts/finalize_default_model.py --model "$RUN/model" --viclip "$RUN/viclip/viclip" --run "$RUN" --out "$OUT"
 step "done"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from vidgen.cli.main import main
 from vidgen.pipelines.loading import DEFAULT_MODEL_DIR
@@ -47,18 +48,21 @@ def test_the_judge_reads_back_what_the_prompts_ask_for(pipe):
     from vidgen.io.writer import to_uint8_frames
     from vidgen.metrics.judge import faithfulness, judge_frames
 
-    agree = {}
+    guidance = yaml.safe_load((DEFAULT_MODEL_DIR / "sample_defaults.yaml").read_text())["guidance"]
+    agree, motion = {}, {}
     for i, prompt in enumerate(PROMPTS):
-        frames = pipe(prompt, num_frames=8, height=32, width=32, num_inference_steps=25, guidance_scale=5.0,
+        frames = pipe(prompt, num_frames=8, height=32, width=32, num_inference_steps=25, guidance_scale=guidance,
                       generator=torch.Generator().manual_seed(i)).frames[0]
-        agree[prompt] = faithfulness(judge_frames(to_uint8_frames(frames)), prompt).matches
+        verdict = judge_frames(to_uint8_frames(frames))
+        agree[prompt], motion[prompt] = faithfulness(verdict, prompt).matches, verdict.motion
     colour = [m["color"] for m in agree.values()]
     background = [m["background"] for m in agree.values()]
     shape = [m["shape"] for m in agree.values()]
     assert all(colour) and all(background), agree
     assert sum(shape) >= len(PROMPTS) // 2, agree
-    # Motion direction is the model's known weakness (27% in the 120-prompt eval, see checkpoints/README.md):
-    # it is measured there, not asserted here.
+    # Whether the object moves follows the prompt; the direction is the model's known weakness
+    # (42% motion accuracy in the 120-prompt eval, see checkpoints/README.md): measured there, not asserted here.
+    assert [m == "still" for m in motion.values()] == ["still" in p for p in PROMPTS], motion
 
 
 def test_same_seed_same_clip_and_the_quick_start_command(pipe, tmp_path, capsys):
