@@ -12,6 +12,10 @@ from vidgen.cli.main import main
 from vidgen.config import load_config
 
 
+TINY_VICLIP = ["size=tiny", "model.image_size=16", "model.num_frames=4", "model.patch_size=8", "data.render_size=16",
+               "steps=3", "batch_size=4", "eval_clips=6", "log_every=1", "mixed_precision=no"]
+
+
 @pytest.fixture(scope="module")
 def tiny_parts(tmp_path_factory):
     """A 3-step VAE (16x16, factor 2) and a 3-step tiny ViCLIP, trained with the real entry points."""
@@ -23,9 +27,7 @@ def tiny_parts(tmp_path_factory):
         f"output_dir={root / 'vae'}", "model.block_out_channels=[32,32]", "data.size=16", "steps=3", "batch_size=4",
         "eval_clips=2", "log_every=1", "mixed_precision=no"])
     vae_report = train_vae(vae_cfg, progress=False)
-    vc_cfg = load_config(ViCLIPTrainConfig, overrides=[
-        f"output_dir={root / 'viclip'}", "size=tiny", "model.image_size=16", "model.num_frames=4", "model.patch_size=8",
-        "data.render_size=16", "steps=3", "batch_size=4", "eval_clips=6", "log_every=1", "mixed_precision=no"])
+    vc_cfg = load_config(ViCLIPTrainConfig, overrides=[f"output_dir={root / 'viclip'}", *TINY_VICLIP])
     vc_report = train_viclip(vc_cfg, progress=False)
     return root, vae_report, vc_report
 
@@ -47,6 +49,19 @@ def test_viclip_trainer_writes_a_loadable_model_with_recall(tiny_parts):
     model = load_viclip(root / "viclip" / "viclip")
     assert model.config.image_size == 16 and model.config.num_frames == 4
     assert 0.0 <= report["t2v_recall@1"] <= 1.0 and math.isfinite(report["clipsim_real"])
+
+
+def test_a_trained_viclip_is_re_measured_on_the_same_held_out_clips(tiny_parts):
+    """finalize_default_model re-measures the shipped ViCLIP this way; it must match the training report."""
+    from vidgen.models.viclip_io import load_viclip
+    from vidgen.training.viclip import ViCLIPTrainConfig, heldout_retrieval
+
+    root, _, report = tiny_parts
+    cfg = load_config(ViCLIPTrainConfig, overrides=["output_dir=unused", *TINY_VICLIP])
+    again = heldout_retrieval(load_viclip(root / "viclip" / "viclip").eval(), cfg)
+    assert again.keys() == {"t2v_recall@1", "t2v_recall@5", "v2t_recall@1", "v2t_recall@5", "clipsim_real"}
+    for key, value in again.items():
+        assert value == pytest.approx(report[key], abs=1e-5), key
 
 
 def test_viclip_stream_adds_reversed_twins_with_the_opposite_direction(tmp_path):

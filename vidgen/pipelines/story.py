@@ -216,8 +216,7 @@ class StoryPipeline:
             prev_latents, prev_noise = latents, noise
         video = np.concatenate([c.new_frames for c in clips])
         meta = {"overlap": overlap, "mode": mode, "shared_noise": shared_noise, "resample": resample, "seed": seed,
-                "steps": num_inference_steps,
-                "guidance": guidance_scale, "height": height, "width": width}
+                "steps": num_inference_steps, "guidance": guidance_scale, "height": height, "width": width}
         return StoryOutput(clips, video, fps, overlap, mode, meta)
 
     def _conditioning(self, noise: torch.Tensor, known: torch.Tensor, known_noise: torch.Tensor, steps: int,

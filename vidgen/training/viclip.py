@@ -221,9 +221,14 @@ def heldout_retrieval(model, cfg: ViCLIPTrainConfig) -> dict[str, float]:
     from vidgen.models.tokenizer import CLIPBPETokenizer
 
     c = model.config
-    samples = held_out_clips(cfg.eval_clips, seed=cfg.data.seed + 7919, num_frames=c.num_frames, size=cfg.data.render_size)
     return retrieval_eval(model, get_preprocess(cfg.preprocess, c.num_frames, c.image_size),
-                          CLIPBPETokenizer(c.context_length), samples)
+                          CLIPBPETokenizer(c.context_length), _eval_set(cfg, c))
+
+
+def _eval_set(cfg: ViCLIPTrainConfig, model_config):
+    """The held-out clips Recall@K is measured on (a seed the training data never uses)."""
+    return held_out_clips(cfg.eval_clips, seed=cfg.data.seed + 7919, num_frames=model_config.num_frames,
+                          size=cfg.data.render_size)
 
 
 def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any]:
@@ -264,7 +269,7 @@ def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "viclip_metrics.jsonl"
-    eval_set = held_out_clips(cfg.eval_clips, seed=cfg.data.seed + 7919, num_frames=c.num_frames, size=cfg.data.render_size)
+    eval_set = _eval_set(cfg, c)
     start = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc="viclip", disable=not progress, dynamic_ncols=True)
     for step in bar:
