@@ -55,7 +55,7 @@ def _viclip_recall(viclip: Path, config: Path) -> dict[str, float]:
     return heldout_retrieval(load_viclip(viclip).float().eval(), load_config(ViCLIPTrainConfig, files=[config]))
 
 
-def _max_frame_diff(a: Path, b: Path, prompts: list[str]) -> float:
+def _max_frame_diff(a: Path, b: Path, prompts: list[str], guidance: float) -> float:
     import numpy as np
     import torch
 
@@ -64,13 +64,13 @@ def _max_frame_diff(a: Path, b: Path, prompts: list[str]) -> float:
     diffs = []
     pipes = [load_pipeline(p, device="cpu") for p in (a, b)]
     for i, prompt in enumerate(prompts):
-        frames = [p(prompt, num_frames=8, height=32, width=32, num_inference_steps=25, guidance_scale=_guidance(a),
+        frames = [p(prompt, num_frames=8, height=32, width=32, num_inference_steps=25, guidance_scale=guidance,
                     generator=torch.Generator().manual_seed(i)).frames for p in pipes]
         diffs.append(float(np.abs(frames[0] - frames[1]).max()))
     return max(diffs)
 
 
-def _examples(model: Path, out: Path) -> list[tuple[str, str]]:
+def _examples(model: Path, out: Path, guidance: float) -> list[tuple[str, str]]:
     """Sample the example prompts with the shipped settings; write GIFs for the README."""
     import torch
 
@@ -82,7 +82,7 @@ def _examples(model: Path, out: Path) -> list[tuple[str, str]]:
     pipe = load_pipeline(model, device="cpu")
     rows = []
     for i, prompt in enumerate(EXAMPLES):
-        frames = pipe(prompt, num_frames=8, height=32, width=32, num_inference_steps=25, guidance_scale=_guidance(model),
+        frames = pipe(prompt, num_frames=8, height=32, width=32, num_inference_steps=25, guidance_scale=guidance,
                       generator=torch.Generator().manual_seed(i)).frames[0]
         name = f"{i:02d}-{slugify(prompt)}.gif"
         write_video(out / name, frames, fps=8, upscale_factor=4, overwrite=True)
@@ -111,12 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with atomic_folder(args.out, overwrite=True, replaceable=is_model_folder) as tmp:
             _fp16_copy(args.model, args.viclip, tmp)
-            diff = _max_frame_diff(args.model, tmp, EXAMPLES[:3])
+            guidance = _guidance(args.model)
+            diff = _max_frame_diff(args.model, tmp, EXAMPLES[:3], guidance)
             if diff > args.fp16_tolerance:
                 raise VidgenError(f"fp16 storage changes sampled frames by {diff:.4f} > {args.fp16_tolerance}; not shipping it")
             report = run_toyworld_eval(EvalConfig(model=str(tmp), n=args.n, out=str(args.run / "eval"), overwrite=True,
                                                   save_videos=False))
-            examples = _examples(tmp, tmp / "examples")
+            examples = _examples(tmp, tmp / "examples", guidance)
             shutil.copy(args.run / "eval" / "contact_sheet.png", tmp / "examples" / "contact_sheet.png")
             reports = {"vae": json.loads((args.run / "vae" / "vae_report.json").read_text()),
                        "viclip": {**json.loads((args.viclip.parent / "viclip_report.json").read_text()),
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                        "text_encoder": json.loads((args.run / "base" / "text_encoder_report.json").read_text())}
             (tmp / "eval_summary.json").write_text(json.dumps({"fp16_max_frame_diff": diff, "eval": report.summary,
                                                                **reports}, indent=1))
-            card = model_card(report.summary, format_table(report.summary), reports, diff, examples, _guidance(tmp))
+            card = model_card(report.summary, format_table(report.summary), reports, diff, examples, guidance)
             (tmp / "README.md").write_text(card)
     except VidgenError as exc:
         print(f"finalize_default_model: error: {exc}", file=sys.stderr)

@@ -67,14 +67,19 @@ PAIRS = {
 }
 
 
+def _token_ids(tokenizer, texts: list[str]):
+    """Token ids padded to the encoder's context, as the pipeline feeds them."""
+    return tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
 def separation(encoder, tokenizer) -> dict[str, float]:
     """Mean distance between the token states of captions differing in one attribute, over the mean token norm."""
     import torch
 
     out = {}
     for name, pair in PAIRS.items():
-        ids = tokenizer(list(pair), padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids
+        ids = _token_ids(tokenizer, list(pair))
         with torch.no_grad():
             h = encoder(ids)[0]
         out[name] = round(float((h[0] - h[1]).norm(dim=-1).mean() / h.norm(dim=-1).mean()), 4)
@@ -126,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         frozen = CLIPTextModel.from_pretrained(str(args.base / "text_encoder"), use_safetensors=True).eval().requires_grad_(False)
         captions = sorted({json.loads(line)["Caption"] for line in args.rows.read_text().splitlines() if line.strip()})
         vocab, labels = _labels(captions)
-        tok = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt")
-        ids = tok.input_ids
+        ids = _token_ids(tokenizer, captions)
         eos = (ids == tokenizer.eos_token_id).int().argmax(dim=1)
         n_held = max(len(captions) // 10, 1)
         order = torch.randperm(len(captions))
@@ -142,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         def apart(batch, a):
             """Hinge on the relative distance of states ``a`` to those of the same captions with motion or shape swapped."""
             other = _counterparts([captions[i] for i in batch.tolist()], rng)
-            other_ids = tokenizer(other, padding="max_length", max_length=tokenizer.model_max_length,
-                                  truncation=True, return_tensors="pt").input_ids
-            b = encoder(other_ids)[0]
+            b = encoder(_token_ids(tokenizer, other))[0]
             dist = (a - b).norm(dim=-1).mean(1) / a.detach().norm(dim=-1).mean(1)
             return F.relu(args.margin - dist).mean(), dist.mean()
 
