@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from vidgen.cli.main import main
 from vidgen.errors import InputError
@@ -224,3 +225,39 @@ def test_story_eval_suite_runs_both_modes(tiny_motion_model, tmp_path):
     assert set(result.summary) == {"continuity", "independent"}
     assert result.summary["continuity"]["boundaries"] == 4
     assert (tmp_path / "ev" / "table.md").read_text().startswith("| mode |")
+
+
+def test_clean_pinning_shows_the_denoiser_the_previous_frames_unchanged(tiny_motion_model):
+    from vidgen.pipelines.loading import load_pipeline
+    from vidgen.pipelines.story import StoryPipeline
+
+    story = StoryPipeline(load_pipeline(tiny_motion_model, device="cpu"))
+    kwargs = dict(num_frames=5, overlap=2, height=16, width=16, num_inference_steps=3, seed=3, guidance_scale=3.0)
+    seen = {}
+    unet_forward = story.pipe.unet.forward
+    for pin in ("clean", "noised"):
+        inputs = seen[pin] = []
+        story.pipe.unet.forward = lambda sample, *a, _in=inputs, **k: _in.append(sample[:, :, :2].clone()) or unet_forward(sample, *a, **k)
+        made = story(["a", "b"], pin=pin, **kwargs)
+        np.testing.assert_allclose(made.clips[1].frames[:2], made.clips[0].frames[-2:], atol=1e-5)
+        assert made.meta["pin"] == pin
+    del story.pipe.unet.forward
+    clean, noised = seen["clean"][3:], seen["noised"][3:]  # the second clip's three steps
+    assert all(torch.equal(x, clean[0]) for x in clean)  # the same clean frames at every noise level
+    assert not torch.equal(noised[0], noised[-1]) and not torch.allclose(noised[-1], clean[-1], atol=1e-3)
+    with pytest.raises(InputError, match="pin must be one of"):
+        story(["a", "b"], pin="sharp", **kwargs)
+
+
+def test_a_model_folder_can_default_stories_to_clean_pinning(tiny_motion_model, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_motion_model, model)
+    (model / "sample_defaults.yaml").write_text("steps: 2\npin: clean\n")
+    out = tmp_path / "story"
+    assert main(["story", "--model", str(model), "--prompt", "a", "--prompt", "b", "--frames-per-clip", "4",
+                 "--overlap", "1", "--out", str(out), "height=16", "width=16"]) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["pin"] == "clean" and settings["steps"] == 2
+    # vidgen sample reads the same file and takes only the keys it knows.
+    assert main(["sample", "--model", str(model), "--prompt", "a", "--frames", "2", "--out", str(tmp_path / "a.mp4"),
+                 "height=16", "width=16"]) == 0

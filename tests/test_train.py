@@ -286,3 +286,42 @@ def test_zero_terminal_snr_reaches_pure_noise_and_is_exported(tiny_motion_model,
     assert snr(plain.noise_scheduler, last).item() > 1e-3  # the usual schedule stops short of pure noise
     with pytest.raises(ConfigError, match="v_prediction"):
         load_config(TrainConfig, overrides=["model.base=x", "data.path=y", "model.zero_terminal_snr=true"])
+
+
+def test_context_frames_are_given_clean_and_left_out_of_the_loss():
+    from vidgen.training.objective import context_mask, diffusion_loss, with_context
+
+    g = torch.Generator().manual_seed(0)
+    mask = context_mask(400, 6, 0.5, 2, g)
+    counts = mask.sum(dim=1)
+    assert set(counts.tolist()) == {0, 1, 2} and 0.4 < (counts > 0).float().mean() < 0.6
+    assert torch.equal(mask, torch.arange(6)[None] < counts[:, None])  # always a prefix of the clip
+    assert context_mask(4, 2, 1.0, 5, g).sum(dim=1).tolist() == [1] * 4  # at least one frame stays to denoise
+    state = g.get_state()
+    assert context_mask(4, 6, 0.0, 2, g) is None and context_mask(4, 1, 1.0, 2, g) is None
+    assert torch.equal(g.get_state(), state)  # runs without context draw nothing
+
+    clean, noisy = torch.zeros(2, 3, 4, 2, 2), torch.ones(2, 3, 4, 2, 2)
+    mask = torch.tensor([[True, True, False, False], [False] * 4])
+    mixed = with_context(noisy, clean, mask)
+    assert mixed[0, :, :2].eq(0).all() and mixed[0, :, 2:].eq(1).all() and mixed[1].eq(1).all()
+    # An error on the context frames costs nothing; elsewhere it counts per denoised frame.
+    pred, target = torch.zeros(2, 3, 4, 2, 2), torch.zeros(2, 3, 4, 2, 2)
+    pred[0, :, :2] = 100.0
+    assert diffusion_loss(pred, target, context=mask).item() == 0.0
+    pred[0, :, 2] = 1.0
+    assert diffusion_loss(pred, target, context=mask).item() == pytest.approx(0.25)  # (1/2 of video 0 + 0) / 2
+    with pytest.raises(ConfigError, match="context_prob"):
+        from vidgen.config import load_config
+        from vidgen.training.config import TrainConfig
+
+        load_config(TrainConfig, overrides=["model.base=x", "data.path=y", "train.context_prob=1.5"])
+
+
+def test_context_training_runs_and_resumes_the_same_stream(tiny_motion_model, tmp_path):
+    opts = ("train.max_steps=3", "train.context_prob=0.7", "train.context_frames=2")
+    a = train(tiny_config(tiny_motion_model, tmp_path / "a", *opts), dataset=ClipTensors(), collate_fn=collate)
+    b = train(tiny_config(tiny_motion_model, tmp_path / "b", *opts), dataset=ClipTensors(), collate_fn=collate)
+    plain = train(tiny_config(tiny_motion_model, tmp_path / "c", "train.max_steps=3"), dataset=ClipTensors(), collate_fn=collate)
+    assert a.losses == b.losses and all(np.isfinite(a.losses)) and a.losses != plain.losses
+

@@ -11,7 +11,7 @@ HELP = "evaluate a model on the toy world (judge accuracy, seen vs held-out, CLI
 FIELDS = {"suite": "suite", "story": "story", "model": "model", "viclip": "viclip", "n": "n", "out": "out", "seed": "seed",
           "steps": "steps", "guidance": "guidance", "scheduler": "scheduler", "batch_size": "batch_size",
           "device": "device", "save_videos": "save_videos", "overwrite": "overwrite", "overlap": "overlap",
-          "resample": "resample"}
+          "resample": "resample", "pin": "pin"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", metavar="NAME", help="sampling scheduler short name")
     p.add_argument("--overlap", type=int, metavar="K", help="story suite: frames each clip shares with the previous one (default 2)")
     p.add_argument("--resample", type=int, metavar="R", help="story suite: RePaint resampling rounds per step (default 0)")
+    p.add_argument("--pin", choices=("noised", "clean"), help="story suite: how the previous clip's frames are shown "
+                   "(vidgen story --pin; default from the model folder, else noised)")
     p.add_argument("--batch-size", type=int, metavar="N", help="prompts sampled together (default 8)")
     p.add_argument("--device", metavar="DEV", help="cpu, cuda or auto")
     p.add_argument("--save-videos", action="store_true", default=None, help="also write every sampled clip as MP4")

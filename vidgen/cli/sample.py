@@ -82,16 +82,13 @@ def resolve_config(args: argparse.Namespace):
 
     from vidgen.config import load_config
     from vidgen.pipelines.loading import default_model_dir
-    from vidgen.pipelines.sample import MODEL_SAMPLE_DEFAULTS, SampleConfig
+    from vidgen.pipelines.sample import SampleConfig, model_sample_defaults
 
     overrides = merged_overrides(flag_overrides(args, FIELDS), args.overrides)
     first = load_config(SampleConfig, files=args.config, overrides=overrides)
     model_dir = Path(first.model) if first.model else default_model_dir()
-    layers = list(args.config)
-    if (model_dir / MODEL_SAMPLE_DEFAULTS).is_file():
-        layers.insert(0, model_dir / MODEL_SAMPLE_DEFAULTS)
     overrides["model"] = str(model_dir)
-    return load_config(SampleConfig, files=layers, overrides=overrides)
+    return load_config(SampleConfig, files=[model_sample_defaults(model_dir, SampleConfig), *args.config], overrides=overrides)
 
 
 def main(args: argparse.Namespace) -> int:

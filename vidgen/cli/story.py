@@ -20,7 +20,7 @@ optionally 'frames', 'negative_prompt', 'guidance'. --mode independent samples
 the clips separately (the baseline)."""
 
 FIELDS = {"script": "script", "prompt": "prompts", "model": "model", "out": "out", "frames_per_clip": "frames",
-          "overlap": "overlap", "seed": "seed", "mode": "mode", "resample": "resample", "steps": "steps", "guidance": "guidance",
+          "overlap": "overlap", "seed": "seed", "mode": "mode", "resample": "resample", "pin": "pin", "steps": "steps", "guidance": "guidance",
           "scheduler": "scheduler", "height": "height", "width": "width", "fps": "fps", "upscale": "upscale",
           "negative_prompt": "negative_prompt", "device": "device", "overwrite": "overwrite"}
 
@@ -39,6 +39,7 @@ class StoryConfig:
     mode: str = "continuity"
     shared_noise: bool = True
     resample: int = 0
+    pin: str = "noised"  # a model trained with context frames ships pin: clean in its sample_defaults.yaml
     steps: int = 25
     guidance: float = 7.5
     scheduler: Optional[str] = None
@@ -66,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not reuse the previous clip's noise for the overlapping frames")
     p.add_argument("--resample", type=int, metavar="R", help="RePaint resampling rounds per step for continuing clips "
                    "(0 = none; each round costs one more denoiser call per step; ddim scheduler)")
+    p.add_argument("--pin", choices=("noised", "clean"), help="show the previous clip's frames noised to each step's level "
+                   "(RePaint, any model) or clean (models trained with context frames); default from the model folder, else noised")
     p.add_argument("--steps", type=int, metavar="N", help="denoising steps")
     p.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance scale")
     p.add_argument("--scheduler", metavar="NAME", help="sampling scheduler short name")
@@ -82,23 +85,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def resolve_config(args: argparse.Namespace) -> StoryConfig:
     """Defaults, then the model folder's sampling defaults, then --config files, flags and key=value."""
-    import dataclasses
     from pathlib import Path
-
-    import yaml
 
     from vidgen.config import load_config
     from vidgen.pipelines.loading import default_model_dir
-    from vidgen.pipelines.sample import MODEL_SAMPLE_DEFAULTS
+    from vidgen.pipelines.sample import model_sample_defaults
 
     overrides = merged_overrides(flag_overrides(args, {**FIELDS, "shared_noise": "shared_noise"}), args.overrides)
     first = load_config(StoryConfig, files=args.config, overrides=overrides)
     model_dir = Path(first.model) if first.model else default_model_dir()
-    model_layer = {}
-    if (model_dir / MODEL_SAMPLE_DEFAULTS).is_file():
-        names = {f.name for f in dataclasses.fields(StoryConfig)}
-        data = yaml.safe_load((model_dir / MODEL_SAMPLE_DEFAULTS).read_text()) or {}
-        model_layer = {k: v for k, v in data.items() if k in names}
+    model_layer = model_sample_defaults(model_dir, StoryConfig)
     return load_config(StoryConfig, files=[model_layer, *args.config], overrides={**overrides, "model": str(model_dir)})
 
 
@@ -121,7 +117,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         raise InputError("no story given (use --script FILE or --prompt TEXT --prompt TEXT ...)")
     # Everything that can be checked fails here, before the model loads and the clips are generated.
-    StoryPipeline(None)._check(segments, cfg.frames, cfg.overlap, cfg.mode, cfg.resample)
+    StoryPipeline(None)._check(segments, cfg.frames, cfg.overlap, cfg.mode, cfg.resample, cfg.pin)
     if not cfg.fps > 0:
         raise InputError(f"--fps must be positive, got {cfg.fps}")
     if cfg.upscale < 1:
@@ -131,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
     story = StoryPipeline(pipe)(
         segments, num_frames=cfg.frames, overlap=cfg.overlap, height=cfg.height, width=cfg.width,
         num_inference_steps=cfg.steps, guidance_scale=cfg.guidance, negative_prompt=cfg.negative_prompt or None,
-        seed=cfg.seed, mode=cfg.mode, shared_noise=cfg.shared_noise, resample=cfg.resample, fps=cfg.fps,
+        seed=cfg.seed, mode=cfg.mode, shared_noise=cfg.shared_noise, resample=cfg.resample, pin=cfg.pin, fps=cfg.fps,
     )
     paths = write_story(story, cfg.out, overwrite=cfg.overwrite, upscale=cfg.upscale,
                         settings={"model": cfg.model, "scheduler": cfg.scheduler})

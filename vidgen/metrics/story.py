@@ -179,7 +179,7 @@ def run_story_eval(cfg, pipe=None, num_clips: int = 3, progress=None) -> StoryEv
 
     Args:
         cfg: a :class:`vidgen.metrics.toyeval.EvalConfig` (``suite="story"``; its ``overlap`` and
-            ``resample`` set the continuity).
+            ``resample`` and ``pin`` set the continuity).
         pipe: a loaded pipeline (``None``: load the configured model).
         num_clips: clips per story.
         progress: called with ``(done, total)`` after each story.
@@ -190,10 +190,12 @@ def run_story_eval(cfg, pipe=None, num_clips: int = 3, progress=None) -> StoryEv
     from vidgen.io.files import atomic_write_text
     from vidgen.io.writer import to_uint8_frames
     from vidgen.metrics.toyeval import eval_settings, prepare_out
+    from vidgen.pipelines.sample import model_sample_defaults
     from vidgen.pipelines.story import StoryPipeline
 
     out = prepare_out(cfg)
     s = eval_settings(cfg, pipe)
+    pin = cfg.pin or model_sample_defaults(s.model_dir, ["pin"]).get("pin", "noised")
     story = StoryPipeline(s.pipe)
     result = StoryEvalResult()
     scripts = toy_story_scripts(cfg.n, cfg.seed, num_clips)
@@ -202,7 +204,7 @@ def run_story_eval(cfg, pipe=None, num_clips: int = 3, progress=None) -> StoryEv
         for mode in ("continuity", "independent"):
             made = story(captions, num_frames=s.frames, overlap=cfg.overlap, height=s.height, width=s.width,
                          num_inference_steps=s.steps, guidance_scale=s.guidance, seed=cfg.seed + 1000 * i, mode=mode,
-                         resample=cfg.resample)
+                         resample=cfg.resample, pin=pin)
             parts = [to_uint8_frames(c.new_frames) for c in made.clips]
             boundaries = boundary_measures(parts)
             clips = clip_verdicts(parts, captions)
@@ -211,7 +213,7 @@ def run_story_eval(cfg, pipe=None, num_clips: int = 3, progress=None) -> StoryEv
         if progress:
             progress(i + 1, len(scripts))
     result.summary = {mode: _pool(result.stories, mode) for mode in ("continuity", "independent")}
-    config = {"suite": "story", "n": cfg.n, "seed": cfg.seed, "overlap": cfg.overlap, "resample": cfg.resample, "frames": s.frames, "steps": s.steps,
+    config = {"suite": "story", "n": cfg.n, "seed": cfg.seed, "overlap": cfg.overlap, "resample": cfg.resample, "pin": pin, "frames": s.frames, "steps": s.steps,
               "guidance": s.guidance, "scheduler": s.scheduler, "height": s.height, "width": s.width, "model": str(s.model_dir)}
     atomic_write_text(out / "results.json", json.dumps({"config": config, "summary": result.summary,
                                                         "stories": result.stories}, indent=1, default=str))

@@ -51,6 +51,7 @@ class EvalConfig:
     overwrite: bool = False
     overlap: int = 2  # story suite: latent frames each clip shares with the previous one
     resample: int = 0  # story suite: RePaint resampling rounds per step (vidgen story --resample)
+    pin: Optional[str] = None  # story suite: noised | clean (vidgen story --pin); default from the model folder, else noised
 
     def __post_init__(self) -> None:
         if self.suite not in ("toyworld", "story"):
@@ -65,6 +66,8 @@ class EvalConfig:
             raise InputError(f"captions must be canonical or varied, got {self.captions!r}")
         if self.overlap < 0 or self.resample < 0:
             raise InputError(f"overlap and resample must be >= 0, got {self.overlap} and {self.resample}")
+        if self.pin not in (None, "noised", "clean"):
+            raise InputError(f"pin must be noised or clean, got {self.pin!r}")
 
 
 @dataclass
@@ -268,12 +271,10 @@ def eval_settings(cfg: EvalConfig, pipe=None) -> EvalSettings:
     """Load the model (unless given) and resolve frames/steps/guidance/scheduler/size."""
     from vidgen.config import load_config
     from vidgen.pipelines.loading import default_model_dir, load_pipeline
-    from vidgen.pipelines.sample import MODEL_SAMPLE_DEFAULTS, SampleConfig
+    from vidgen.pipelines.sample import SampleConfig, model_sample_defaults
 
     model_dir = Path(cfg.model) if cfg.model else default_model_dir()
-    defaults = SampleConfig()
-    if (model_dir / MODEL_SAMPLE_DEFAULTS).is_file():
-        defaults = load_config(SampleConfig, files=[model_dir / MODEL_SAMPLE_DEFAULTS])
+    defaults = load_config(SampleConfig, files=[model_sample_defaults(model_dir, SampleConfig)])
     scheduler = cfg.scheduler or defaults.scheduler
     if pipe is None:
         pipe = load_pipeline(model_dir, device=cfg.device, dtype=cfg.dtype, scheduler=scheduler)

@@ -15,6 +15,28 @@ FORMATS = ("mp4", "gif")
 MODEL_SAMPLE_DEFAULTS = "sample_defaults.yaml"  # optional layer a model folder can ship
 
 
+def model_sample_defaults(model_dir: str | Path, settings) -> dict:
+    """The model folder's ``sample_defaults.yaml`` restricted to the fields of the dataclass ``settings``
+    (or to the key names ``settings`` lists).
+
+    One file serves ``vidgen sample``, ``story`` and ``eval``: each takes the keys it knows
+    (a story-only key such as ``pin`` is not an unknown key to ``sample``). ``{}`` when absent.
+    """
+    import yaml
+
+    path = Path(model_dir) / MODEL_SAMPLE_DEFAULTS
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise InputError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of sampling settings")
+    names = {f.name for f in dataclasses.fields(settings)} if dataclasses.is_dataclass(settings) else set(settings)
+    return {k: v for k, v in data.items() if k in names}
+
+
 @dataclass
 class SampleConfig:
     """Everything ``vidgen sample`` needs; every field is a ``key=value`` override."""

@@ -11,7 +11,10 @@ lets the new frames commit to a layout before the pinned ones, still noisy,
 have told them much; ``resample=r`` adds RePaint's remedy: after each step the
 latents are diffused back to the step's noise level and denoised again ``r``
 times, so the new frames are harmonised with the pinned ones (``r`` more
-denoiser calls per step). ``mode="independent"`` samples every clip on its
+denoiser calls per step). ``pin="clean"`` instead shows the denoiser the
+previous clip's frames un-noised at every step: the conditioning a model
+trained with context frames (``train.context_prob``) has learnt to continue,
+which no plain model has seen. ``mode="independent"`` samples every clip on its
 own: the baseline continuity is measured against.
 
 The stitched video keeps the first clip whole and, of every later clip, only
@@ -31,6 +34,7 @@ import torch
 from vidgen.errors import InputError
 
 MODES = ("continuity", "independent")
+PINS = ("noised", "clean")
 
 
 @dataclass
@@ -119,7 +123,10 @@ class StoryPipeline:
     def __init__(self, pipe):
         self.pipe = pipe
 
-    def _check(self, segments: Sequence[StorySegment], num_frames: int, overlap: int, mode: str, resample: int = 0) -> None:
+    def _check(self, segments: Sequence[StorySegment], num_frames: int, overlap: int, mode: str, resample: int = 0,
+               pin: str = "noised") -> None:
+        if pin not in PINS:
+            raise InputError(f"pin must be one of {', '.join(PINS)}, got {pin!r}")
         if not isinstance(resample, int) or resample < 0:
             raise InputError(f"resample must be a non-negative integer, got {resample!r}")
         if resample and mode == "continuity" and overlap and self.pipe is not None:
@@ -159,6 +166,7 @@ class StoryPipeline:
         mode: str = "continuity",
         shared_noise: bool = True,
         resample: int = 0,
+        pin: str = "noised",
         fps: float = 8.0,
     ) -> StoryOutput:
         """Generate one clip per segment, each continuing the last.
@@ -174,6 +182,8 @@ class StoryPipeline:
             shared_noise: reuse the previous clip's noise for the overlapping frames.
             resample: RePaint resampling rounds per denoising step for clips that
                 continue another (0 = plain replacement); needs the ddim scheduler.
+            pin: ``noised`` (the previous frames noised to each step's level,
+                RePaint) or ``clean`` (as they are, for models trained with context frames).
             fps: frame rate recorded for the stitched video.
 
         Returns:
@@ -183,7 +193,7 @@ class StoryPipeline:
             InputError: an empty caption, an overlap that does not fit, or a bad argument.
         """
         segs = [s if isinstance(s, StorySegment) else StorySegment(str(s)) for s in segments]
-        self._check(segs, num_frames, overlap, mode, resample)
+        self._check(segs, num_frames, overlap, mode, resample, pin)
         pipe = self.pipe
         default_h, default_w = pipe.default_size
         height, width = height or default_h, width or default_w
@@ -202,7 +212,7 @@ class StoryPipeline:
                 if shared_noise:
                     noise[:, :, :k] = prev_noise[:, :, -k:]
                 known, known_noise = prev_latents[:, :, -k:], noise[:, :, :k].clone()
-                kwargs.update(self._conditioning(noise, known, known_noise, num_inference_steps, resample, guidance, seed + i))
+                kwargs.update(self._conditioning(noise, known, known_noise, num_inference_steps, resample, guidance, seed + i, pin))
             out = pipe(
                 seg.caption, negative_prompt=seg.negative_prompt or negative_prompt, num_frames=frames_i,
                 height=height, width=width, num_inference_steps=num_inference_steps,
@@ -215,13 +225,15 @@ class StoryPipeline:
             cursor += new
             prev_latents, prev_noise = latents, noise
         video = np.concatenate([c.new_frames for c in clips])
-        meta = {"overlap": overlap, "mode": mode, "shared_noise": shared_noise, "resample": resample, "seed": seed,
+        meta = {"overlap": overlap, "mode": mode, "shared_noise": shared_noise, "resample": resample, "pin": pin, "seed": seed,
                 "steps": num_inference_steps, "guidance": guidance_scale, "height": height, "width": width}
         return StoryOutput(clips, video, fps, overlap, mode, meta)
 
     def _conditioning(self, noise: torch.Tensor, known: torch.Tensor, known_noise: torch.Tensor, steps: int,
-                      resample: int = 0, guidance_scale: float = 1.0, seed: int = 0) -> dict:
+                      resample: int = 0, guidance_scale: float = 1.0, seed: int = 0, pin: str = "noised") -> dict:
         """Initial latents and the per-step callback that pin the first frames to ``known`` (RePaint).
+
+        ``pin="noised"`` puts ``known`` noised to each step's level there, ``"clean"`` puts it as it is.
 
         With ``resample`` rounds, each step is followed by: diffuse the latents from the
         new level back to the step's level with fresh noise, pin, denoise again, pin.
@@ -235,15 +247,16 @@ class StoryPipeline:
         known_noise = known_noise.to(device=known.device, dtype=known.dtype)
         start = noise.clone()
         # The pipeline multiplies the initial latents by init_noise_sigma; pre-divide the pinned part.
-        start[:, :, :k] = (scheduler.add_noise(known, known_noise, timesteps[:1]) / scheduler.init_noise_sigma).to(start)
+        first = known if pin == "clean" else scheduler.add_noise(known, known_noise, timesteps[:1])
+        start[:, :, :k] = (first / scheduler.init_noise_sigma).to(start)
         alphas = scheduler.alphas_cumprod
         fresh = torch.Generator().manual_seed(seed + 7919)  # the resampling noise, reproducible per clip
 
         def pinned(latents: torch.Tensor, level) -> torch.Tensor:
-            latents[:, :, :k] = scheduler.add_noise(known, known_noise, level.reshape(1))
+            latents[:, :, :k] = known if pin == "clean" else scheduler.add_noise(known, known_noise, level.reshape(1))
             return latents
 
-        def pin(_pipe, i: int, t, tensors: dict) -> dict:
+        def on_step_end(_pipe, i: int, t, tensors: dict) -> dict:
             latents = tensors["latents"]
             if i + 1 == len(timesteps):
                 latents[:, :, :k] = known
@@ -259,5 +272,5 @@ class StoryPipeline:
                 latents = pinned(scheduler.step(pred, t, back).prev_sample, s)
             return {"latents": latents}
 
-        return {"latents": start, "callback_on_step_end": pin,
+        return {"latents": start, "callback_on_step_end": on_step_end,
                 "callback_on_step_end_tensor_inputs": ("latents", "prompt_embeds")}

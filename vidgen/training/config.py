@@ -146,6 +146,11 @@ class TrainLoopConfig:
     seed: int = 0
     offset_noise: float = 0.0
     snr_gamma: Optional[float] = None  # Min-SNR weighting; 5.0 is the paper's choice
+    # Continuation training: with probability context_prob a clip's first 1..context_frames
+    # latent frames are given clean (not noised) and left out of the loss, so the denoiser
+    # learns to continue known frames as the caption says (image-to-video style).
+    context_prob: float = 0.0
+    context_frames: int = 1
     ema_decay: Optional[float] = 0.9999  # null disables EMA
     ema_update_after: int = 0
     nan_max_skips: int = 20  # stop after this many non-finite losses
@@ -157,6 +162,9 @@ class TrainLoopConfig:
         self.mixed_precision = normalize_precision(self.mixed_precision)
         _positive("train", "nan_max_skips", self.nan_max_skips, allow_zero=True)
         _positive("train", "log_every", self.log_every)
+        if not 0.0 <= self.context_prob <= 1.0:
+            raise ConfigError(f"train.context_prob must lie in [0, 1], got {self.context_prob}")
+        _positive("train", "context_frames", self.context_frames)
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must lie in (0, 1) or be null, got {self.ema_decay}")
 

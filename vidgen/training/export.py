@@ -90,5 +90,7 @@ def export_model(
         v = cfg.validation
         defaults = dict(frames=v.num_frames, height=v.height, width=v.width, steps=v.steps, guidance=v.guidance,
                         scheduler=v.scheduler, fps=v.fps, upscale=v.upscale)
+        if cfg.train.context_prob > 0:
+            defaults["pin"] = "clean"  # stories show the previous clip's frames as the model learnt them: clean
         (tmp / MODEL_SAMPLE_DEFAULTS).write_text(yaml.safe_dump({k: x for k, x in defaults.items() if x is not None}, sort_keys=False))
     return out

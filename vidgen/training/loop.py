@@ -29,7 +29,16 @@ from vidgen.training.checkpoint import (
     truncate_metrics,
 )
 from vidgen.training.config import TrainConfig
-from vidgen.training.objective import diffusion_loss, loss_weights, sample_noise, sample_timesteps, step_generator, target_for
+from vidgen.training.objective import (
+    context_mask,
+    diffusion_loss,
+    loss_weights,
+    sample_noise,
+    sample_timesteps,
+    step_generator,
+    target_for,
+    with_context,
+)
 
 
 class TrainingError(VidgenError):
@@ -113,9 +122,11 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
     timesteps = sample_timesteps(latents.shape[0], scheduler.config.num_train_timesteps, generator, device)
     noisy = scheduler.add_noise(latents, noise, timesteps)
     target = target_for(scheduler, latents, noise, timesteps)
+    context = context_mask(latents.shape[0], latents.shape[2], cfg.train.context_prob, cfg.train.context_frames, generator)
+    noisy = with_context(noisy, latents, context)
     states = text.repeat_interleave(latents.shape[2], dim=0) if motion else text
     pred = unet(noisy, timesteps, encoder_hidden_states=states.to(noisy.dtype)).sample
-    return diffusion_loss(pred, target, loss_weights(scheduler, timesteps, cfg.train.snr_gamma))
+    return diffusion_loss(pred, target, loss_weights(scheduler, timesteps, cfg.train.snr_gamma), context)
 
 
 def train(

@@ -72,9 +72,45 @@ def loss_weights(scheduler, timesteps: torch.Tensor, snr_gamma: float | None) ->
     return clipped / s.clamp(min=1e-8)
 
 
-def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean squared error per video, optionally weighted per video, averaged over the batch."""
-    per_video = (pred.float() - target.float()).pow(2).flatten(1).mean(dim=1)
+def context_mask(batch: int, num_frames: int, prob: float, max_frames: int, generator: torch.Generator) -> torch.Tensor | None:
+    """Which latent frames are given clean as context: ``[B, F]`` bool, or ``None`` when none are.
+
+    Each clip, with probability ``prob``, gets its first ``k`` frames as context,
+    ``k`` uniform in ``1 .. min(max_frames, F - 1)`` (at least one frame is always
+    left to denoise). Nothing is drawn from ``generator`` when ``prob`` is 0 or the
+    clips are single frames, so runs without context keep their random stream.
+    """
+    if prob <= 0 or num_frames < 2:
+        return None
+    chosen = torch.rand(batch, generator=generator) < prob
+    k = torch.randint(1, min(max_frames, num_frames - 1) + 1, (batch,), generator=generator)
+    mask = (torch.arange(num_frames)[None, :] < k[:, None]) & chosen[:, None]
+    return mask if bool(mask.any()) else None
+
+
+def with_context(noisy: torch.Tensor, latents: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``noisy`` ``[B, C, F, h, w]`` with the frames marked in ``mask`` ``[B, F]`` replaced by the clean ``latents``."""
+    if mask is None:
+        return noisy
+    keep = mask[:, None, :, None, None].to(noisy.device)
+    return torch.where(keep, latents.to(noisy.dtype), noisy)
+
+
+def diffusion_loss(
+    pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None, context: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean squared error per video, optionally weighted per video, averaged over the batch.
+
+    ``context`` (``[B, F]`` bool, see :func:`context_mask`) leaves the frames given
+    clean out of each video's mean.
+    """
+    err = (pred.float() - target.float()).pow(2)
+    if context is None:
+        per_video = err.flatten(1).mean(dim=1)
+    else:
+        # Mean over each video's denoised frames only (every video keeps at least one).
+        denoised = (~context).to(err.device, err.dtype)[:, None, :, None, None].expand_as(err)
+        per_video = (err * denoised).flatten(1).sum(dim=1) / denoised.flatten(1).sum(dim=1)
     if weights is not None:
         per_video = per_video * weights.to(per_video.device)
     return per_video.mean()
