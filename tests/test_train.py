@@ -325,3 +325,31 @@ def test_context_training_runs_and_resumes_the_same_stream(tiny_motion_model, tm
     plain = train(tiny_config(tiny_motion_model, tmp_path / "c", "train.max_steps=3"), dataset=ClipTensors(), collate_fn=collate)
     assert a.losses == b.losses and all(np.isfinite(a.losses)) and a.losses != plain.losses
 
+
+def test_snr_shift_divides_the_snr_and_every_sampler_of_the_export_uses_it(tiny_motion_model, tmp_path):
+    from vidgen.pipelines.loading import load_pipeline
+    from vidgen.pipelines.schedulers import shifted_betas
+    from vidgen.training.export import export_model
+    from vidgen.training.models import load_training_models
+    from vidgen.training.objective import snr
+
+    opts = ("model.prediction_type=v_prediction", "train.max_steps=1")
+    plain = load_training_models(tiny_config(tiny_motion_model, tmp_path / "p", *opts).model).noise_scheduler
+    assert torch.allclose(torch.tensor(shifted_betas(plain.config, 1.0), dtype=torch.float64), plain.betas.double(), rtol=1e-4)
+    t = torch.arange(0, 1000, 37)
+    cfg = tiny_config(tiny_motion_model, tmp_path / "run", *opts, "model.snr_shift=3")
+    shifted = load_training_models(cfg.model).noise_scheduler
+    ratio = snr(shifted, t) / snr(plain, t)
+    assert torch.allclose(ratio, torch.full_like(ratio, 1 / 9), rtol=1e-3), ratio
+    # With zero terminal SNR on top, the last step is still pure noise.
+    both = load_training_models(tiny_config(tiny_motion_model, tmp_path / "z", *opts, "model.snr_shift=3",
+                                            "model.zero_terminal_snr=true").model).noise_scheduler
+    assert snr(both, torch.tensor([999])).item() < 1e-8 and snr(both, t[1:-1]).lt(snr(plain, t[1:-1])).all()
+
+    train(cfg, dataset=ClipTensors(), collate_fn=collate)
+    folder = export_model(tmp_path / "run", tmp_path / "model")
+    for name in ("ddim", "dpm++", "euler"):
+        sampler = load_pipeline(folder, device="cpu", scheduler=name).scheduler
+        assert torch.allclose(sampler.alphas_cumprod, shifted.alphas_cumprod), name
+    with pytest.raises(ConfigError, match="snr_shift"):
+        tiny_config(tiny_motion_model, tmp_path / "bad", "model.snr_shift=0")

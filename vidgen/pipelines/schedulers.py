@@ -65,3 +65,32 @@ def scheduler_name_of(scheduler) -> str | None:
         if class_name == cls and all(scheduler.config.get(k) == v for k, v in extra.items()):
             return name
     return None
+
+
+def shifted_betas(config: Any, shift: float) -> list[float]:
+    """Betas of ``config``'s noise schedule with every step's SNR divided by ``shift**2``.
+
+    A clip of many frames shows its layout through far more noise than one
+    image does (its pixels repeat across frames), so the usual schedule decides
+    the layout, and with it the motion, in the first one or two sampling steps,
+    from the noise rather than the prompt. Dividing the SNR (Hoogeboom et al.
+    2023; SD3's resolution shift) spends more training and sampling steps at the
+    noise levels where that decision is made. ``shift=1`` returns the schedule
+    unchanged. The result goes into a scheduler config as ``trained_betas``, so
+    every diffusers scheduler built from that config (``make_scheduler``) uses it;
+    ``rescale_betas_zero_snr`` still applies on top.
+
+    Raises:
+        InputError: ``shift`` not positive.
+    """
+    import torch
+    from diffusers import DDPMScheduler
+
+    if not shift > 0:
+        raise InputError(f"snr shift must be positive, got {shift}")
+    base = dict(config)
+    base["rescale_betas_zero_snr"] = False  # shift the plain schedule; zero-SNR rescaling is reapplied by the scheduler
+    alphas = DDPMScheduler.from_config(base).alphas_cumprod.double()
+    shifted = alphas / (alphas + shift**2 * (1.0 - alphas))  # SNR' = SNR / shift**2
+    previous = torch.cat([torch.ones(1, dtype=shifted.dtype), shifted[:-1]])
+    return (1.0 - shifted / previous).clamp(max=0.999).tolist()

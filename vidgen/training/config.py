@@ -61,6 +61,10 @@ class ModelConfig:
     # like sampling's first; without it the model reads layout from the noise and ignores the prompt's motion.
     # None keeps the base scheduler's setting. Needs v_prediction. Exported with the model's scheduler.
     zero_terminal_snr: Optional[bool] = None
+    # Divide the base schedule's SNR at every step by snr_shift**2 (vidgen.pipelines.schedulers.shifted_betas):
+    # more of training and sampling at the noise levels where a clip's layout and motion are decided.
+    # None or 1 keeps the base schedule. Exported with the model's scheduler (as trained_betas).
+    snr_shift: Optional[float] = None
     trainable: str = "all"  # all | temporal (spatial frozen) | lora
     lora_rank: int = 16
     lora_alpha: Optional[float] = None  # default: the rank
@@ -78,6 +82,8 @@ class ModelConfig:
             raise ConfigError("model.zero_terminal_snr needs model.prediction_type=v_prediction "
                               "(at zero SNR an epsilon prediction says nothing about the clip)")
         _choice("model", "attention", self.attention, ("auto", "sdpa", "xformers", "math"))
+        if self.snr_shift is not None and not self.snr_shift > 0:
+            raise ConfigError(f"model.snr_shift must be positive (1 keeps the schedule), got {self.snr_shift}")
         _positive("model", "lora_rank", self.lora_rank)
 
 

@@ -123,6 +123,7 @@ def load_training_models(cfg: ModelConfig) -> TrainingModels:
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from vidgen.pipelines.schedulers import shifted_betas
     from vidgen.runtime import silence_library_progress
 
     silence_library_progress()
@@ -134,6 +135,8 @@ def load_training_models(cfg: ModelConfig) -> TrainingModels:
     tokenizer = _from_pretrained(CLIPTokenizer, base / "tokenizer", "tokenizer")
     scheduler_config = _from_pretrained(DDIMScheduler, base / "scheduler", "scheduler").config
     extra = {} if cfg.zero_terminal_snr is None else {"rescale_betas_zero_snr": cfg.zero_terminal_snr}
+    if cfg.snr_shift is not None and cfg.snr_shift != 1:
+        extra["trained_betas"] = shifted_betas(scheduler_config, cfg.snr_shift)
     noise_scheduler = DDPMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type, **extra)
     sampling_scheduler = DDIMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type, **extra)
     unet = load_denoiser(cfg, text_encoder.config.hidden_size)
