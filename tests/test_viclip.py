@@ -67,7 +67,8 @@ def reference_video(sd: dict, c: ViCLIPConfig, video: torch.Tensor) -> torch.Ten
     from einops import rearrange
 
     p = "vision_encoder."
-    conv = nn.Conv3d(3, c.vision_width, (1, c.patch_size, c.patch_size), (1, c.patch_size, c.patch_size), bias=False)
+    k = c.tubelet_size
+    conv = nn.Conv3d(3, c.vision_width, (k, c.patch_size, c.patch_size), (k, c.patch_size, c.patch_size), bias=False)
     conv.weight.copy_(sd[p + "conv1.weight"])
     x = conv(video.permute(0, 2, 1, 3, 4))
     b, w, t, gh, gw = x.shape
@@ -111,6 +112,27 @@ def test_frame_order_and_single_frame(tiny, video):
         tiny.encode_video(video[:, :3])
     with pytest.raises(InputError, match="32x32"):
         tiny.encode_video(torch.randn(1, 4, 3, 16, 16))
+
+
+def test_tubelets_see_frame_order_from_the_start_and_round_trip(video, ids, tmp_path):
+    config = dataclasses.replace(CONFIGS["tiny"], tubelet_size=2)
+    torch.manual_seed(0)
+    model = ViCLIP(config).eval()  # temporal embedding left at zero: only the tubelets can see order
+    assert model.vision_encoder.conv1.weight.shape[2] == 2
+    assert model.vision_encoder.temporal_positional_embedding.shape[1] == 2
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_video(video), reference_video(model.state_dict(), config, video),
+                                   atol=1e-5, rtol=1e-5)
+        assert (model.encode_video(video) - model.encode_video(video.flip(1))).abs().max() > 1e-3
+        assert model.encode_video(video[:, :1]).shape == (3, config.embed_dim)  # an image fills a tubelet
+        plain = ViCLIP("tiny").eval()  # per-frame patches, zero temporal embedding: order-blind
+        torch.testing.assert_close(plain.encode_video(video), plain.encode_video(video.flip(1)), atol=1e-5, rtol=1e-5)
+    save_viclip(model, tmp_path / "t")
+    assert load_viclip(tmp_path / "t").config == config
+    assert infer_config(model.state_dict()).tubelet_size == 2  # from the weights alone
+    assert torch.equal(_features(load_viclip(tmp_path / "t"), video, ids)[0], _features(model, video, ids)[0])
+    with pytest.raises(ConfigError, match="tubelet_size"):
+        dataclasses.replace(CONFIGS["tiny"], tubelet_size=3)
 
 
 # ----------------------------------------------------------------------------- checkpoints

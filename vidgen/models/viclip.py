@@ -39,7 +39,12 @@ class ViCLIPConfig:
         embed_dim: size of the joint video/text embedding.
         image_size: frame height and width the model takes.
         patch_size: spatial patch size of the 1x p x p patch embedding.
-        num_frames: frames per video (rows of the temporal position embedding).
+        num_frames: frames per video.
+        tubelet_size: frames per patch (the patch embedding is a ``tubelet x p x p``
+            Conv3d, as in VideoMAE/UMT; the temporal position embedding has
+            ``num_frames // tubelet_size`` rows). The released ViCLIPs use 1; 2 lets
+            every patch token see local motion, so the video tower can tell a clip
+            from the same clip played backwards from its first layer on.
         vision_width, vision_layers, vision_heads: the video transformer.
         text_width, text_layers, text_heads: the text transformer.
         context_length: text tokens per caption (32 for ViCLIP).
@@ -51,6 +56,7 @@ class ViCLIPConfig:
     image_size: int = 224
     patch_size: int = 14
     num_frames: int = 8
+    tubelet_size: int = 1
     vision_width: int = 1024
     vision_layers: int = 24
     vision_heads: int = 16
@@ -62,13 +68,15 @@ class ViCLIPConfig:
     masking_prob: float = 0.9
 
     def __post_init__(self) -> None:
-        for name in ("embed_dim", "image_size", "patch_size", "num_frames", "vision_width", "vision_layers",
+        for name in ("embed_dim", "image_size", "patch_size", "num_frames", "tubelet_size", "vision_width", "vision_layers",
                      "vision_heads", "text_width", "text_layers", "text_heads", "context_length", "vocab_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"ViCLIP config: {name} must be a positive integer, got {value!r}")
         if self.image_size % self.patch_size:
             raise ConfigError(f"ViCLIP config: image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.num_frames % self.tubelet_size:
+            raise ConfigError(f"ViCLIP config: num_frames {self.num_frames} is not a multiple of tubelet_size {self.tubelet_size}")
         if self.vision_width % self.vision_heads:
             raise ConfigError(f"ViCLIP config: vision_width {self.vision_width} is not divisible by vision_heads {self.vision_heads}")
         if self.text_width % self.text_heads:
@@ -212,9 +220,9 @@ class Transformer(nn.Module):
 class VisionTransformer(nn.Module):
     """ViCLIP's video encoder: ``[B, T, 3, H, W]`` -> ``[B, embed_dim]``.
 
-    Every frame is cut into ``p x p`` patches (a ``1 x p x p`` Conv3d); each
-    patch token gets its spatial position embedding and its frame's temporal
-    embedding; tokens are ordered patch-major, frame-minor; one class token
+    Every frame (every ``tubelet_size`` frames) is cut into ``p x p`` patches (a
+    ``tubelet x p x p`` Conv3d); each patch token gets its spatial position
+    embedding and its frame's (tubelet's) temporal embedding; tokens are ordered patch-major, frame-minor; one class token
     (class embedding + position 0, no temporal embedding) leads them through
     the transformer, and its final state times ``proj`` is the embedding.
     """
@@ -223,10 +231,11 @@ class VisionTransformer(nn.Module):
         super().__init__()
         self.config = config
         width, p = config.vision_width, config.patch_size
-        self.conv1 = nn.Conv3d(3, width, (1, p, p), (1, p, p), bias=False)
+        k = config.tubelet_size
+        self.conv1 = nn.Conv3d(3, width, (k, p, p), (k, p, p), bias=False)
         self.class_embedding = nn.Parameter(torch.empty(width))
         self.positional_embedding = nn.Parameter(torch.empty(config.grid**2 + 1, width))
-        self.temporal_positional_embedding = nn.Parameter(torch.zeros(1, config.num_frames, width))
+        self.temporal_positional_embedding = nn.Parameter(torch.zeros(1, config.num_frames // k, width))
         self.ln_pre = nn.LayerNorm(width)
         self.transformer = Transformer(width, config.vision_layers, config.vision_heads)
         self.ln_post = nn.LayerNorm(width)
@@ -246,8 +255,16 @@ class VisionTransformer(nn.Module):
     def forward(self, video: torch.Tensor, masking_prob: float = 0.0) -> torch.Tensor:
         self.check_input(video)
         b, t, _, h, w = video.shape
-        # A 1 x p x p Conv3d is a per-frame Conv2d: run it as one, on the [B*T] frames.
-        patches = F.conv2d(video.reshape(b * t, 3, h, w), self.conv1.weight[:, :, 0], stride=self.config.patch_size)
+        k = self.config.tubelet_size
+        if k == 1:
+            # A 1 x p x p Conv3d is a per-frame Conv2d: run it as one, on the [B*T] frames.
+            patches = F.conv2d(video.reshape(b * t, 3, h, w), self.conv1.weight[:, :, 0], stride=self.config.patch_size)
+        else:
+            if t == 1:  # a single image fills a whole tubelet (VideoMAE's inflation)
+                video, t = video.expand(b, k, 3, h, w), k
+            patches = self.conv1(video.transpose(1, 2))  # [B, width, T/k, g, g]
+            t //= k
+            patches = patches.transpose(1, 2).reshape(b * t, -1, *patches.shape[-2:])
         width, n = patches.shape[1], patches.shape[2] * patches.shape[3]
         x = patches.reshape(b, t, width, n).permute(0, 3, 1, 2)  # [B, N, T, width]: patch-major, frame-minor
         x = x + self.positional_embedding[1:].to(x.dtype)[None, :, None, :]

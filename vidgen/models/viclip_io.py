@@ -61,7 +61,8 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], masking_prob: float = 0
         embed_dim=int(get("vision_encoder.proj").shape[1]),
         image_size=grid * patch,
         patch_size=patch,
-        num_frames=int(get("vision_encoder.temporal_positional_embedding").shape[1]),
+        num_frames=int(get("vision_encoder.temporal_positional_embedding").shape[1]) * int(conv.shape[2]),
+        tubelet_size=int(conv.shape[2]),
         vision_width=int(conv.shape[0]),
         vision_layers=depth("vision_encoder.transformer.resblocks."),
         text_width=int(get("text_encoder.token_embedding.weight").shape[1]),
@@ -69,9 +70,9 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], masking_prob: float = 0
         context_length=int(get("text_encoder.positional_embedding").shape[0]),
         vocab_size=int(get("text_encoder.token_embedding.weight").shape[0]),
     )
-    for named in CONFIGS.values():
-        if all(getattr(named, k) == v for k, v in shapes.items()):
-            return dataclasses.replace(named, masking_prob=masking_prob)
+    for named in CONFIGS.values():  # a named size, possibly with tubelets (the heads come from the name)
+        if all(getattr(named, k) == v for k, v in shapes.items() if k != "tubelet_size"):
+            return dataclasses.replace(named, tubelet_size=shapes["tubelet_size"], masking_prob=masking_prob)
     for key in ("vision_width", "text_width"):
         if shapes[key] % 64:
             raise ModelLoadError(
