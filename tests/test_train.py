@@ -351,5 +351,7 @@ def test_snr_shift_divides_the_snr_and_every_sampler_of_the_export_uses_it(tiny_
     for name in ("ddim", "dpm++", "euler"):
         sampler = load_pipeline(folder, device="cpu", scheduler=name).scheduler
         assert torch.allclose(sampler.alphas_cumprod, shifted.alphas_cumprod), name
+        if name == "ddim":
+            assert sampler.final_alpha_cumprod == 1.0  # the last step lands on the clean prediction
     with pytest.raises(ConfigError, match="snr_shift"):
         tiny_config(tiny_motion_model, tmp_path / "bad", "model.snr_shift=0")

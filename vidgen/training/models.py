@@ -137,6 +137,9 @@ def load_training_models(cfg: ModelConfig) -> TrainingModels:
     extra = {} if cfg.zero_terminal_snr is None else {"rescale_betas_zero_snr": cfg.zero_terminal_snr}
     if cfg.snr_shift is not None and cfg.snr_shift != 1:
         extra["trained_betas"] = shifted_betas(scheduler_config, cfg.snr_shift)
+        # A shifted schedule's first step keeps visible noise (alpha-bar 0.99 at shift 3): let DDIM's last
+        # step land on the clean prediction instead.
+        extra["set_alpha_to_one"] = True
     noise_scheduler = DDPMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type, **extra)
     sampling_scheduler = DDIMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type, **extra)
     unet = load_denoiser(cfg, text_encoder.config.hidden_size)
