@@ -91,6 +91,20 @@ def _examples(model: Path, out: Path, guidance: float) -> list[tuple[str, str]]:
     return rows
 
 
+def _reports(args: argparse.Namespace) -> dict:
+    """The VAE, ViCLIP and text-encoder reports for the card (the ViCLIP's Recall@K re-measured)."""
+    if args.reports is not None:
+        earlier = json.loads(args.reports.read_text())
+        vae, text_encoder = earlier["vae"], earlier["text_encoder"]
+    else:
+        vae = json.loads((args.run / "vae" / "vae_report.json").read_text())
+        text_encoder = json.loads((args.run / "base" / "text_encoder_report.json").read_text())
+    trained = args.viclip.parent / "viclip_report.json"  # beside a freshly trained ViCLIP
+    viclip = {**(json.loads(trained.read_text()) if trained.is_file() or args.reports is None else earlier["viclip"]),
+              **_viclip_recall(args.viclip, args.viclip_config)}
+    return {"vae": vae, "viclip": viclip, "text_encoder": text_encoder}
+
+
 def main(argv: list[str] | None = None) -> int:
     from vidgen.errors import VidgenError
     from vidgen.metrics.toyeval import EvalConfig, format_table, run_toyworld_eval
@@ -104,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the ViCLIP's training config (its held-out eval set is re-measured)")
     p.add_argument("--n", type=int, default=120, help="eval prompts")
     p.add_argument("--fp16-tolerance", type=float, default=0.05, help="max frame difference fp16 storage may cause")
+    p.add_argument("--reports", type=Path, help="take the VAE and text-encoder reports (and the ViCLIP's, when it has none "
+                   "beside it) from this eval_summary.json: the shipped one, when a run retrained only some parts")
     args = p.parse_args(argv)
     from vidgen.io.files import atomic_folder
     from vidgen.training.export import is_model_folder
@@ -119,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                                                   save_videos=False))
             examples = _examples(tmp, tmp / "examples", guidance)
             shutil.copy(args.run / "eval" / "contact_sheet.png", tmp / "examples" / "contact_sheet.png")
-            reports = {"vae": json.loads((args.run / "vae" / "vae_report.json").read_text()),
-                       "viclip": {**json.loads((args.viclip.parent / "viclip_report.json").read_text()),
-                                  **_viclip_recall(args.viclip, args.viclip_config)},
-                       "text_encoder": json.loads((args.run / "base" / "text_encoder_report.json").read_text())}
+            reports = _reports(args)
             (tmp / "eval_summary.json").write_text(json.dumps({"fp16_max_frame_diff": diff, "eval": report.summary,
                                                                **reports}, indent=1))
             card = model_card(report.summary, format_table(report.summary), reports, diff, examples, guidance)
