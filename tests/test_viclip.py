@@ -135,6 +135,15 @@ def test_tubelets_see_frame_order_from_the_start_and_round_trip(video, ids, tmp_
         dataclasses.replace(CONFIGS["tiny"], tubelet_size=3)
 
 
+def test_an_export_written_before_tubelets_keeps_its_config(tiny, tmp_path):
+    save_viclip(tiny, tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["tubelet_size"]
+    config["masking_prob"] = 0.5
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    assert load_viclip(tmp_path / "old").config == dataclasses.replace(tiny.config, masking_prob=0.5)
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 

@@ -180,7 +180,8 @@ def _read_folder_config(folder: Path) -> dict[str, Any]:
 
 def _config_from_json(data: Mapping[str, Any], source: str) -> ViCLIPConfig | None:
     """Our export stores every size; the HF folders store ``size``; else ``None`` (infer from weights)."""
-    fields = {f.name for f in dataclasses.fields(ViCLIPConfig)} - {"masking_prob"}
+    # masking_prob is optional; tubelet_size came later (exports written before it are tubelet 1, its default).
+    fields = {f.name for f in dataclasses.fields(ViCLIPConfig)} - {"masking_prob", "tubelet_size"}
     try:
         if fields <= set(data):
             return ViCLIPConfig.from_dict(data)
