@@ -40,11 +40,11 @@ def sampling_only(extra: dict, repeats: int) -> list[float]:
     import torch
 
     from vidgen.pipelines.loading import load_pipeline
-    from vidgen.pipelines.sample import MODEL_SAMPLE_DEFAULTS, SampleConfig
+    from vidgen.pipelines.sample import SampleConfig, model_sample_defaults
     from vidgen.config import load_config
     from vidgen.pipelines.loading import default_model_dir
 
-    d = load_config(SampleConfig, files=[default_model_dir() / MODEL_SAMPLE_DEFAULTS])
+    d = load_config(SampleConfig, files=[model_sample_defaults(default_model_dir(), SampleConfig)])
     pipe = load_pipeline(device="cpu", scheduler=extra.get("scheduler") or d.scheduler)
     kwargs = dict(num_frames=d.frames, height=d.height, width=d.width, guidance_scale=d.guidance,
                   num_inference_steps=extra.get("steps") or d.steps)

@@ -2,9 +2,10 @@
 # Reproduce the shipped default model (checkpoints/) from scratch, through the whole InternVid path:
 #   toy VAE -> toy ViCLIP (the shipped scorer; its text tower starts the text encoder) -> base folder
 #   -> toy-world rows + videos -> filter (aesthetic >= 4) -> text encoder sharpened on the captions
-#   -> clips -> shards -> latent cache -> vidgen train (denoiser) -> export
+#   -> clips -> shards -> latent cache -> vidgen train (denoiser) -> export -> second stage (shifted schedule,
+#   context frames) -> export
 #   -> fp16 model folder + eval + model card in checkpoints/
-# About 2.5 hours on a 2-core CPU; much faster on a GPU. Re-running resumes the denoiser.
+# About 3 hours on a 2-core CPU; much faster on a GPU. Re-running resumes the denoiser.
 #
 #   bash scripts/train_default_model.sh            # everything, into runs/toy and checkpoints/
 #   RUN=/tmp/toy OUT=/tmp/ckpt bash scripts/train_default_model.sh
@@ -32,5 +33,12 @@ if compgen -G "$RUN/denoiser/checkpoint-*" > /dev/null; then RESUME=(--resume la
 step "denoiser"; vidgen train --config configs/train/toy.yaml "output_dir=$RUN/denoiser" "model.base=$RUN/base" \
                   "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "${RESUME[@]}"
 step "export";  vidgen export "$RUN/denoiser" --out "$RUN/model" --overwrite
-step "finalize"; python scripts/finalize_default_model.py --model "$RUN/model" --viclip "$RUN/viclip/viclip" --run "$RUN" --out "$OUT"
+# Second stage: a noise schedule with SNR / 36 (the direction is no longer fixed by the noise in the first two
+# sampling steps) and context frames (stories continue a clip from its clean last frames).
+RESUME=()
+if compgen -G "$RUN/denoiser_shift/checkpoint-*" > /dev/null; then RESUME=(--resume latest); fi
+step "shift";   vidgen train --config configs/train/toy_shift.yaml "output_dir=$RUN/denoiser_shift" "model.base=$RUN/model" \
+                  "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "${RESUME[@]}"
+step "export";  vidgen export "$RUN/denoiser_shift" --out "$RUN/model_shift" --overwrite
+step "finalize"; python scripts/finalize_default_model.py --model "$RUN/model_shift" --viclip "$RUN/viclip/viclip" --run "$RUN" --out "$OUT"
 step "done"
