@@ -247,6 +247,11 @@ def test_clean_pinning_shows_the_denoiser_the_previous_frames_unchanged(tiny_mot
     assert not torch.equal(noised[0], noised[-1]) and not torch.allclose(noised[-1], clean[-1], atol=1e-3)
     with pytest.raises(InputError, match="pin must be one of"):
         story(["a", "b"], pin="sharp", **kwargs)
+    # Euler-type schedulers keep latents on a sigma scale the clean frames are not on: refused, not mis-scaled.
+    euler = StoryPipeline(load_pipeline(tiny_motion_model, device="cpu", scheduler="euler"))
+    with pytest.raises(InputError, match="pin clean needs a scheduler"):
+        euler(["a", "b"], pin="clean", **kwargs)
+    assert euler(["a", "b"], pin="noised", **kwargs).meta["pin"] == "noised"
 
 
 def test_a_model_folder_can_default_stories_to_clean_pinning(tiny_motion_model, tmp_path):
@@ -261,3 +266,8 @@ def test_a_model_folder_can_default_stories_to_clean_pinning(tiny_motion_model, 
     # vidgen sample reads the same file and takes only the keys it knows.
     assert main(["sample", "--model", str(model), "--prompt", "a", "--frames", "2", "--out", str(tmp_path / "a.mp4"),
                  "height=16", "width=16"]) == 0
+    # ...but a key neither knows is a typo, named, not silently dropped.
+    (model / "sample_defaults.yaml").write_text("steps: 2\npinn: clean\n")
+    assert main(["sample", "--model", str(model), "--prompt", "a", "--frames", "2", "--out", str(tmp_path / "b.mp4"),
+                 "height=16", "width=16"]) == 2
+    assert not (tmp_path / "b.mp4").exists()

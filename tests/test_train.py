@@ -355,3 +355,10 @@ def test_snr_shift_divides_the_snr_and_every_sampler_of_the_export_uses_it(tiny_
             assert sampler.final_alpha_cumprod == 1.0  # the last step lands on the clean prediction
     with pytest.raises(ConfigError, match="snr_shift"):
         tiny_config(tiny_motion_model, tmp_path / "bad", "model.snr_shift=0")
+    # Shifts do not compound: from the exported (already shifted) folder, 3 gives the same schedule, 1 the plain one.
+    again = load_training_models(tiny_config(folder, tmp_path / "a", *opts, "model.snr_shift=3").model).noise_scheduler
+    assert torch.allclose(again.alphas_cumprod, shifted.alphas_cumprod)
+    undone = load_training_models(tiny_config(folder, tmp_path / "u", *opts, "model.snr_shift=1").model).noise_scheduler
+    assert torch.allclose(undone.alphas_cumprod, plain.alphas_cumprod)
+    kept = load_training_models(tiny_config(folder, tmp_path / "k", *opts).model).noise_scheduler
+    assert torch.allclose(kept.alphas_cumprod, shifted.alphas_cumprod)  # no snr_shift: the folder's schedule

@@ -380,7 +380,7 @@ class ViCLIP(nn.Module):
                     nn.init.zeros_(ln.bias)
         v, t = self.vision_encoder, self.text_encoder
         scale = self.config.vision_width**-0.5
-        nn.init.normal_(v.conv1.weight, std=(3 * self.config.patch_size**2) ** -0.5)
+        nn.init.normal_(v.conv1.weight, std=(3 * self.config.tubelet_size * self.config.patch_size**2) ** -0.5)
         nn.init.normal_(v.class_embedding, std=scale)
         nn.init.normal_(v.positional_embedding, std=scale)
         nn.init.zeros_(v.temporal_positional_embedding)

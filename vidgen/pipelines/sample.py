@@ -33,6 +33,13 @@ def model_sample_defaults(model_dir: str | Path, settings) -> dict:
         raise InputError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping of sampling settings")
+    from vidgen.pipelines.story import STORY_SETTINGS
+
+    known = {f.name for f in dataclasses.fields(SampleConfig)} | set(STORY_SETTINGS)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputError(f"{path}: unknown sampling setting(s) {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(sorted(known))}")
     names = {f.name for f in dataclasses.fields(settings)} if dataclasses.is_dataclass(settings) else set(settings)
     return {k: v for k, v in data.items() if k in names}
 

@@ -76,8 +76,11 @@ def shifted_betas(config: Any, shift: float) -> list[float]:
     from the noise rather than the prompt. Dividing the SNR (Hoogeboom et al.
     2023; SD3's resolution shift) spends more training and sampling steps at the
     noise levels where that decision is made. ``shift=1`` returns the schedule
-    unchanged. The result goes into a scheduler config as ``trained_betas``, so
-    every diffusers scheduler built from that config (``make_scheduler``) uses it;
+    unchanged. The shift is taken from the plain schedule that ``beta_schedule``,
+    ``beta_start`` and ``beta_end`` describe, ignoring any ``trained_betas`` already
+    in ``config`` (a folder written by an earlier shift), so shifts never compound.
+    The result goes into a scheduler config as ``trained_betas``, so every diffusers
+    scheduler built from that config (``make_scheduler``) uses it;
     ``rescale_betas_zero_snr`` still applies on top.
 
     Raises:
@@ -90,6 +93,7 @@ def shifted_betas(config: Any, shift: float) -> list[float]:
         raise InputError(f"snr shift must be positive, got {shift}")
     base = dict(config)
     base["rescale_betas_zero_snr"] = False  # shift the plain schedule; zero-SNR rescaling is reapplied by the scheduler
+    base["trained_betas"] = None
     alphas = DDPMScheduler.from_config(base).alphas_cumprod.double()
     shifted = alphas / (alphas + shift**2 * (1.0 - alphas))  # SNR' = SNR / shift**2
     previous = torch.cat([torch.ones(1, dtype=shifted.dtype), shifted[:-1]])

@@ -35,6 +35,8 @@ from vidgen.errors import InputError
 
 MODES = ("continuity", "independent")
 PINS = ("noised", "clean")
+STORY_SETTINGS = ("overlap", "mode", "shared_noise", "resample", "pin")
+"""Story-only keys a model folder's ``sample_defaults.yaml`` may hold besides ``vidgen sample``'s."""
 
 
 @dataclass
@@ -127,6 +129,11 @@ class StoryPipeline:
                pin: str = "noised") -> None:
         if pin not in PINS:
             raise InputError(f"pin must be one of {', '.join(PINS)}, got {pin!r}")
+        if pin == "clean" and mode == "continuity" and overlap and self.pipe is not None:
+            if float(self.pipe.scheduler.init_noise_sigma) != 1.0:
+                name = type(self.pipe.scheduler).__name__
+                raise InputError(f"pin clean needs a scheduler whose latents are not rescaled (ddim, dpm++, unipc, pndm...), "
+                                 f"not {name}; use pin noised with it")
         if not isinstance(resample, int) or resample < 0:
             raise InputError(f"resample must be a non-negative integer, got {resample!r}")
         if resample and mode == "continuity" and overlap and self.pipe is not None:

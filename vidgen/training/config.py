@@ -63,7 +63,8 @@ class ModelConfig:
     zero_terminal_snr: Optional[bool] = None
     # Divide the base schedule's SNR at every step by snr_shift**2 (vidgen.pipelines.schedulers.shifted_betas):
     # more of training and sampling at the noise levels where a clip's layout and motion are decided.
-    # None or 1 keeps the base schedule. Exported with the model's scheduler (as trained_betas).
+    # Taken from the plain beta schedule, so a base folder that was already shifted is not shifted again;
+    # None keeps the base folder's schedule, 1 the plain one. Exported with the model's scheduler (as trained_betas).
     snr_shift: Optional[float] = None
     trainable: str = "all"  # all | temporal (spatial frozen) | lora
     lora_rank: int = 16

@@ -135,11 +135,12 @@ def load_training_models(cfg: ModelConfig) -> TrainingModels:
     tokenizer = _from_pretrained(CLIPTokenizer, base / "tokenizer", "tokenizer")
     scheduler_config = _from_pretrained(DDIMScheduler, base / "scheduler", "scheduler").config
     extra = {} if cfg.zero_terminal_snr is None else {"rescale_betas_zero_snr": cfg.zero_terminal_snr}
-    if cfg.snr_shift is not None and cfg.snr_shift != 1:
-        extra["trained_betas"] = shifted_betas(scheduler_config, cfg.snr_shift)
+    if cfg.snr_shift is not None:  # from the plain schedule, whatever shift the base folder had; 1 removes it
+        shifted = cfg.snr_shift != 1
+        extra["trained_betas"] = shifted_betas(scheduler_config, cfg.snr_shift) if shifted else None
         # A shifted schedule's first step keeps visible noise (alpha-bar 0.99 at shift 3): let DDIM's last
         # step land on the clean prediction instead.
-        extra["set_alpha_to_one"] = True
+        extra["set_alpha_to_one"] = shifted
     noise_scheduler = DDPMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type, **extra)
     sampling_scheduler = DDIMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type, **extra)
     unet = load_denoiser(cfg, text_encoder.config.hidden_size)
