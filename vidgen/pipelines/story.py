@@ -252,16 +252,20 @@ class StoryPipeline:
         k = known.shape[2]
         # The previous clip's latents live on the pipeline's device; the noise was drawn on the CPU.
         known_noise = known_noise.to(device=known.device, dtype=known.dtype)
-        start = noise.clone()
-        # The pipeline multiplies the initial latents by init_noise_sigma; pre-divide the pinned part.
-        first = known if pin == "clean" else scheduler.add_noise(known, known_noise, timesteps[:1])
-        start[:, :, :k] = (first / scheduler.init_noise_sigma).to(start)
-        alphas = scheduler.alphas_cumprod
-        fresh = torch.Generator().manual_seed(seed + 7919)  # the resampling noise, reproducible per clip
+
+        def shown(level) -> torch.Tensor:
+            """The known frames as the denoiser sees them at noise level ``level``."""
+            return known if pin == "clean" else scheduler.add_noise(known, known_noise, level.reshape(1))
 
         def pinned(latents: torch.Tensor, level) -> torch.Tensor:
-            latents[:, :, :k] = known if pin == "clean" else scheduler.add_noise(known, known_noise, level.reshape(1))
+            latents[:, :, :k] = shown(level)
             return latents
+
+        start = noise.clone()
+        # The pipeline multiplies the initial latents by init_noise_sigma; pre-divide the pinned part.
+        start[:, :, :k] = (shown(timesteps[0]) / scheduler.init_noise_sigma).to(start)
+        alphas = scheduler.alphas_cumprod
+        fresh = torch.Generator().manual_seed(seed + 7919)  # the resampling noise, reproducible per clip
 
         def on_step_end(_pipe, i: int, t, tensors: dict) -> dict:
             latents = tensors["latents"]
