@@ -326,6 +326,54 @@ def test_context_training_runs_and_resumes_the_same_stream(tiny_motion_model, tm
     assert a.losses == b.losses and all(np.isfinite(a.losses)) and a.losses != plain.losses
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_reversed_inputs_ask_for_the_clip_in_its_own_order(prediction_type):
+    from diffusers import DDPMScheduler
+
+    from vidgen.training.objective import reverse_mask, reverse_order, snr, target_for, target_from_input
+
+    sched = DDPMScheduler(prediction_type=prediction_type, beta_schedule="scaled_linear")
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(6, 4, 5, 3, 3, generator=g)
+    noise = torch.randn(clean.shape, generator=g)
+    t = torch.tensor([0, 10, 400, 800, 950, 999])
+    noisy = sched.add_noise(clean, noise, t)
+    # On an input made from the clip itself, the target is the usual one.
+    assert torch.allclose(target_from_input(sched, noisy, clean, t), target_for(sched, clean, noise, t), atol=1e-4)
+    # Reversed: the target's implied clean prediction is the clip in its own order, not the reversed one.
+    rev = reverse_order(noisy, torch.ones(6, dtype=torch.bool))
+    assert torch.equal(rev, noisy.flip(2))
+    target = target_from_input(sched, rev[3:], clean[3:], t[3:])
+    a = sched.alphas_cumprod[t[3:]].view(-1, 1, 1, 1, 1)
+    if prediction_type == "epsilon":
+        implied = (rev[3:] - (1 - a).sqrt() * target) / a.sqrt()
+    else:
+        implied = a.sqrt() * rev[3:] - (1 - a).sqrt() * target
+    assert torch.allclose(implied, clean[3:], atol=1e-3)
+    # Only clips noised to at most max_snr are chosen, never those with context frames; prob 0 draws nothing.
+    many = torch.arange(0, 1000).repeat(4)
+    mask = reverse_mask(sched, many, 0.5, 0.01, g)
+    low = snr(sched, many) <= 0.01
+    assert not mask[~low].any() and 0.4 < mask[low].float().mean().item() < 0.6
+    context = torch.zeros(len(many), 5, dtype=torch.bool)
+    context[::2, 0] = True
+    assert not reverse_mask(sched, many, 1.0, 0.01, g, context)[::2].any()
+    state = g.get_state()
+    assert reverse_mask(sched, many, 0.0, 0.01, g) is None and torch.equal(g.get_state(), state)
+    with pytest.raises(ConfigError, match="reverse_prob"):
+        from vidgen.config import load_config
+        from vidgen.training.config import TrainConfig
+
+        load_config(TrainConfig, overrides=["model.base=x", "data.path=y", "train.reverse_prob=2"])
+
+
+def test_reversed_order_training_runs_and_changes_the_stream(tiny_motion_model, tmp_path):
+    opts = ("train.max_steps=3", "model.prediction_type=v_prediction", "train.reverse_prob=1", "train.reverse_max_snr=1e9")
+    a = train(tiny_config(tiny_motion_model, tmp_path / "a", *opts), dataset=ClipTensors(), collate_fn=collate)
+    plain = train(tiny_config(tiny_motion_model, tmp_path / "c", *opts[:2]), dataset=ClipTensors(), collate_fn=collate)
+    assert all(np.isfinite(a.losses)) and a.losses != plain.losses
+
+
 def test_snr_shift_divides_the_snr_and_every_sampler_of_the_export_uses_it(tiny_motion_model, tmp_path):
     from vidgen.pipelines.loading import load_pipeline
     from vidgen.pipelines.schedulers import shifted_betas

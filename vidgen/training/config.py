@@ -158,6 +158,12 @@ class TrainLoopConfig:
     # learns to continue known frames as the caption says (image-to-video style).
     context_prob: float = 0.0
     context_frames: int = 1
+    # Order from the caption: with probability reverse_prob a clip noised to an SNR at or below
+    # reverse_max_snr is shown to the denoiser in reverse frame order while the target stays the
+    # clip as it is, so where the noise barely shows which way things move the caption has to
+    # decide (otherwise the sampler's first steps fix the direction from the initial noise).
+    reverse_prob: float = 0.0
+    reverse_max_snr: float = 0.01
     ema_decay: Optional[float] = 0.9999  # null disables EMA
     ema_update_after: int = 0
     nan_max_skips: int = 20  # stop after this many non-finite losses
@@ -172,6 +178,9 @@ class TrainLoopConfig:
         if not 0.0 <= self.context_prob <= 1.0:
             raise ConfigError(f"train.context_prob must lie in [0, 1], got {self.context_prob}")
         _positive("train", "context_frames", self.context_frames)
+        if not 0.0 <= self.reverse_prob <= 1.0:
+            raise ConfigError(f"train.reverse_prob must lie in [0, 1], got {self.reverse_prob}")
+        _positive("train", "reverse_max_snr", self.reverse_max_snr)
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must lie in (0, 1) or be null, got {self.ema_decay}")
 

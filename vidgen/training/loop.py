@@ -33,10 +33,13 @@ from vidgen.training.objective import (
     context_mask,
     diffusion_loss,
     loss_weights,
+    reverse_mask,
+    reverse_order,
     sample_noise,
     sample_timesteps,
     step_generator,
     target_for,
+    target_from_input,
     with_context,
 )
 
@@ -124,6 +127,11 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
     target = target_for(scheduler, latents, noise, timesteps)
     context = context_mask(latents.shape[0], latents.shape[2], cfg.train.context_prob, cfg.train.context_frames, generator)
     noisy = with_context(noisy, latents, context)
+    reverse = reverse_mask(scheduler, timesteps, cfg.train.reverse_prob, cfg.train.reverse_max_snr, generator, context)
+    if reverse is not None:
+        noisy = reverse_order(noisy, reverse)
+        target = torch.where(reverse[:, None, None, None, None], target_from_input(scheduler, noisy, latents, timesteps),
+                             target.float())
     states = text.repeat_interleave(latents.shape[2], dim=0) if motion else text
     pred = unet(noisy, timesteps, encoder_hidden_states=states.to(noisy.dtype)).sample
     return diffusion_loss(pred, target, loss_weights(scheduler, timesteps, cfg.train.snr_gamma), context)

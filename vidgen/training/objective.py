@@ -88,6 +88,51 @@ def context_mask(batch: int, num_frames: int, prob: float, max_frames: int, gene
     return mask if bool(mask.any()) else None
 
 
+def reverse_mask(scheduler, timesteps: torch.Tensor, prob: float, max_snr: float, generator: torch.Generator,
+                 context: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Which clips are shown in reverse frame order: ``[B]`` bool, or ``None`` when none are.
+
+    Each clip noised to an SNR of at most ``max_snr`` is chosen with probability
+    ``prob``; clips with context frames never are (their clean frames fix the
+    order). Nothing is drawn from ``generator`` when ``prob`` is 0.
+    """
+    if prob <= 0:
+        return None
+    chosen = torch.rand(timesteps.shape[0], generator=generator).to(timesteps.device) < prob
+    chosen &= snr(scheduler, timesteps) <= max_snr
+    if context is not None:
+        chosen &= ~context.any(dim=1).to(chosen.device)
+    return chosen if bool(chosen.any()) else None
+
+
+def reverse_order(noisy: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``noisy`` ``[B, C, F, h, w]`` with the clips marked in ``mask`` ``[B]`` in reverse frame order."""
+    if mask is None:
+        return noisy
+    return torch.where(mask[:, None, None, None, None], noisy.flip(2), noisy)
+
+
+def target_from_input(scheduler, noisy: torch.Tensor, latents: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """The target whose implied clean prediction from ``noisy`` is ``latents``, whatever ``noisy`` was made from.
+
+    For a ``noisy`` made by ``add_noise(latents, noise, t)`` this equals
+    :func:`target_for`; for a reordered input it asks for the clip in its own
+    order: epsilon = (x_t - alpha_t * x0) / sigma_t, v = (alpha_t * x_t - x0) / sigma_t.
+
+    Raises:
+        ConfigError: an unsupported ``prediction_type`` in the scheduler config.
+    """
+    a = scheduler.alphas_cumprod.to(noisy.device)[timesteps].float()
+    shape = (-1,) + (1,) * (noisy.dim() - 1)
+    alpha, sigma = a.sqrt().view(shape), (1.0 - a).sqrt().clamp(min=1e-8).view(shape)
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return (noisy.float() - alpha * latents.float()) / sigma
+    if kind == "v_prediction":
+        return (alpha * noisy.float() - latents.float()) / sigma
+    raise ConfigError(f"prediction_type {kind!r} is not supported for training; use one of {', '.join(PREDICTION_TYPES)}")
+
+
 def with_context(noisy: torch.Tensor, latents: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """``noisy`` ``[B, C, F, h, w]`` with the frames marked in ``mask`` ``[B, F]`` replaced by the clean ``latents``."""
     if mask is None:
