@@ -257,12 +257,18 @@ def test_clean_pinning_shows_the_denoiser_the_previous_frames_unchanged(tiny_mot
 def test_a_model_folder_can_default_stories_to_clean_pinning(tiny_motion_model, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_motion_model, model)
-    (model / "sample_defaults.yaml").write_text("steps: 2\npin: clean\n")
+    (model / "sample_defaults.yaml").write_text("steps: 2\nscheduler: ddim\npin: clean\nresample: 1\n")
     out = tmp_path / "story"
-    assert main(["story", "--model", str(model), "--prompt", "a", "--prompt", "b", "--frames-per-clip", "4",
-                 "--overlap", "1", "--out", str(out), "height=16", "width=16"]) == 0
+    args = ["story", "--model", str(model), "--prompt", "a", "--prompt", "b", "--frames-per-clip", "4", "--overlap", "1",
+            "height=16", "width=16"]
+    assert main([*args, "--out", str(out)]) == 0
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["pin"] == "clean" and settings["steps"] == 2
+    assert settings["pin"] == "clean" and settings["steps"] == 2 and settings["resample"] == 1
+    # The model's RePaint rounds need its DDIM: another scheduler turns them off instead of failing...
+    assert main([*args, "--out", str(tmp_path / "dpm"), "--scheduler", "dpm++"]) == 0
+    assert json.loads((tmp_path / "dpm" / "settings.json").read_text())["resample"] == 0
+    # ...while resampling asked for on the command line with it is refused.
+    assert main([*args, "--out", str(tmp_path / "bad"), "--scheduler", "dpm++", "--resample", "1"]) == 2
     # vidgen sample reads the same file and takes only the keys it knows.
     assert main(["sample", "--model", str(model), "--prompt", "a", "--frames", "2", "--out", str(tmp_path / "a.mp4"),
                  "height=16", "width=16"]) == 0

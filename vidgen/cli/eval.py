@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance scale")
     p.add_argument("--scheduler", metavar="NAME", help="sampling scheduler short name")
     p.add_argument("--overlap", type=int, metavar="K", help="story suite: frames each clip shares with the previous one (default 2)")
-    p.add_argument("--resample", type=int, metavar="R", help="story suite: RePaint resampling rounds per step (default 0)")
+    p.add_argument("--resample", type=int, metavar="R", help="story suite: RePaint resampling rounds per step "
+                   "(default: the model folder's, with its scheduler; else 0)")
     p.add_argument("--pin", choices=("noised", "clean"), help="story suite: how the previous clip's frames are shown "
                    "(vidgen story --pin; default from the model folder, else noised)")
     p.add_argument("--batch-size", type=int, metavar="N", help="prompts sampled together (default 8)")

@@ -95,7 +95,10 @@ def resolve_config(args: argparse.Namespace) -> StoryConfig:
     first = load_config(StoryConfig, files=args.config, overrides=overrides)
     model_dir = Path(first.model) if first.model else default_model_dir()
     model_layer = model_sample_defaults(model_dir, StoryConfig)
-    return load_config(StoryConfig, files=[model_layer, *args.config], overrides={**overrides, "model": str(model_dir)})
+    cfg = load_config(StoryConfig, files=[model_layer, *args.config], overrides={**overrides, "model": str(model_dir)})
+    if "resample" not in overrides and cfg.resample == model_layer.get("resample") and cfg.scheduler != model_layer.get("scheduler"):
+        cfg.resample = 0  # the model's RePaint rounds need its DDIM; a scheduler chosen here turns them off, not fails
+    return cfg
 
 
 def main(args: argparse.Namespace) -> int:

@@ -195,7 +195,11 @@ def run_story_eval(cfg, pipe=None, num_clips: int = 3, progress=None) -> StoryEv
 
     out = prepare_out(cfg)
     s = eval_settings(cfg, pipe)
-    pin = cfg.pin or model_sample_defaults(s.model_dir, ["pin"]).get("pin", "noised")
+    model_layer = model_sample_defaults(s.model_dir, ["pin", "resample", "scheduler"])
+    pin = cfg.pin or model_layer.get("pin", "noised")
+    resample = cfg.resample
+    if resample is None:  # the model's RePaint rounds need its DDIM: another scheduler turns them off
+        resample = model_layer.get("resample", 0) if s.scheduler == model_layer.get("scheduler") else 0
     story = StoryPipeline(s.pipe)
     result = StoryEvalResult()
     scripts = toy_story_scripts(cfg.n, cfg.seed, num_clips)
@@ -204,7 +208,7 @@ def run_story_eval(cfg, pipe=None, num_clips: int = 3, progress=None) -> StoryEv
         for mode in ("continuity", "independent"):
             made = story(captions, num_frames=s.frames, overlap=cfg.overlap, height=s.height, width=s.width,
                          num_inference_steps=s.steps, guidance_scale=s.guidance, seed=cfg.seed + 1000 * i, mode=mode,
-                         resample=cfg.resample, pin=pin)
+                         resample=resample, pin=pin)
             parts = [to_uint8_frames(c.new_frames) for c in made.clips]
             boundaries = boundary_measures(parts)
             clips = clip_verdicts(parts, captions)
@@ -213,7 +217,7 @@ def run_story_eval(cfg, pipe=None, num_clips: int = 3, progress=None) -> StoryEv
         if progress:
             progress(i + 1, len(scripts))
     result.summary = {mode: _pool(result.stories, mode) for mode in ("continuity", "independent")}
-    config = {"suite": "story", "n": cfg.n, "seed": cfg.seed, "overlap": cfg.overlap, "resample": cfg.resample, "pin": pin, "frames": s.frames, "steps": s.steps,
+    config = {"suite": "story", "n": cfg.n, "seed": cfg.seed, "overlap": cfg.overlap, "resample": resample, "pin": pin, "frames": s.frames, "steps": s.steps,
               "guidance": s.guidance, "scheduler": s.scheduler, "height": s.height, "width": s.width, "model": str(s.model_dir)}
     atomic_write_text(out / "results.json", json.dumps({"config": config, "summary": result.summary,
                                                         "stories": result.stories}, indent=1, default=str))

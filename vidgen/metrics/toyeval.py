@@ -50,7 +50,7 @@ class EvalConfig:
     contact_rows: int = 24
     overwrite: bool = False
     overlap: int = 2  # story suite: latent frames each clip shares with the previous one
-    resample: int = 0  # story suite: RePaint resampling rounds per step (vidgen story --resample)
+    resample: Optional[int] = None  # story suite: RePaint rounds per step (vidgen story --resample); default from the model folder, else 0
     pin: Optional[str] = None  # story suite: noised | clean (vidgen story --pin); default from the model folder, else noised
 
     def __post_init__(self) -> None:
@@ -64,7 +64,7 @@ class EvalConfig:
             raise InputError(f"held_out_fraction must lie in [0, 1], got {self.held_out_fraction}")
         if self.captions not in ("canonical", "varied"):
             raise InputError(f"captions must be canonical or varied, got {self.captions!r}")
-        if self.overlap < 0 or self.resample < 0:
+        if self.overlap < 0 or (self.resample or 0) < 0:
             raise InputError(f"overlap and resample must be >= 0, got {self.overlap} and {self.resample}")
         if self.pin not in (None, "noised", "clean"):
             raise InputError(f"pin must be noised or clean, got {self.pin!r}")
