@@ -1,6 +1,6 @@
 """Turn a trained toy model folder into the shipped default: fp16 weights, ViCLIP, eval, model card, examples.
 
-    python scripts/finalize_default_model.py --model runs/toy/model --viclip runs/toy/viclip/viclip --run runs/toy --out checkpoints
+    python scripts/finalize_default_model.py --model runs/toy/model_order2 --viclip runs/toy/viclip/viclip --run runs/toy --out checkpoints
 
 Weights are stored in fp16 (loaded back as fp32); the script checks that this
 changes sampled frames by at most --fp16-tolerance before writing anything.

@@ -28,30 +28,22 @@ step "clips";   vidgen data clips "$RUN/rows_aes.jsonl" --sources "$RUN/world" -
 step "shards";  vidgen data shard "$RUN/rows_aes.jsonl" --clips "$RUN/clips" -o "$RUN/shards" --max-count 2000 --no-verify --overwrite
 step "cache";   vidgen data cache "$RUN/shards" -o "$RUN/cache" --model "$RUN/base" --frames 8 --stride 2 --size 32 \
                   --window random --overwrite
-RESUME=()
-if compgen -G "$RUN/denoiser/checkpoint-*" > /dev/null; then RESUME=(--resume latest); fi
-step "denoiser"; vidgen train --config configs/train/toy.yaml "output_dir=$RUN/denoiser" "model.base=$RUN/base" \
-                  "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "${RESUME[@]}"
-step "export";  vidgen export "$RUN/denoiser" --out "$RUN/model" --overwrite
+# One denoiser stage: train NAME from BASE with CONFIG (resuming a run that was cut short), export to model_NAME.
+stage() {
+  local name=$1 config=$2 base=$3; shift 3
+  local resume=()
+  if compgen -G "$RUN/denoiser_$name/checkpoint-*" > /dev/null; then resume=(--resume latest); fi
+  step "denoiser $name"; vidgen train --config "$config" "output_dir=$RUN/denoiser_$name" "model.base=$base" \
+                           "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "$@" "${resume[@]}"
+  step "export $name";   vidgen export "$RUN/denoiser_$name" --out "$RUN/model_$name" --overwrite
+}
+stage first configs/train/toy.yaml "$RUN/base"
 # Second stage: a noise schedule with SNR / 36 (the direction is no longer fixed by the noise in the first two
 # sampling steps) and context frames (stories continue a clip from its clean last frames).
-RESUME=()
-if compgen -G "$RUN/denoiser_shift/checkpoint-*" > /dev/null; then RESUME=(--resume latest); fi
-step "shift";   vidgen train --config configs/train/toy_shift.yaml "output_dir=$RUN/denoiser_shift" "model.base=$RUN/model" \
-                  "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "${RESUME[@]}"
-step "export";  vidgen export "$RUN/denoiser_shift" --out "$RUN/model_shift" --overwrite
+stage shift configs/train/toy_shift.yaml "$RUN/model_first"
 # Third stage: order from the caption (clips at SNR <= 0.01 shown reversed half of the time, so the caption, not the
 # noise, decides which way the object moves), in two runs as the shipped weights were made: 1000 steps, then 2000.
-RESUME=()
-if compgen -G "$RUN/denoiser_order/checkpoint-*" > /dev/null; then RESUME=(--resume latest); fi
-step "order";   vidgen train --config configs/train/toy_order.yaml "output_dir=$RUN/denoiser_order" "model.base=$RUN/model_shift" \
-                  "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "${RESUME[@]}"
-step "export";  vidgen export "$RUN/denoiser_order" --out "$RUN/model_order" --overwrite
-RESUME=()
-if compgen -G "$RUN/denoiser_order2/checkpoint-*" > /dev/null; then RESUME=(--resume latest); fi
-step "order 2"; vidgen train --config configs/train/toy_order.yaml "output_dir=$RUN/denoiser_order2" "model.base=$RUN/model_order" \
-                  "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" train.max_steps=2000 optim.warmup_steps=50 \
-                  validation.every=2000 "${RESUME[@]}"
-step "export";  vidgen export "$RUN/denoiser_order2" --out "$RUN/model_order2" --overwrite
+stage order configs/train/toy_order.yaml "$RUN/model_shift"
+stage order2 configs/train/toy_order.yaml "$RUN/model_order" train.max_steps=2000 optim.warmup_steps=50 validation.every=2000
 step "finalize"; python scripts/finalize_default_model.py --model "$RUN/model_order2" --viclip "$RUN/viclip/viclip" --run "$RUN" --out "$OUT"
 step "done"
