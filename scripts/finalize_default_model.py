@@ -26,6 +26,7 @@ EXAMPLES = [
 
 def _fp16_copy(model: Path, viclip: Path, dst: Path) -> None:
     import torch
+    import yaml
 
     from vidgen.models.viclip_io import load_viclip, save_viclip
     from vidgen.pipelines.loading import load_pipeline
@@ -38,7 +39,8 @@ def _fp16_copy(model: Path, viclip: Path, dst: Path) -> None:
     # Stories continue a clip with one RePaint resampling round per step: the median jump of the object at a
     # clip boundary 2.12 -> 1.93 px over 30 toy stories (benchmarks/RESULTS.md), at about twice a continuing clip's cost.
     text = (model / "sample_defaults.yaml").read_text()
-    if "resample:" not in text:
+    settings = yaml.safe_load(text) or {}
+    if "resample" not in settings and settings.get("scheduler") == "ddim":
         text = text.rstrip("\n") + "\nresample: 1\n"
     (dst / "sample_defaults.yaml").write_text(text)
     save_viclip(load_viclip(viclip).to(torch.float16), dst / "viclip", overwrite=True, max_shard_bytes=6 * 2**20)

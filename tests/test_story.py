@@ -269,6 +269,10 @@ def test_a_model_folder_can_default_stories_to_clean_pinning(tiny_motion_model, 
     assert json.loads((tmp_path / "dpm" / "settings.json").read_text())["resample"] == 0
     # ...while resampling asked for on the command line with it is refused.
     assert main([*args, "--out", str(tmp_path / "bad"), "--scheduler", "dpm++", "--resample", "1"]) == 2
+    # What counts is the scheduler that runs, however it was named or wherever it came from.
+    (model / "sample_defaults.yaml").write_text("steps: 2\npin: clean\nresample: 1\n")
+    assert main([*args, "--out", str(tmp_path / "upper"), "--scheduler", "DDIM"]) == 0
+    assert json.loads((tmp_path / "upper" / "settings.json").read_text())["resample"] == 1
     # vidgen sample reads the same file and takes only the keys it knows.
     assert main(["sample", "--model", str(model), "--prompt", "a", "--frames", "2", "--out", str(tmp_path / "a.mp4"),
                  "height=16", "width=16"]) == 0

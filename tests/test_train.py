@@ -352,23 +352,56 @@ def test_reversed_inputs_ask_for_the_clip_in_its_own_order(prediction_type):
     assert torch.allclose(implied, clean[3:], atol=1e-3)
     # Only clips noised to at most max_snr are chosen, never those with context frames; prob 0 draws nothing.
     many = torch.arange(0, 1000).repeat(4)
-    mask = reverse_mask(sched, many, 0.5, 0.01, g)
+    mask = reverse_mask(sched, many, 5, 0.5, 0.01, g)
     low = snr(sched, many) <= 0.01
     assert not mask[~low].any() and 0.4 < mask[low].float().mean().item() < 0.6
     context = torch.zeros(len(many), 5, dtype=torch.bool)
     context[::2, 0] = True
-    assert not reverse_mask(sched, many, 1.0, 0.01, g, context)[::2].any()
+    assert not reverse_mask(sched, many, 5, 1.0, 0.01, g, context)[::2].any()
     state = g.get_state()
-    assert reverse_mask(sched, many, 0.0, 0.01, g) is None and torch.equal(g.get_state(), state)
-    with pytest.raises(ConfigError, match="reverse_prob"):
-        from vidgen.config import load_config
-        from vidgen.training.config import TrainConfig
+    assert reverse_mask(sched, many, 5, 0.0, 0.01, g) is None and torch.equal(g.get_state(), state)
+    assert reverse_mask(sched, many, 1, 1.0, 0.01, g) is None and torch.equal(g.get_state(), state)  # image batches
+    from vidgen.config import load_config
+    from vidgen.training.config import TrainConfig
 
-        load_config(TrainConfig, overrides=["model.base=x", "data.path=y", "train.reverse_prob=2"])
+    for bad in ("train.reverse_prob=2", "train.reverse_max_snr=5", "train.reverse_max_snr=0"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            load_config(TrainConfig, overrides=["model.base=x", "data.path=y", bad])
+
+
+def test_batch_loss_asks_reversed_clips_for_the_clip_in_its_own_order(tiny_motion_model, tmp_path):
+    """A denoiser that predicts exactly the v implying the clean clip from whatever it is shown has zero loss."""
+    from types import SimpleNamespace
+
+    from diffusers import DDPMScheduler
+
+    from vidgen.training.loop import batch_loss
+
+    sched = DDPMScheduler(prediction_type="v_prediction", beta_schedule="scaled_linear")
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(32, 4, 6, 2, 2, generator=g)
+    shown = []
+
+    def oracle(noisy, timesteps, encoder_hidden_states):
+        shown.append(noisy)
+        a = sched.alphas_cumprod[timesteps].view(-1, 1, 1, 1, 1)
+        return SimpleNamespace(sample=(a.sqrt() * noisy - clean) / (1 - a).sqrt())
+
+    batch = {"latents": clean, "text_embeds": torch.zeros(32, 3, 8)}
+    for prob in (0.0, 1.0):
+        cfg = tiny_config(tiny_motion_model, tmp_path / "run", "model.prediction_type=v_prediction",
+                          f"train.reverse_prob={prob}", "train.reverse_max_snr=1")
+        loss = batch_loss(SimpleNamespace(noise_scheduler=sched), oracle, batch, cfg, torch.Generator().manual_seed(1),
+                          False, "cpu")
+        assert loss.item() < 1e-6, (prob, loss.item())
+    # The same draws, and with reversal the clips at low SNR (here most of them) were shown backwards.
+    plain, reversed_ = shown
+    flipped = [not torch.allclose(p, r) for p, r in zip(plain, reversed_)]
+    assert 8 < sum(flipped) < 32 and all(torch.allclose(p.flip(1), r) for p, r, f in zip(plain, reversed_, flipped) if f)
 
 
 def test_reversed_order_training_runs_and_changes_the_stream(tiny_motion_model, tmp_path):
-    opts = ("train.max_steps=3", "model.prediction_type=v_prediction", "train.reverse_prob=1", "train.reverse_max_snr=1e9")
+    opts = ("train.max_steps=3", "model.prediction_type=v_prediction", "train.reverse_prob=1", "train.reverse_max_snr=1")
     a = train(tiny_config(tiny_motion_model, tmp_path / "a", *opts), dataset=ClipTensors(), collate_fn=collate)
     plain = train(tiny_config(tiny_motion_model, tmp_path / "c", *opts[:2]), dataset=ClipTensors(), collate_fn=collate)
     assert all(np.isfinite(a.losses)) and a.losses != plain.losses

@@ -38,7 +38,7 @@ class StoryConfig:
     seed: int = 0
     mode: str = "continuity"
     shared_noise: bool = True
-    resample: int = 0
+    resample: Optional[int] = None  # None: the model folder's, when sampling with DDIM; else 0
     pin: str = "noised"  # a model trained with context frames ships pin: clean in its sample_defaults.yaml
     steps: int = 25
     guidance: float = 7.5
@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-shared-noise", dest="shared_noise", action="store_false", default=None,
                    help="do not reuse the previous clip's noise for the overlapping frames")
     p.add_argument("--resample", type=int, metavar="R", help="RePaint resampling rounds per step for continuing clips "
-                   "(0 = none; each round costs one more denoiser call per step; ddim scheduler)")
+                   "(0 = none; each round costs one more denoiser call per step; ddim scheduler; default: the model "
+                   "folder's when sampling with ddim, else 0)")
     p.add_argument("--pin", choices=("noised", "clean"), help="show the previous clip's frames noised to each step's level "
                    "(RePaint, any model) or clean (models trained with context frames); default from the model folder, else noised")
     p.add_argument("--steps", type=int, metavar="N", help="denoising steps")
@@ -95,17 +96,15 @@ def resolve_config(args: argparse.Namespace) -> StoryConfig:
     first = load_config(StoryConfig, files=args.config, overrides=overrides)
     model_dir = Path(first.model) if first.model else default_model_dir()
     model_layer = model_sample_defaults(model_dir, StoryConfig)
-    cfg = load_config(StoryConfig, files=[model_layer, *args.config], overrides={**overrides, "model": str(model_dir)})
-    if "resample" not in overrides and cfg.resample == model_layer.get("resample") and cfg.scheduler != model_layer.get("scheduler"):
-        cfg.resample = 0  # the model's RePaint rounds need its DDIM; a scheduler chosen here turns them off, not fails
-    return cfg
+    model_layer.pop("resample", None)  # applied once the scheduler is known (default_resample)
+    return load_config(StoryConfig, files=[model_layer, *args.config], overrides={**overrides, "model": str(model_dir)})
 
 
 def main(args: argparse.Namespace) -> int:
     from vidgen.errors import InputError
     from vidgen.io.story import check_story_output, write_story
     from vidgen.pipelines.loading import load_pipeline
-    from vidgen.pipelines.story import StoryPipeline, StorySegment, read_script
+    from vidgen.pipelines.story import StoryPipeline, StorySegment, default_resample, read_script
 
     cfg = resolve_config(args)
     if cfg.script and cfg.prompts:
@@ -120,13 +119,15 @@ def main(args: argparse.Namespace) -> int:
     else:
         raise InputError("no story given (use --script FILE or --prompt TEXT --prompt TEXT ...)")
     # Everything that can be checked fails here, before the model loads and the clips are generated.
-    StoryPipeline(None)._check(segments, cfg.frames, cfg.overlap, cfg.mode, cfg.resample, cfg.pin)
+    StoryPipeline(None)._check(segments, cfg.frames, cfg.overlap, cfg.mode, cfg.resample or 0, cfg.pin)
     if not cfg.fps > 0:
         raise InputError(f"--fps must be positive, got {cfg.fps}")
     if cfg.upscale < 1:
         raise InputError(f"--upscale must be >= 1, got {cfg.upscale}")
     check_story_output(cfg.out, len(segments), cfg.overwrite)
     pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=cfg.scheduler)
+    if cfg.resample is None:
+        cfg.resample = default_resample(pipe, cfg.model)
     story = StoryPipeline(pipe)(
         segments, num_frames=cfg.frames, overlap=cfg.overlap, height=cfg.height, width=cfg.width,
         num_inference_steps=cfg.steps, guidance_scale=cfg.guidance, negative_prompt=cfg.negative_prompt or None,

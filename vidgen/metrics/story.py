@@ -191,15 +191,12 @@ def run_story_eval(cfg, pipe=None, num_clips: int = 3, progress=None) -> StoryEv
     from vidgen.io.writer import to_uint8_frames
     from vidgen.metrics.toyeval import eval_settings, prepare_out
     from vidgen.pipelines.sample import model_sample_defaults
-    from vidgen.pipelines.story import StoryPipeline
+    from vidgen.pipelines.story import StoryPipeline, default_resample
 
     out = prepare_out(cfg)
     s = eval_settings(cfg, pipe)
-    model_layer = model_sample_defaults(s.model_dir, ["pin", "resample", "scheduler"])
-    pin = cfg.pin or model_layer.get("pin", "noised")
-    resample = cfg.resample
-    if resample is None:  # the model's RePaint rounds need its DDIM: another scheduler turns them off
-        resample = model_layer.get("resample", 0) if s.scheduler == model_layer.get("scheduler") else 0
+    pin = cfg.pin or model_sample_defaults(s.model_dir, ["pin"]).get("pin", "noised")
+    resample = default_resample(s.pipe, s.model_dir) if cfg.resample is None else cfg.resample
     story = StoryPipeline(s.pipe)
     result = StoryEvalResult()
     scripts = toy_story_scripts(cfg.n, cfg.seed, num_clips)

@@ -115,6 +115,17 @@ def read_script(path: str | Path) -> list[StorySegment]:
     return segments
 
 
+def default_resample(pipe, model_dir) -> int:
+    """RePaint rounds per step when none were asked for: the model folder's ``resample`` default when ``pipe``
+    samples with DDIM (the only scheduler resampling works with), else 0, so that choosing another
+    scheduler turns the model's default off instead of failing."""
+    from vidgen.pipelines.sample import model_sample_defaults
+
+    if type(pipe.scheduler).__name__ != "DDIMScheduler":
+        return 0
+    return int(model_sample_defaults(model_dir, ["resample"]).get("resample", 0))
+
+
 class StoryPipeline:
     """Generates a story with any :class:`~vidgen.pipelines.TextToVideoPipeline`.
 

@@ -161,7 +161,8 @@ class TrainLoopConfig:
     # Order from the caption: with probability reverse_prob a clip noised to an SNR at or below
     # reverse_max_snr is shown to the denoiser in reverse frame order while the target stays the
     # clip as it is, so where the noise barely shows which way things move the caption has to
-    # decide (otherwise the sampler's first steps fix the direction from the initial noise).
+    # decide (otherwise the sampler's first steps fix the direction from the initial noise). With
+    # v-prediction, Min-SNR weights (snr_gamma) all but silence these low-SNR clips: leave it null.
     reverse_prob: float = 0.0
     reverse_max_snr: float = 0.01
     ema_decay: Optional[float] = 0.9999  # null disables EMA
@@ -180,7 +181,9 @@ class TrainLoopConfig:
         _positive("train", "context_frames", self.context_frames)
         if not 0.0 <= self.reverse_prob <= 1.0:
             raise ConfigError(f"train.reverse_prob must lie in [0, 1], got {self.reverse_prob}")
-        _positive("train", "reverse_max_snr", self.reverse_max_snr)
+        if not 0.0 < self.reverse_max_snr <= 1.0:
+            # Above SNR 1 the clip is plainly visible: reversing it would teach the model to reorder what it sees.
+            raise ConfigError(f"train.reverse_max_snr must lie in (0, 1], got {self.reverse_max_snr}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must lie in (0, 1) or be null, got {self.ema_decay}")
 

@@ -127,7 +127,8 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
     target = target_for(scheduler, latents, noise, timesteps)
     context = context_mask(latents.shape[0], latents.shape[2], cfg.train.context_prob, cfg.train.context_frames, generator)
     noisy = with_context(noisy, latents, context)
-    reverse = reverse_mask(scheduler, timesteps, cfg.train.reverse_prob, cfg.train.reverse_max_snr, generator, context)
+    reverse = reverse_mask(scheduler, timesteps, latents.shape[2], cfg.train.reverse_prob, cfg.train.reverse_max_snr,
+                           generator, context)
     if reverse is not None:
         noisy = reverse_order(noisy, reverse)
         target = torch.where(reverse[:, None, None, None, None], target_from_input(scheduler, noisy, latents, timesteps),

@@ -88,15 +88,16 @@ def context_mask(batch: int, num_frames: int, prob: float, max_frames: int, gene
     return mask if bool(mask.any()) else None
 
 
-def reverse_mask(scheduler, timesteps: torch.Tensor, prob: float, max_snr: float, generator: torch.Generator,
-                 context: torch.Tensor | None = None) -> torch.Tensor | None:
+def reverse_mask(scheduler, timesteps: torch.Tensor, num_frames: int, prob: float, max_snr: float,
+                 generator: torch.Generator, context: torch.Tensor | None = None) -> torch.Tensor | None:
     """Which clips are shown in reverse frame order: ``[B]`` bool, or ``None`` when none are.
 
     Each clip noised to an SNR of at most ``max_snr`` is chosen with probability
     ``prob``; clips with context frames never are (their clean frames fix the
-    order). Nothing is drawn from ``generator`` when ``prob`` is 0.
+    order). Nothing is drawn from ``generator`` when ``prob`` is 0 or the clips
+    are single frames (image batches).
     """
-    if prob <= 0:
+    if prob <= 0 or num_frames < 2:
         return None
     chosen = torch.rand(timesteps.shape[0], generator=generator).to(timesteps.device) < prob
     chosen &= snr(scheduler, timesteps) <= max_snr
