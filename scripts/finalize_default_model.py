@@ -1,6 +1,6 @@
 """Turn a trained toy model folder into the shipped default: fp16 weights, ViCLIP, eval, model card, examples.
 
-    python scripts/finalize_default_model.py --model runs/toy/model_order2 --viclip runs/toy/viclip/viclip --run runs/toy --out checkpoints
+    python scripts/finalize_default_model.py --model runs/toy/model_order3 --viclip runs/toy/viclip/viclip --run runs/toy --out checkpoints
 
 Weights are stored in fp16 (loaded back as fp32); the script checks that this
 changes sampled frames by at most --fp16-tolerance before writing anything.
@@ -176,7 +176,7 @@ def model_card(summary: dict, table: str, reports: dict, fp16_diff: float, examp
         "  step (`model.snr_shift=6`, stored as the scheduler's `trained_betas`), so that the motion is not",
         "  settled by the noise in the first two sampling steps, and with context frames (the first 1-2 latent",
         "  frames of 20% of the clips given clean and left out of the loss), so stories can continue a clip.",
-        "  Then a third stage (configs/train/toy_order.yaml, 1000 + 2000 steps): clips noised to an SNR of at",
+        "  Then a third stage (configs/train/toy_order.yaml, runs of 1000 + 2000 + 1200 steps): clips noised to an SNR of at",
         "  most 0.01 are shown in reverse frame order half of the time while the target stays the clip as it is",
         "  (`train.reverse_prob=0.5`), so at those noise levels only the caption tells which way the object",
         "  moves; before it, the sampler's first steps took the direction from the noise (left/right was a coin",
@@ -225,7 +225,7 @@ def model_card(summary: dict, table: str, reports: dict, fp16_diff: float, examp
         "## Reproduce",
         "",
         "```bash",
-        "bash scripts/train_default_model.sh      # about 4 h on a 2-core CPU",
+        "bash scripts/train_default_model.sh      # about 4.5 h on a 2-core CPU",
         "```",
         "",
         "History of these weights: the first stage was trained as the script does, except that the latent cache",

@@ -3,9 +3,9 @@
 #   toy VAE -> toy ViCLIP (the shipped scorer; its text tower starts the text encoder) -> base folder
 #   -> toy-world rows + videos -> filter (aesthetic >= 4) -> text encoder sharpened on the captions
 #   -> clips -> shards -> latent cache -> vidgen train (denoiser) -> export -> second stage (shifted schedule,
-#   context frames) -> export -> third stage (order from the caption, two runs) -> export
+#   context frames) -> export -> third stage (order from the caption, three runs) -> export
 #   -> fp16 model folder + eval + model card in checkpoints/
-# About 4 hours on a 2-core CPU (the third stage adds 55 minutes); much faster on a GPU. Re-running resumes the denoiser.
+# About 4.5 hours on a 2-core CPU (the third stage adds 75 minutes); much faster on a GPU. Re-running resumes the denoiser.
 #
 #   bash scripts/train_default_model.sh            # everything, into runs/toy and checkpoints/
 #   RUN=/tmp/toy OUT=/tmp/ckpt bash scripts/train_default_model.sh
@@ -42,8 +42,9 @@ stage first configs/train/toy.yaml "$RUN/base"
 # sampling steps) and context frames (stories continue a clip from its clean last frames).
 stage shift configs/train/toy_shift.yaml "$RUN/model_first"
 # Third stage: order from the caption (clips at SNR <= 0.01 shown reversed half of the time, so the caption, not the
-# noise, decides which way the object moves), in two runs as the shipped weights were made: 1000 steps, then 2000.
+# noise, decides which way the object moves), in three runs as the shipped weights were made: 1000, 2000, 1200 steps.
 stage order configs/train/toy_order.yaml "$RUN/model_shift"
 stage order2 configs/train/toy_order.yaml "$RUN/model_order" train.max_steps=2000 optim.warmup_steps=50 validation.every=2000
-step "finalize"; python scripts/finalize_default_model.py --model "$RUN/model_order2" --viclip "$RUN/viclip/viclip" --run "$RUN" --out "$OUT"
+stage order3 configs/train/toy_order.yaml "$RUN/model_order2" train.max_steps=1200 optim.warmup_steps=50 validation.every=1200
+step "finalize"; python scripts/finalize_default_model.py --model "$RUN/model_order3" --viclip "$RUN/viclip/viclip" --run "$RUN" --out "$OUT"
 step "done"
