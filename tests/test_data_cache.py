@@ -146,26 +146,3 @@ def test_cache_errors(tmp_path, shard_dir, encoders, tiny_motion_model):
     (out / "shard-000001.json").write_text(json.dumps(index))
     with pytest.raises(DataError, match="scaling_factor"):
         CachedLatentDataset(out)
-
-
-def test_twin_cache_pairs_by_key_with_the_same_posterior_draw(tmp_path, shard_dir, encoders):
-    """data.twin_path: each item carries the latents of the twin cache's clip of the same key, drawn with the same noise."""
-    shards, clips, rows = shard_dir
-    build_cache(shards_from_urls(shards), encoders, tmp_path / "cache", policy=POLICY)
-    # The "twins" here are the same clips, cached in another order and sharding: pairing by position would mismatch.
-    usable = [r for i, r in enumerate(rows) if i != 3]
-    build_cache(shards_from_folder(clips, usable[::-1], clips_per_shard=2), encoders, tmp_path / "twins", policy=POLICY)
-    paired = CachedLatentDataset(tmp_path / "cache", seed=3, twin_dir=tmp_path / "twins")
-    plain = CachedLatentDataset(tmp_path / "cache", seed=3)
-    for i in range(len(paired)):
-        item = paired[i]
-        torch.testing.assert_close(item["twin_latents"], item["latents"], rtol=0, atol=0)
-        torch.testing.assert_close(item["latents"], plain[i]["latents"], rtol=0, atol=0)  # the draws are unchanged
-    batch = collate_latents([paired[0], paired[1]])
-    assert batch["twin_latents"].shape == batch["latents"].shape == (2, 4, 4, 8, 8)
-    assert "twin_latents" not in collate_latents([plain[0], plain[1]])
-    build_cache(shards_from_folder(clips, usable[:2], clips_per_shard=2), encoders, tmp_path / "few", policy=POLICY)
-    with pytest.raises(DataError, match="lacks 2 of 4 keys"):
-        CachedLatentDataset(tmp_path / "cache", twin_dir=tmp_path / "few")
-    with pytest.raises(DataError, match="not found"):
-        CachedLatentDataset(tmp_path / "cache", twin_dir=tmp_path / "nowhere")

@@ -437,28 +437,3 @@ def test_a_failed_write_leaves_no_rows_file(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="disk full"):
         tw.generate(tmp_path, workers=1, **{**SMALL, "num_videos": 3})
     assert not (tmp_path / tw.ROWS_FILE).exists()
-
-
-def test_shape_twins_change_only_the_shape_and_keep_the_split(tmp_path):
-    """shape_twins: the same plan (IDs, timestamps, positions, scores) with every scene's shape swapped."""
-    plain = tw.plan_videos(tw.ToyWorldConfig(num_videos=120, seed=2))
-    twins = tw.plan_videos(tw.ToyWorldConfig(num_videos=120, seed=2, shape_twins=True))
-    pairs = []
-    for a, b in zip(plain, twins):
-        assert (a.youtube_id, a.kind, len(a.segments)) == (b.youtube_id, b.kind, len(b.segments))
-        for s, t in zip(a.segments, b.segments):
-            assert (s.num_frames, s.aesthetic, s.umt) == (t.num_frames, t.aesthetic, t.umt)
-            assert dataclasses.replace(t.scene, attrs=s.scene.attrs) == s.scene  # nothing else differs
-            assert tw.parse_caption(t.caption.text).get("shape") == t.scene.attrs.shape.value  # captioned as the twin
-            assert not tw.is_held_out(t.scene.attrs)
-            pairs.append((s.scene.attrs.shape, t.scene.attrs.shape))
-    swapped = sum(a != b for a, b in pairs) / len(pairs)
-    assert swapped > 0.9  # only scenes with no other shape in the split keep theirs
-    assert (tw.Shape.SQUARE, tw.Shape.CIRCLE) in pairs and (tw.Shape.CIRCLE, tw.Shape.SQUARE) in pairs
-    # A held-out scene's twin stays held out.
-    held = tw.sample_scene(np.random.default_rng(0), split="held_out")
-    assert tw.is_held_out(tw.shape_twin(held).attrs)
-    rows = [json.loads(line) for line in tw.generate(tmp_path / "t", seed=5, shape_twins=True, **SMALL).rows_path.open()]
-    base = [json.loads(line) for line in tw.generate(tmp_path / "p", seed=5, **SMALL).rows_path.open()]
-    keep = ("YoutubeID", "Start_timestamp", "End_timestamp", "Aesthetic_Score", "UMT_Score", "toy_color", "toy_motion")
-    assert [{k: r[k] for k in keep} for r in rows] == [{k: r[k] for k in keep} for r in base]

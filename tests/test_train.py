@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.train_helpers import ClipTensors, collate, tiny_config
-from vidgen.errors import ConfigError, DataError, ModelLoadError
+from vidgen.errors import ConfigError, ModelLoadError
 from vidgen.training.checkpoint import find_checkpoint, list_checkpoints
 from vidgen.training.loop import TrainingError, train
 
@@ -398,56 +398,6 @@ def test_batch_loss_asks_reversed_clips_for_the_clip_in_its_own_order(tiny_motio
     plain, reversed_ = shown
     flipped = [not torch.allclose(p, r) for p, r in zip(plain, reversed_)]
     assert 8 < sum(flipped) < 32 and all(torch.allclose(p.flip(1), r) for p, r, f in zip(plain, reversed_, flipped) if f)
-
-
-def test_batch_loss_shows_twins_and_asks_for_the_captioned_clip(tiny_motion_model, tmp_path):
-    """train.twin_prob: low-SNR clips are shown their twin under the same noise; the target still implies the captioned clip."""
-    from types import SimpleNamespace
-
-    from diffusers import DDPMScheduler
-
-    from vidgen.training.loop import batch_loss
-    from vidgen.training.objective import snr
-
-    sched = DDPMScheduler(prediction_type="v_prediction", beta_schedule="scaled_linear")
-    g = torch.Generator().manual_seed(0)
-    clean = torch.randn(32, 4, 6, 2, 2, generator=g)
-    twins = torch.randn(32, 4, 6, 2, 2, generator=g)
-    shown, steps = [], []
-
-    def oracle(noisy, timesteps, encoder_hidden_states):
-        shown.append(noisy)
-        steps.append(timesteps)
-        a = sched.alphas_cumprod[timesteps].view(-1, 1, 1, 1, 1)
-        return SimpleNamespace(sample=(a.sqrt() * noisy - clean) / (1 - a).sqrt())
-
-    batch = {"latents": clean, "twin_latents": twins, "text_embeds": torch.zeros(32, 3, 8)}
-    twin_opts = ("data.source=latents", "data.twin_path=twins", "train.twin_prob=1", "train.twin_max_snr=0.5")
-    for opts in ((), twin_opts, (*twin_opts, "train.reverse_prob=1", "train.reverse_max_snr=1")):
-        cfg = tiny_config(tiny_motion_model, tmp_path / "run", "model.prediction_type=v_prediction", *opts)
-        loss = batch_loss(SimpleNamespace(noise_scheduler=sched), oracle, batch, cfg, torch.Generator().manual_seed(1),
-                          False, "cpu")
-        assert loss.item() < 1e-6, (opts, loss.item())
-    plain, twinned, both = shown
-    assert torch.equal(steps[0], steps[1])  # the same draws before the twin mask
-    a = sched.alphas_cumprod[steps[0]].view(-1, 1, 1, 1)
-    low = snr(sched, steps[0]) <= 0.5
-    assert 4 < int(low.sum()) < 32
-    for i in range(32):  # low-SNR clips show the twin under the clip's own noise, the rest the clip itself
-        expected = plain[i] + a[i].sqrt() * (twins[i] - clean[i]) if low[i] else plain[i]
-        torch.testing.assert_close(twinned[i], expected, rtol=0, atol=1e-5)
-    torch.testing.assert_close(both[low], twinned[low].flip(2))  # reversal stacks on the twin
-    cfg = tiny_config(tiny_motion_model, tmp_path / "run", *twin_opts)
-    with pytest.raises(DataError, match="twin"):
-        batch_loss(SimpleNamespace(noise_scheduler=sched), oracle, {"latents": clean, "text_embeds": batch["text_embeds"]},
-                   cfg, torch.Generator().manual_seed(1), False, "cpu")
-    from vidgen.config import load_config
-    from vidgen.training.config import TrainConfig
-
-    for bad, match in (("train.twin_prob=0.5", "data.twin_path"), ("train.twin_max_snr=0", "twin_max_snr"),
-                       ("data.twin_path=t", "data.source latents")):
-        with pytest.raises(ConfigError, match=match):
-            load_config(TrainConfig, overrides=["model.base=x", "data.path=y", bad])
 
 
 def test_reversed_order_training_runs_and_changes_the_stream(tiny_motion_model, tmp_path):

@@ -357,19 +357,14 @@ class CachedLatentDataset(Dataset):
         sample_posterior: draw from the VAE posterior rather than take its mean.
         caption_dropout: probability of the unconditional text state (for CFG).
         seed: base seed of the per-item draws.
-        twin_dir: a second cache of the same keys whose clips differ from these
-            in one attribute (a toy world written with ``shape_twins``); items
-            then carry its latents as ``twin_latents``, drawn with the same
-            posterior noise.
 
     Raises:
-        DataError: no complete cached shards, shards made with different
-            encoders or scaling factors, or a twin cache that lacks keys or
-            was made with other encoders.
+        DataError: no complete cached shards, or shards made with different
+            encoders or scaling factors.
     """
 
     def __init__(self, cache_dir: str | os.PathLike, *, sample_posterior: bool = True, caption_dropout: float = 0.0,
-                 seed: int = 0, twin_dir: str | os.PathLike | None = None):
+                 seed: int = 0):
         if not 0.0 <= caption_dropout <= 1.0:
             raise InputError(f"caption dropout must be a probability in [0, 1], got {caption_dropout!r}")
         self.cache_dir = Path(cache_dir)
@@ -406,21 +401,6 @@ class CachedLatentDataset(Dataset):
         self.encoders = first["encoders"]
         self.offsets = list(np.cumsum([0] + [s["count"] for s in self.shards]))
         self._handles: dict[str, Any] = {}
-        self.twin: CachedLatentDataset | None = None
-        self._twin_index: dict[str, int] = {}
-        if twin_dir is not None:
-            self._pair_twins(twin_dir)
-
-    def _pair_twins(self, twin_dir: str | os.PathLike) -> None:
-        twin = CachedLatentDataset(twin_dir, sample_posterior=False)
-        if (twin.scaling_factor, twin.encoders) != (self.scaling_factor, self.encoders):
-            raise DataError(f"twin cache {str(twin_dir)!r} was made with other encoders than {str(self.cache_dir)!r}")
-        where = {key: i for i, key in enumerate(k for shard in twin.shards for k in shard["keys"])}
-        keys = [k for shard in self.shards for k in shard["keys"]]
-        missing = [k for k in keys if k not in where]
-        if missing:
-            raise DataError(f"twin cache {str(twin_dir)!r} lacks {len(missing)} of {len(keys)} keys, e.g. {missing[0]!r}")
-        self.twin, self._twin_index = twin, where
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -449,31 +429,22 @@ class CachedLatentDataset(Dataset):
         shard = self.shards[shard_no]
         local = index - int(self.offsets[shard_no])
         f = self._handle(shard["path"])
+        mean = f.get_slice("mean")[local].float()
         rng = item_rng(self.seed, self.epoch, index)
-        seed = int(rng.integers(0, 2**63 - 1)) if self.sample_posterior else None
-        key = shard["keys"][local]
+        if self.sample_posterior:
+            std = f.get_slice("std")[local].float()
+            generator = torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
+            latents = mean + std * torch.randn(mean.shape, generator=generator)
+        else:
+            latents = mean
         dropped = bool(self.caption_dropout) and rng.random() < self.caption_dropout
         text = f.get_tensor("uncond") if dropped else f.get_slice("text")[local]
-        item = {
-            "latents": self._latents(f, local, seed),
+        return {
+            "latents": (latents * self.scaling_factor).permute(1, 0, 2, 3).contiguous(),  # [T,C,h,w] -> [C,T,h,w]
             "text_embeds": text.float(),
             "caption": "" if dropped else shard["captions"][local],
-            "key": key,
+            "key": shard["keys"][local],
         }
-        if self.twin is not None:
-            twin_index = self._twin_index[key]
-            twin_no = bisect.bisect_right(self.twin.offsets, twin_index) - 1
-            twin_file = self.twin._handle(self.twin.shards[twin_no]["path"])
-            item["twin_latents"] = self._latents(twin_file, twin_index - int(self.twin.offsets[twin_no]), seed)
-        return item
-
-    def _latents(self, f, local: int, seed: int | None) -> torch.Tensor:
-        """One clip's scaled latents ``[C, T, h, w]``: the posterior mean, or a draw with ``seed``."""
-        latents = f.get_slice("mean")[local].float()
-        if seed is not None:
-            std = f.get_slice("std")[local].float()
-            latents = latents + std * torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed))
-        return (latents * self.scaling_factor).permute(1, 0, 2, 3).contiguous()  # [T,C,h,w] -> [C,T,h,w]
 
 
 def collate_latents(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -484,12 +455,9 @@ def collate_latents(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     if not items:
         raise DataError("cannot collate an empty batch")
-    batch = {
+    return {
         "latents": torch.stack([item["latents"] for item in items]),
         "text_embeds": torch.stack([item["text_embeds"] for item in items]),
         "caption": [item["caption"] for item in items],
         "key": [item["key"] for item in items],
     }
-    if all("twin_latents" in item for item in items):
-        batch["twin_latents"] = torch.stack([item["twin_latents"] for item in items])
-    return batch

@@ -109,8 +109,6 @@ class DataConfig:
     sample_posterior: bool = True  # latents: draw from the VAE posterior rather than taking its mean
     cached_text: bool = True  # latents: use the cached text states; false re-encodes the captions each step with
     #                           model.base's text encoder (after changing text encoders, without rebuilding the cache)
-    twin_path: Optional[str] = None  # latents: a cache of the same keys whose clips differ in one attribute
-    #                                  (toy world with shape_twins), for train.twin_prob
 
     def __post_init__(self) -> None:
         _choice("data", "source", self.source, DATA_SOURCES)
@@ -124,8 +122,6 @@ class DataConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"data.{name} must lie in [0, 1], got {value}")
-        if self.twin_path is not None and self.source != "latents":
-            raise ConfigError(f"data.twin_path pairs latent caches: it needs data.source latents, not {self.source!r}")
 
 
 @dataclass
@@ -169,12 +165,6 @@ class TrainLoopConfig:
     # v-prediction, Min-SNR weights (snr_gamma) all but silence these low-SNR clips: leave it null.
     reverse_prob: float = 0.0
     reverse_max_snr: float = 0.01
-    # Content from the caption: with probability twin_prob a clip noised to an SNR at or below
-    # twin_max_snr is replaced in the input by its twin from data.twin_path (the same clip with
-    # another shape) under the same noise, while the target stays the captioned clip, so where
-    # the noise barely shows the shape the caption has to decide it.
-    twin_prob: float = 0.0
-    twin_max_snr: float = 0.1
     ema_decay: Optional[float] = 0.9999  # null disables EMA
     ema_update_after: int = 0
     nan_max_skips: int = 20  # stop after this many non-finite losses
@@ -194,10 +184,6 @@ class TrainLoopConfig:
         if not 0.0 < self.reverse_max_snr <= 1.0:
             # Above SNR 1 the clip is plainly visible: reversing it would teach the model to reorder what it sees.
             raise ConfigError(f"train.reverse_max_snr must lie in (0, 1], got {self.reverse_max_snr}")
-        if not 0.0 <= self.twin_prob <= 1.0:
-            raise ConfigError(f"train.twin_prob must lie in [0, 1], got {self.twin_prob}")
-        if not 0.0 < self.twin_max_snr <= 1.0:
-            raise ConfigError(f"train.twin_max_snr must lie in (0, 1], got {self.twin_max_snr}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must lie in (0, 1) or be null, got {self.ema_decay}")
 
@@ -256,7 +242,3 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-
-    def __post_init__(self) -> None:
-        if self.train.twin_prob > 0 and self.data.twin_path is None:
-            raise ConfigError("train.twin_prob needs data.twin_path (a latent cache of the training clips' twins)")

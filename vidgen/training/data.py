@@ -26,7 +26,7 @@ def build_dataset(cfg: DataConfig, seed: int) -> tuple[Any, Callable]:
         from vidgen.data.cache import CachedLatentDataset, collate_latents
 
         return CachedLatentDataset(cfg.path, sample_posterior=cfg.sample_posterior, caption_dropout=cfg.caption_dropout,
-                                   seed=seed, twin_dir=cfg.twin_path), collate_latents
+                                   seed=seed), collate_latents
     from vidgen.data.datasets import ClipFolderDataset, ShardVideoDataset, collate
 
     policy = FramePolicy(num_frames=cfg.num_frames, stride=None if cfg.fps else cfg.frame_stride, fps=cfg.fps,

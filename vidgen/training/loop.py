@@ -33,7 +33,6 @@ from vidgen.training.objective import (
     context_mask,
     diffusion_loss,
     loss_weights,
-    low_snr_mask,
     reverse_mask,
     reverse_order,
     sample_noise,
@@ -117,14 +116,10 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
         text = batch["text_embeds"].to(device)
     else:
         text = encode_text(models, list(batch["caption"]), device)
-    twins = batch.get("twin_latents") if cfg.train.twin_prob > 0 else None
-    if twins is None and cfg.train.twin_prob > 0:
-        raise DataError("train.twin_prob is set but the batch has no twin latents (data.twin_path)")
     if cfg.data.image_ratio > 0 and torch.rand((), generator=generator).item() < cfg.data.image_ratio:
         # Joint image-video training: this batch is single frames (one per clip), i.e. 1-frame videos.
         k = int(torch.randint(0, latents.shape[2], (), generator=generator))
         latents = latents[:, :, k : k + 1]
-        twins = None if twins is None else twins[:, :, k : k + 1]
     scheduler = models.noise_scheduler
     noise = sample_noise(latents, generator, cfg.train.offset_noise)
     timesteps = sample_timesteps(latents.shape[0], scheduler.config.num_train_timesteps, generator, device)
@@ -132,21 +127,11 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
     target = target_for(scheduler, latents, noise, timesteps)
     context = context_mask(latents.shape[0], latents.shape[2], cfg.train.context_prob, cfg.train.context_frames, generator)
     noisy = with_context(noisy, latents, context)
-    # The input may show another clip than the captioned one (its twin, or itself in reverse); the
-    # target is then recomputed from that input so that the clean clip it implies is the captioned one.
-    swapped = None
-    if twins is not None:
-        swapped = low_snr_mask(scheduler, timesteps, cfg.train.twin_prob, cfg.train.twin_max_snr, generator, context)
-        if swapped is not None:
-            twin_noisy = scheduler.add_noise(twins.to(device, torch.float32).contiguous(), noise, timesteps)
-            noisy = torch.where(swapped[:, None, None, None, None], twin_noisy, noisy)
     reverse = reverse_mask(scheduler, timesteps, latents.shape[2], cfg.train.reverse_prob, cfg.train.reverse_max_snr,
                            generator, context)
     if reverse is not None:
         noisy = reverse_order(noisy, reverse)
-        swapped = reverse if swapped is None else swapped | reverse
-    if swapped is not None:
-        target = torch.where(swapped[:, None, None, None, None], target_from_input(scheduler, noisy, latents, timesteps),
+        target = torch.where(reverse[:, None, None, None, None], target_from_input(scheduler, noisy, latents, timesteps),
                              target.float())
     states = text.repeat_interleave(latents.shape[2], dim=0) if motion else text
     pred = unet(noisy, timesteps, encoder_hidden_states=states.to(noisy.dtype)).sample

@@ -88,29 +88,22 @@ def context_mask(batch: int, num_frames: int, prob: float, max_frames: int, gene
     return mask if bool(mask.any()) else None
 
 
-def low_snr_mask(scheduler, timesteps: torch.Tensor, prob: float, max_snr: float, generator: torch.Generator,
-                 context: torch.Tensor | None = None) -> torch.Tensor | None:
-    """Clips chosen with probability ``prob`` among those noised to an SNR of at most ``max_snr``.
+def reverse_mask(scheduler, timesteps: torch.Tensor, num_frames: int, prob: float, max_snr: float,
+                 generator: torch.Generator, context: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Which clips are shown in reverse frame order: ``[B]`` bool, or ``None`` when none are.
 
-    ``[B]`` bool, or ``None`` when none is chosen. Clips with context frames
-    never are (their clean frames show the clip). Nothing is drawn from
-    ``generator`` when ``prob`` is 0.
+    Each clip noised to an SNR of at most ``max_snr`` is chosen with probability
+    ``prob``; clips with context frames never are (their clean frames fix the
+    order). Nothing is drawn from ``generator`` when ``prob`` is 0 or the clips
+    are single frames (image batches).
     """
-    if prob <= 0:
+    if prob <= 0 or num_frames < 2:
         return None
     chosen = torch.rand(timesteps.shape[0], generator=generator).to(timesteps.device) < prob
     chosen &= snr(scheduler, timesteps) <= max_snr
     if context is not None:
         chosen &= ~context.any(dim=1).to(chosen.device)
     return chosen if bool(chosen.any()) else None
-
-
-def reverse_mask(scheduler, timesteps: torch.Tensor, num_frames: int, prob: float, max_snr: float,
-                 generator: torch.Generator, context: torch.Tensor | None = None) -> torch.Tensor | None:
-    """Which clips are shown in reverse frame order: :func:`low_snr_mask`, and never single frames (image batches)."""
-    if num_frames < 2:
-        return None
-    return low_snr_mask(scheduler, timesteps, prob, max_snr, generator, context)
 
 
 def reverse_order(noisy: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -75,7 +75,6 @@ from vidgen.data.toyworld.world import (
     is_held_out,
     sample_scene,
     sample_story,
-    shape_twin,
 )
 
 __all__ = [
@@ -130,6 +129,5 @@ __all__ = [
     "render_clip",
     "sample_scene",
     "sample_story",
-    "shape_twin",
     "video_rows",
 ]

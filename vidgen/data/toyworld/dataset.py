@@ -22,7 +22,6 @@ from vidgen.data.toyworld.world import (
     SIZE_RANGE,
     SPLITS,
     STREAM_IDS,
-    STREAM_TWIN,
     STREAM_VIDEO,
     Quality,
     Scene,
@@ -31,7 +30,6 @@ from vidgen.data.toyworld.world import (
     is_held_out,
     sample_scene,
     sample_story,
-    shape_twin,
 )
 from vidgen.errors import InputError, OutputError
 from vidgen.io.files import atomic_write_text, check_output_path, ensure_writable_dir
@@ -59,11 +57,6 @@ class ToyWorldConfig:
         split: ``train`` (no held-out pair), ``held_out`` or ``all``.
         layout: ``videos`` (``{YoutubeID}.mp4`` source videos) or ``clips``
             (``{YoutubeID}_{Start}_{End}.mp4``, one file per row).
-        shape_twins: render every scene with another shape
-            (:func:`~vidgen.data.toyworld.world.shape_twin`), captioned as such,
-            everything else (IDs, timestamps, positions, motion, scores) as
-            without it: the same pipeline then gives a latent cache whose clips
-            pair key by key with the plain dataset's (``data.twin_path``).
         seed: everything (IDs, scenes, captions, scores) follows from it.
     """
 
@@ -80,7 +73,6 @@ class ToyWorldConfig:
     split: str = "train"
     layout: str = "videos"
     seed: int = 0
-    shape_twins: bool = False
 
     def __post_init__(self) -> None:
         if self.num_videos < 1:
@@ -174,17 +166,8 @@ def plan_videos(config: ToyWorldConfig) -> list[SourceVideo]:
             frames = int(rng.integers(config.min_frames, config.max_frames + 1))
             aesthetic, umt = _scores(scene, rng)
             segments.append(Segment(scene, frames, make_caption(scene, rng), aesthetic, umt))
-        if config.shape_twins:
-            segments = [_twin_segment(segment, np.random.default_rng([config.seed, STREAM_TWIN, v, i]))
-                        for i, segment in enumerate(segments)]
         videos.append(SourceVideo(youtube_id, "continuous" if continuous else "cut", tuple(segments)))
     return videos
-
-
-def _twin_segment(segment: Segment, rng: np.random.Generator) -> Segment:
-    # Captioned from a stream of its own, so the twin changes no other draw of the plan.
-    twin = shape_twin(segment.scene)
-    return dataclasses.replace(segment, scene=twin, caption=make_caption(twin, rng))
 
 
 def format_timestamp(milliseconds: int) -> str:

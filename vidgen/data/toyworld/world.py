@@ -272,32 +272,7 @@ def _in_split(attrs: ToyAttrs, split: str, held_out: HeldOut) -> bool:
 
 # Seeds are ``[seed, STREAM_*, index]``: each use (in-memory samples, source videos, stories,
 # video IDs) draws from its own stream, so none shares random draws with another.
-STREAM_SAMPLE, STREAM_VIDEO, STREAM_STORY, STREAM_IDS, STREAM_TWIN = 0, 1, 2, 3, 4
-
-
-# A scene's shape twin: the first of these shapes whose combination stays in the scene's split.
-# Circle and square, the pair the denoiser confuses, are each other's first choice.
-SHAPE_TWINS: Mapping[Shape, tuple[Shape, ...]] = {
-    Shape.CIRCLE: (Shape.SQUARE, Shape.TRIANGLE),
-    Shape.SQUARE: (Shape.CIRCLE, Shape.TRIANGLE),
-    Shape.TRIANGLE: (Shape.CIRCLE, Shape.SQUARE),
-}
-
-
-def shape_twin(scene: Scene, held_out: HeldOut = HELD_OUT) -> Scene:
-    """The same scene (position, size, motion, colour, quality) with another shape.
-
-    The twin keeps the scene's split: a seen scene's twin is never a held-out
-    combination (and a held-out scene's twin stays held out), so a twin dataset
-    of the training split shows no held-out pairing. The scene itself comes back
-    when no other shape keeps the split.
-    """
-    held = held_out.contains(scene.attrs)
-    for shape in SHAPE_TWINS[scene.attrs.shape]:
-        attrs = dataclasses.replace(scene.attrs, shape=shape)
-        if held_out.contains(attrs) == held:
-            return dataclasses.replace(scene, attrs=attrs)
-    return scene
+STREAM_SAMPLE, STREAM_VIDEO, STREAM_STORY, STREAM_IDS = 0, 1, 2, 3
 
 
 def _jittered_rgb(color: Color, rng: np.random.Generator) -> tuple[int, int, int]:
