@@ -6,7 +6,7 @@ For each: the wall time of the whole command (interpreter start, imports, model
 load, sampling, MP4 write) and the peak RSS of that process (os.wait4), then the
 time of the pipeline call alone with the model already loaded.
 
-    python benchmarks/bench_default_model.py --repeats 5 --fast-scheduler dpm++ --fast-steps 8
+    python benchmarks/bench_default_model.py --repeats 5 --fast-scheduler dpm++ --fast-steps 7
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--fast-scheduler", default="dpm++")
-    p.add_argument("--fast-steps", type=int, default=8)
+    p.add_argument("--fast-steps", type=int, default=7)
     args = p.parse_args()
     fast_cli = ["--scheduler", args.fast_scheduler, "--steps", str(args.fast_steps)]
     with tempfile.TemporaryDirectory() as tmp:
