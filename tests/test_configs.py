@@ -38,3 +38,6 @@ def test_toy_recipe_configs_load():
     viclip = load_config(ViCLIPTrainConfig, files=[toy / "viclip.yaml"])
     assert build_model(viclip).config.image_size == 32
     assert load_config(ToyWorldConfig, files=[toy / "world.yaml"]).split == "train"
+    tubelet = load_config(ViCLIPTrainConfig, files=[toy / "viclip_tubelet.yaml"])  # layered on viclip.yaml
+    assert (tubelet.model["tubelet_size"], tubelet.model["image_size"], tubelet.temporal_init) == (2, 32, "normal")
+    assert build_model(tubelet).config.tubelet_size == 2
