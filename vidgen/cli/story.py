@@ -104,6 +104,7 @@ def main(args: argparse.Namespace) -> int:
     from vidgen.errors import InputError
     from vidgen.io.story import check_story_output, write_story
     from vidgen.pipelines.loading import load_pipeline
+    from vidgen.pipelines.sample import model_sample_defaults
     from vidgen.pipelines.story import StoryPipeline, StorySegment, default_resample, read_script
 
     cfg = resolve_config(args)
@@ -127,7 +128,7 @@ def main(args: argparse.Namespace) -> int:
     check_story_output(cfg.out, len(segments), cfg.overwrite)
     pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=cfg.scheduler)
     if cfg.resample is None:
-        cfg.resample = default_resample(pipe, cfg.model)
+        cfg.resample = default_resample(pipe, model_sample_defaults(cfg.model, ["resample"]))
     story = StoryPipeline(pipe)(
         segments, num_frames=cfg.frames, overlap=cfg.overlap, height=cfg.height, width=cfg.width,
         num_inference_steps=cfg.steps, guidance_scale=cfg.guidance, negative_prompt=cfg.negative_prompt or None,

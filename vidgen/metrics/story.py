@@ -195,8 +195,9 @@ def run_story_eval(cfg, pipe=None, num_clips: int = 3, progress=None) -> StoryEv
 
     out = prepare_out(cfg)
     s = eval_settings(cfg, pipe)
-    pin = cfg.pin or model_sample_defaults(s.model_dir, ["pin"]).get("pin", "noised")
-    resample = default_resample(s.pipe, s.model_dir) if cfg.resample is None else cfg.resample
+    model_defaults = model_sample_defaults(s.model_dir, ["pin", "resample"])
+    pin = cfg.pin or model_defaults.get("pin", "noised")
+    resample = default_resample(s.pipe, model_defaults) if cfg.resample is None else cfg.resample
     story = StoryPipeline(s.pipe)
     result = StoryEvalResult()
     scripts = toy_story_scripts(cfg.n, cfg.seed, num_clips)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -115,15 +115,17 @@ def read_script(path: str | Path) -> list[StorySegment]:
     return segments
 
 
-def default_resample(pipe, model_dir) -> int:
-    """RePaint rounds per step when none were asked for: the model folder's ``resample`` default when ``pipe``
-    samples with DDIM (the only scheduler resampling works with), else 0, so that choosing another
-    scheduler turns the model's default off instead of failing."""
-    from vidgen.pipelines.sample import model_sample_defaults
+def resamples_with(scheduler) -> bool:
+    """Whether RePaint resampling works with ``scheduler``: DDIM only (its steps keep no state between calls)."""
+    return type(scheduler).__name__ == "DDIMScheduler"
 
-    if type(pipe.scheduler).__name__ != "DDIMScheduler":
-        return 0
-    return int(model_sample_defaults(model_dir, ["resample"]).get("resample", 0))
+
+def default_resample(pipe, model_defaults: Mapping[str, Any]) -> int:
+    """RePaint rounds per step when none were asked for: the model folder's ``resample`` default
+    (``model_defaults``, its read ``sample_defaults.yaml``) when ``pipe`` samples with a scheduler
+    resampling works with, else 0, so that choosing another scheduler turns the model's default off
+    instead of failing."""
+    return int(model_defaults.get("resample", 0)) if resamples_with(pipe.scheduler) else 0
 
 
 class StoryPipeline:
@@ -147,10 +149,9 @@ class StoryPipeline:
                                  f"not {name}; use pin noised with it")
         if not isinstance(resample, int) or resample < 0:
             raise InputError(f"resample must be a non-negative integer, got {resample!r}")
-        if resample and mode == "continuity" and overlap and self.pipe is not None:
+        if resample and mode == "continuity" and overlap and self.pipe is not None and not resamples_with(self.pipe.scheduler):
             name = type(self.pipe.scheduler).__name__
-            if name != "DDIMScheduler":
-                raise InputError(f"resample needs the ddim scheduler (its steps keep no state between calls), not {name}")
+            raise InputError(f"resample needs the ddim scheduler (its steps keep no state between calls), not {name}")
         if not segments:
             raise InputError("a story needs at least one caption")
         for i, seg in enumerate(segments):
