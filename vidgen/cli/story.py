@@ -84,8 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
-def resolve_config(args: argparse.Namespace) -> StoryConfig:
-    """Defaults, then the model folder's sampling defaults, then --config files, flags and key=value."""
+def resolve_config(args: argparse.Namespace) -> tuple[StoryConfig, dict]:
+    """Defaults, then the model folder's sampling defaults, then --config files, flags and key=value.
+
+    Also returns the model folder's ``resample`` default (``{}`` or ``{"resample": R}``), which applies
+    only once the scheduler is known (:func:`default_resample`), so the file is read once.
+    """
     from pathlib import Path
 
     from vidgen.config import load_config
@@ -96,18 +100,18 @@ def resolve_config(args: argparse.Namespace) -> StoryConfig:
     first = load_config(StoryConfig, files=args.config, overrides=overrides)
     model_dir = Path(first.model) if first.model else default_model_dir()
     model_layer = model_sample_defaults(model_dir, StoryConfig)
-    model_layer.pop("resample", None)  # applied once the scheduler is known (default_resample)
-    return load_config(StoryConfig, files=[model_layer, *args.config], overrides={**overrides, "model": str(model_dir)})
+    model_resample = {"resample": model_layer.pop("resample")} if "resample" in model_layer else {}
+    cfg = load_config(StoryConfig, files=[model_layer, *args.config], overrides={**overrides, "model": str(model_dir)})
+    return cfg, model_resample
 
 
 def main(args: argparse.Namespace) -> int:
     from vidgen.errors import InputError
     from vidgen.io.story import check_story_output, write_story
     from vidgen.pipelines.loading import load_pipeline
-    from vidgen.pipelines.sample import model_sample_defaults
     from vidgen.pipelines.story import StoryPipeline, StorySegment, default_resample, read_script
 
-    cfg = resolve_config(args)
+    cfg, model_resample = resolve_config(args)
     if cfg.script and cfg.prompts:
         raise InputError("give --script or --prompt, not both")
     if cfg.script:
@@ -128,7 +132,7 @@ def main(args: argparse.Namespace) -> int:
     check_story_output(cfg.out, len(segments), cfg.overwrite)
     pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=cfg.scheduler)
     if cfg.resample is None:
-        cfg.resample = default_resample(pipe, model_sample_defaults(cfg.model, ["resample"]))
+        cfg.resample = default_resample(pipe, model_resample)
     story = StoryPipeline(pipe)(
         segments, num_frames=cfg.frames, overlap=cfg.overlap, height=cfg.height, width=cfg.width,
         num_inference_steps=cfg.steps, guidance_scale=cfg.guidance, negative_prompt=cfg.negative_prompt or None,

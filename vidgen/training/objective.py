@@ -38,18 +38,27 @@ def sample_timesteps(batch: int, num_train_timesteps: int, generator: torch.Gene
     return torch.randint(0, num_train_timesteps, (batch,), generator=generator).to(device)
 
 
+def prediction_type(scheduler) -> str:
+    """The scheduler's ``prediction_type``, one training supports.
+
+    Raises:
+        ConfigError: any other (e.g. ``sample``).
+    """
+    kind = scheduler.config.prediction_type
+    if kind not in PREDICTION_TYPES:
+        raise ConfigError(f"prediction_type {kind!r} is not supported for training; use one of {', '.join(PREDICTION_TYPES)}")
+    return kind
+
+
 def target_for(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
     """What the denoiser must predict: the noise (epsilon) or v = alpha_t * eps - sigma_t * x0 (Salimans & Ho 2022).
 
     Raises:
         ConfigError: an unsupported ``prediction_type`` in the scheduler config.
     """
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
+    if prediction_type(scheduler) == "epsilon":
         return noise
-    if kind == "v_prediction":
-        return scheduler.get_velocity(latents, noise, timesteps)
-    raise ConfigError(f"prediction_type {kind!r} is not supported for training; use one of {', '.join(PREDICTION_TYPES)}")
+    return scheduler.get_velocity(latents, noise, timesteps)
 
 
 def snr(scheduler, timesteps: torch.Tensor) -> torch.Tensor:
@@ -126,12 +135,9 @@ def target_from_input(scheduler, noisy: torch.Tensor, latents: torch.Tensor, tim
     a = scheduler.alphas_cumprod.to(noisy.device)[timesteps].float()
     shape = (-1,) + (1,) * (noisy.dim() - 1)
     alpha, sigma = a.sqrt().view(shape), (1.0 - a).sqrt().clamp(min=1e-8).view(shape)
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
+    if prediction_type(scheduler) == "epsilon":
         return (noisy.float() - alpha * latents.float()) / sigma
-    if kind == "v_prediction":
-        return (alpha * noisy.float() - latents.float()) / sigma
-    raise ConfigError(f"prediction_type {kind!r} is not supported for training; use one of {', '.join(PREDICTION_TYPES)}")
+    return (alpha * noisy.float() - latents.float()) / sigma
 
 
 def with_context(noisy: torch.Tensor, latents: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
