@@ -12,6 +12,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 EXAMPLES = [
@@ -98,6 +99,34 @@ def _examples(model: Path, out: Path, guidance: float) -> list[tuple[str, str]]:
     return rows
 
 
+def _machine() -> str:
+    """``"a 2-core CPU"`` or ``"an NVIDIA H100 ..."``: what this script runs on (the recipe's other steps ran there too)."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return f"an {torch.cuda.get_device_name(0)}"
+    return f"a {os.cpu_count()}-core CPU"
+
+
+def _step_times(run: Path) -> list[tuple[str, float | None, str]]:
+    """``(step, seconds, note)`` from the recipe's markers in ``run/done/`` (``"<seconds> s [(note)]"``), in recipe
+    order; ``None`` seconds for a marker in another form (one made by hand to skip a step)."""
+    import re
+
+    order = ["vae", "viclip", "base", "world", "filter", "text", "clips", "shards", "cache", "denoiser_first", "denoiser_shift",
+             "denoiser_order", "denoiser_order2", "denoiser_order3"]
+    markers = sorted((f for f in (run / "done").glob("*") if f.is_file() and f.suffix != ".tmp" and f.name != "finalize"),
+                     key=lambda f: (order.index(f.name) if f.name in order else len(order), f.name))
+    steps = []
+    for marker in markers:
+        text = marker.read_text().strip()
+        m = re.fullmatch(r"(\d+(?:\.\d+)?) s(?: \((.*)\))?", text, flags=re.S)
+        steps.append((marker.name, float(m.group(1)), m.group(2) or "") if m else (marker.name, None, text))
+    return steps
+
+
 def _reports(args: argparse.Namespace) -> dict:
     """The VAE, ViCLIP and text-encoder reports for the card (the ViCLIP's Recall@K re-measured)."""
     if args.reports is not None:
@@ -128,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reports", type=Path, help="take the VAE and text-encoder reports (and the ViCLIP's, when it has none "
                    "beside it) from this eval_summary.json: the shipped one, when a run retrained only some parts")
     args = p.parse_args(argv)
+    started = time.monotonic()
     from vidgen.io.files import atomic_folder
     from vidgen.training.export import is_model_folder
 
@@ -145,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
             reports = _reports(args)
             (tmp / "eval_summary.json").write_text(json.dumps({"fp16_max_frame_diff": diff, "eval": report.summary,
                                                                **reports}, indent=1))
-            card = model_card(report.summary, format_table(report.summary), reports, diff, examples, guidance)
+            card = model_card(report.summary, format_table(report.summary), reports, diff, examples, guidance,
+                              _step_times(args.run) + [("finalize", time.monotonic() - started, "this script, to here")],
+                              _machine())
             (tmp / "README.md").write_text(card)
     except VidgenError as exc:
         print(f"finalize_default_model: error: {exc}", file=sys.stderr)
@@ -155,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def model_card(summary: dict, table: str, reports: dict, fp16_diff: float, examples: list[tuple[str, str, bool]],
-               guidance: float) -> str:
+               guidance: float, steps: list[tuple[str, float | None, str]], machine: str = "this machine") -> str:
     sep = reports["text_encoder"]["separation_before"], reports["text_encoder"]["separation_after"]
     pairs = ", ".join(f"{k} {sep[0][k]:.2f} -> {sep[1][k]:.2f}" for k in ("left/right", "up/down", "circle/square"))
     lines = [
@@ -225,8 +257,16 @@ def model_card(summary: dict, table: str, reports: dict, fp16_diff: float, examp
         "## Reproduce",
         "",
         "```bash",
-        "bash scripts/train_default_model.sh      # about 4.5 h on a 2-core CPU",
+        f"bash scripts/train_default_model.sh      # about {sum(t or 0 for _, t, _ in steps) / 3600:.1f} h on {machine}",
         "```",
+        "",
+        "Each step's time (the script writes them to `$RUN/done/`; steps an earlier run made say so):",
+        "",
+        "| step | minutes | note |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {'?' if seconds is None else f'{seconds / 60:.1f}'} | {note} |" for name, seconds, note in steps]
+    lines += [
         "",
         "History of these weights: the first stage was trained as the script does, except that the latent cache",
         "had been built with an earlier text encoder, so training encoded the captions on the fly",

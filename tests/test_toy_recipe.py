@@ -205,9 +205,93 @@ def test_every_config_the_recipe_script_names_exists_and_loads():
     assert "configs/train/toy.yaml" in named and len(named) >= 4  # vae, viclip, world, denoiser
     for rel in named:
         assert (root / rel).is_file(), f"{rel} is named by the recipe but missing"
-        load_config(schemas.get(Path(rel).stem, TrainConfig), [root / rel])
+        load_config(schemas.get(Path(rel).stem.split("_")[0], TrainConfig), [root / rel])
     for script_name in re.findall(r"scripts/[\w.-]+\.py", script):
         assert (root / script_name).is_file(), script_name
+
+
+def _run_recipe(tmp_path, fail_on: str | None = None):
+    """Run scripts/train_default_model.sh with ``vidgen`` and ``python`` replaced by loggers; returns (rc, calls)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    log = tmp_path / "calls.log"
+    for name in ("vidgen", "python"):
+        (fake / name).write_text(f"""#!/usr/bin/env bash
+echo "{name} $*" >> "{log}"
+if [[ -n "${{FAIL_ON:-}}" && "$*" == *"$FAIL_ON"* ]]; then exit 3; fi
+""")
+        (fake / name).chmod(0o755)
+    log.write_text("")
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "RUN": str(tmp_path / "run"), "OUT": str(tmp_path / "ckpt"),
+           "FAIL_ON": fail_on or ""}
+    proc = subprocess.run(["bash", str(root / "scripts" / "train_default_model.sh")], env=env, capture_output=True, text=True)
+    return proc.returncode, log.read_text().splitlines()
+
+
+def test_recipe_skips_finished_steps_and_resumes_a_cut_denoiser_stage(tmp_path):
+    stages = ["first", "shift", "order", "order2", "order3"]
+    rc, calls = _run_recipe(tmp_path, fail_on="denoiser_order ")  # the first third-stage run fails
+    assert rc == 3
+    done = {p.name for p in (tmp_path / "run" / "done").iterdir()}
+    assert done == {"vae", "viclip", "base", "world", "filter", "text", "clips", "shards", "cache", "denoiser_first",
+                    "denoiser_shift"}  # a failed step leaves no marker
+    assert all(f.read_text().endswith(" s\n") for f in (tmp_path / "run" / "done").iterdir())
+    assert not any("--resume" in c for c in calls)
+    # The cut stage left a checkpoint: the re-run skips every finished step and resumes that stage.
+    checkpoint = tmp_path / "run" / "denoiser_order" / "checkpoint-000250"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    rc, calls = _run_recipe(tmp_path)
+    assert rc == 0
+    assert calls[0].startswith("vidgen train --config configs/train/toy_order.yaml") and calls[0].endswith("--resume latest")
+    assert [c.split()[:2] for c in calls] == [["vidgen", "train"], ["vidgen", "export"]] * 3 + [
+        ["python", "scripts/finalize_default_model.py"]]
+    rc, calls = _run_recipe(tmp_path)
+    assert rc == 0 and calls == []
+    # Redoing a step redoes every later one, and a later stage's checkpoints are stale then: no resume.
+    (tmp_path / "run" / "done" / "cache").unlink()
+    rc, calls = _run_recipe(tmp_path)
+    assert rc == 0
+    exports = [c.split()[2] for c in calls if c.startswith("vidgen export")]
+    assert calls[0].startswith("vidgen data cache") and exports == [str(tmp_path / "run" / f"denoiser_{s}") for s in stages]
+    assert calls[-1].startswith("python scripts/finalize_default_model.py --model " + str(tmp_path / "run" / "model_order3"))
+    assert not any("--resume" in c for c in calls) and not checkpoint.exists()
+
+
+def _card_inputs():
+    summary = {split: {"n": 2, **{a: 1.0 for a in ("color", "shape", "motion", "background", "all")}}
+               for split in ("all", "seen", "held_out")}
+    reports = {"vae": {"psnr_db": 29.0, "judge_color": 1.0, "judge_shape": 0.9, "judge_motion": 1.0, "judge_background": 1.0},
+               "viclip": {"t2v_recall@1": 0.9, "t2v_recall@5": 1.0, "v2t_recall@1": 0.9},
+               "text_encoder": {f"separation_{w}": {k: 0.5 for k in ("left/right", "up/down", "circle/square")}
+                                for w in ("before", "after")}}
+    return summary, "| table |", reports, 0.001, [("a red circle", "00.gif", True)], 3.0
+
+
+def test_model_card_lists_the_recipe_steps_in_order_with_their_times(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("finalize_default_model", root / "scripts" / "finalize_default_model.py")
+    finalize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(finalize)
+    done = tmp_path / "done"
+    done.mkdir()
+    for name, text in [("cache", "200 s"), ("vae", "1860 s (an earlier run (same config))"), ("denoiser_first", "2000 s"),
+                       ("zz", "5 s"), ("text", ""), ("finalize", "9 s"), ("world.tmp", "3")]:
+        (done / name).write_text(text + "\n")
+    steps = finalize._step_times(tmp_path)
+    assert steps == [("vae", 1860.0, "an earlier run (same config)"), ("text", None, ""), ("cache", 200.0, ""),
+                     ("denoiser_first", 2000.0, ""), ("zz", 5.0, "")]
+    card = finalize.model_card(*_card_inputs(), steps, "a 2-core CPU")
+    assert "about 1.1 h on a 2-core CPU" in card  # 4065 s; the hand-made marker counts nothing
+    assert "| vae | 31.0 | an earlier run (same config) |" in card and "| text | ? |" in card
 
 
 def test_text_encoder_tuning_pushes_direction_captions_apart(tiny_parts, tmp_path):
