@@ -8,6 +8,7 @@
 # About 4.5 hours on a 2-core CPU (the third stage adds 75 minutes); much faster on a GPU.
 # Every step leaves a marker in $RUN/done/ with its time when it finishes: re-running skips finished steps and
 # resumes a denoiser stage cut short from its last checkpoint, so the recipe can be run in pieces.
+# (A resumed stage's marker holds the time of its last piece only.)
 #
 #   bash scripts/train_default_model.sh            # everything, into runs/toy and checkpoints/
 #   RUN=/tmp/toy OUT=/tmp/ckpt bash scripts/train_default_model.sh
