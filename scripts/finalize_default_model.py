@@ -111,12 +111,12 @@ def _machine() -> str:
 
 
 def _step_times(run: Path) -> list[tuple[str, float | None, str]]:
-    """``(step, seconds, note)`` from the recipe's markers in ``run/done/`` (``"<seconds> s [(note)]"``), in recipe
-    order; ``None`` seconds for a marker in another form (one made by hand to skip a step)."""
+    """``(step, seconds, note)`` from the recipe's markers in ``run/done/`` (``"<seconds> s [(note)]"``), in the
+    order scripts/train_default_model.sh runs its steps; ``None`` seconds for a marker in another form (one made by hand to skip a step)."""
     import re
 
-    order = ["vae", "viclip", "base", "world", "filter", "text", "clips", "shards", "cache", "denoiser_first", "denoiser_shift",
-             "denoiser_order", "denoiser_order2", "denoiser_order3"]
+    recipe = (Path(__file__).parent / "train_default_model.sh").read_text()
+    order = re.findall(r"^step (\w+)", recipe, flags=re.M)  # the step names, in the order the recipe runs them
     markers = sorted((f for f in (run / "done").glob("*") if f.is_file() and f.suffix != ".tmp" and f.name != "finalize"),
                      key=lambda f: (order.index(f.name) if f.name in order else len(order), f.name))
     steps = []
