@@ -1,0 +1,68 @@
+"""Training-step cost of the default model's denoiser at other widths and depths, as ratios to the shipped one.
+
+One training step of the toy recipe's shape (batch 16, 8 latent frames of 4x8x8, 32 caption
+tokens of width 128; forward, backward and AdamW under bf16 autocast, as `vidgen train` runs
+it) for each variant of the shipped UNetMotionModel config, variants interleaved round by
+round so a busy machine slows them alike; medians of the rounds after the first.
+
+    python benchmarks/bench_denoiser_widths.py --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+SHIPPED = dict(block_out_channels=(64, 128, 128), layers_per_block=1,
+               down_block_types=("CrossAttnDownBlockMotion", "CrossAttnDownBlockMotion", "DownBlockMotion"),
+               up_block_types=("UpBlockMotion", "CrossAttnUpBlockMotion", "CrossAttnUpBlockMotion"),
+               num_attention_heads=4, motion_num_attention_heads=4, motion_max_seq_length=32, norm_num_groups=32,
+               sample_size=8, cross_attention_dim=128, in_channels=4, out_channels=4)
+VARIANTS = {
+    "shipped [64,128,128]": {},
+    "[96,128,128]": dict(block_out_channels=(96, 128, 128)),
+    "[128,128,128]": dict(block_out_channels=(128, 128, 128)),
+    "[128,128,256]": dict(block_out_channels=(128, 128, 256)),
+    "two layers per block": dict(layers_per_block=2),
+}
+
+
+def main() -> None:
+    import torch
+    from diffusers import UNetMotionModel
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x, t = torch.randn(16, 4, 8, 8, 8), torch.randint(0, 1000, (16,))
+    context = torch.randn(16 * 8, 32, 128)  # the motion U-Net takes per-frame states
+    models = {name: UNetMotionModel(**{**SHIPPED, **kw}) for name, kw in VARIANTS.items()}
+    opts = {name: torch.optim.AdamW(m.parameters(), 1e-4) for name, m in models.items()}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(args.repeats + 1):
+        for name, model in models.items():
+            start = time.perf_counter()
+            with torch.autocast("cpu", torch.bfloat16):
+                out = model(x, t, encoder_hidden_states=context).sample
+            out.float().pow(2).mean().backward()
+            opts[name].step()
+            opts[name].zero_grad()
+            times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["shipped [64,128,128]"][1:])
+    rows = []
+    print("| denoiser | parameters | step (s) | x shipped |\n|---|---|---|---|")
+    for name, model in models.items():
+        med = statistics.median(times[name][1:])
+        params = sum(q.numel() for q in model.parameters()) / 1e6
+        rows.append({"variant": name, "params_m": round(params, 2), "step_s": round(med, 3), "ratio": round(med / base, 3)})
+        print(f"| {name} | {params:.1f}M | {med:.2f} | {med / base:.2f} |")
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
