@@ -156,7 +156,6 @@ def probe_model(pipe, probe, attribute: str, values: list[str], *, per_value: in
     gen = torch.Generator().manual_seed(seed)
     for b in range(0, len(plan), batch_size):
         chunk = plan[b : b + batch_size]
-        kwargs = {}
         if trajectory:
             state = {"x": None}
 
