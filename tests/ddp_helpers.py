@@ -12,7 +12,7 @@ from tests.train_helpers import ClipTensors, collate, tiny_config
 from vidgen.training.loop import train
 
 if __name__ == "__main__":
-    base, out, *overrides = sys.argv[1:]
+    base, out, report_dir, *overrides = sys.argv[1:]
     captured = {}
 
     def remember(state, loss):
@@ -22,6 +22,10 @@ if __name__ == "__main__":
     result = train(cfg, dataset=ClipTensors(n=8), collate_fn=collate, on_step=remember)
     # This process's own copy of the weights (not the checkpoint, which only rank 0 writes).
     checksum = float(sum(v.double().abs().sum() for v in result.model.state_dict().values()))
-    print(json.dumps({"rank": int(os.environ["RANK"]), "world": int(os.environ["WORLD_SIZE"]), "step": result.state.step,
-                      "samples": result.state.samples_seen, "losses": result.losses, "checksum": checksum,
-                      "threads": torch.get_num_threads()}))
+    # One file per rank: two processes printing to one shared stdout can interleave their lines.
+    rank = int(os.environ["RANK"])
+    report = {"rank": rank, "world": int(os.environ["WORLD_SIZE"]), "step": result.state.step,
+              "samples": result.state.samples_seen, "losses": result.losses, "checksum": checksum,
+              "threads": torch.get_num_threads()}
+    with open(os.path.join(report_dir, f"rank-{rank}.json"), "w") as f:
+        json.dump(report, f)

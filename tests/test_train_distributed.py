@@ -23,10 +23,10 @@ def test_two_processes_train_one_model(tiny_motion_model, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()),
-           str(REPO / "tests" / "ddp_helpers.py"), str(tiny_motion_model), str(tmp_path / "run")]
+           str(REPO / "tests" / "ddp_helpers.py"), str(tiny_motion_model), str(tmp_path / "run"), str(tmp_path)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    ranks = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")), key=lambda r: r["rank"])
+    ranks = sorted((json.loads(p.read_text()) for p in tmp_path.glob("rank-*.json")), key=lambda r: r["rank"])
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world"] == 2 for r in ranks)
     assert all(r["step"] == 4 and r["samples"] == 8 for r in ranks)  # 4 steps x 1 clip x 2 processes
     assert ranks[0]["losses"] != ranks[1]["losses"]  # each process saw its own shard of the data
