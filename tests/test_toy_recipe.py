@@ -42,6 +42,28 @@ def test_vae_trainer_writes_a_scaled_vae_and_a_report(tiny_parts):
     assert len((root / "vae" / "vae_metrics.jsonl").read_text().splitlines()) == 3
 
 
+def test_reconstruction_report_of_a_perfect_autoencoder_reads_the_true_shapes():
+    """An identity "VAE" reconstructs exactly: every judge reading is right and the fills are the shapes' own."""
+    from types import SimpleNamespace
+
+    from vidgen.training.vae import VAETrainConfig, reconstruction_report
+
+    class Identity:
+        def encode(self, x):
+            return SimpleNamespace(latent_dist=SimpleNamespace(mean=x))
+
+        def decode(self, z):
+            return SimpleNamespace(sample=z)
+
+    cfg = load_config(VAETrainConfig, overrides=["output_dir=unused", "data.size=32", "eval_clips=24"])
+    report = reconstruction_report(Identity(), cfg)
+    assert report["judge_shape"] == report["judge_color"] == 1.0 and report["psnr_db"] > 40
+    assert {"fill_circle", "fill_square", "fill_triangle"} <= report.keys()
+    assert report["fill_circle"] == pytest.approx(math.pi / 4, abs=0.03)
+    assert report["fill_square"] == pytest.approx(1.0, abs=0.03)
+    assert report["fill_triangle"] < 0.65
+
+
 def test_viclip_trainer_writes_a_loadable_model_with_recall(tiny_parts):
     from vidgen.models.viclip_io import load_viclip
 
