@@ -179,6 +179,34 @@ def test_objective_options_train(tiny_motion_model, tmp_path, options):
     assert len(result.losses) == 3 and all(np.isfinite(result.losses))
 
 
+def test_timestep_range_bounds_the_timesteps_training_draws(tiny_motion_model, tmp_path, monkeypatch):
+    import vidgen.training.loop as loop
+    from vidgen.training.objective import sample_timesteps
+
+    g = torch.Generator().manual_seed(0)
+    drawn = sample_timesteps(4000, 1000, g, "cpu", 990, 1000)
+    assert drawn.min() >= 990 and drawn.max() <= 999 and len(drawn.unique()) == 10
+    assert sample_timesteps(4000, 1000, g, "cpu").max() > 990  # the default: the whole schedule
+    with pytest.raises(ConfigError, match="does not fit"):
+        sample_timesteps(2, 1000, g, "cpu", 0, 1001)
+    with pytest.raises(ConfigError, match="min_timestep/max_timestep"):
+        tiny_config(tiny_motion_model, tmp_path / "bad", "train.min_timestep=50", "train.max_timestep=50")
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        t = sample_timesteps(*args, **kwargs)
+        seen.append(t)
+        return t
+
+    monkeypatch.setattr(loop, "sample_timesteps", spy)
+    result = train(tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=3", "train.min_timestep=10",
+                               "train.max_timestep=20"), dataset=ClipTensors(), collate_fn=collate)
+    assert len(result.losses) == 3 and all(np.isfinite(result.losses))
+    drawn = torch.cat(seen)
+    assert len(seen) == 3 and drawn.min() >= 10 and drawn.max() < 20
+
+
 def test_fresh_and_inflated_denoisers(tiny_motion_model, tmp_path):
     import shutil
 

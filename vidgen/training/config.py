@@ -165,6 +165,10 @@ class TrainLoopConfig:
     # v-prediction, Min-SNR weights (snr_gamma) all but silence these low-SNR clips: leave it null.
     reverse_prob: float = 0.0
     reverse_max_snr: float = 0.01
+    # Timesteps drawn in training: uniform in [min_timestep, max_timestep) (null: num_train_timesteps), as
+    # kohya's trainers name it. A narrow low range fine-tunes the detail levels of a trained model.
+    min_timestep: int = 0
+    max_timestep: Optional[int] = None
     ema_decay: Optional[float] = 0.9999  # null disables EMA
     ema_update_after: int = 0
     nan_max_skips: int = 20  # stop after this many non-finite losses
@@ -186,6 +190,9 @@ class TrainLoopConfig:
             raise ConfigError(f"train.reverse_max_snr must lie in (0, 1], got {self.reverse_max_snr}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must lie in (0, 1) or be null, got {self.ema_decay}")
+        if self.min_timestep < 0 or (self.max_timestep is not None and self.max_timestep <= self.min_timestep):
+            raise ConfigError(f"train.min_timestep/max_timestep must satisfy 0 <= min < max, got {self.min_timestep} "
+                              f"and {self.max_timestep}")
 
 
 @dataclass

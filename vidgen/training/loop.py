@@ -122,7 +122,8 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
         latents = latents[:, :, k : k + 1]
     scheduler = models.noise_scheduler
     noise = sample_noise(latents, generator, cfg.train.offset_noise)
-    timesteps = sample_timesteps(latents.shape[0], scheduler.config.num_train_timesteps, generator, device)
+    timesteps = sample_timesteps(latents.shape[0], scheduler.config.num_train_timesteps, generator, device,
+                                 cfg.train.min_timestep, cfg.train.max_timestep)
     noisy = scheduler.add_noise(latents, noise, timesteps)
     target = target_for(scheduler, latents, noise, timesteps)
     context = context_mask(latents.shape[0], latents.shape[2], cfg.train.context_prob, cfg.train.context_frames, generator)

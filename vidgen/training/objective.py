@@ -33,9 +33,17 @@ def sample_noise(latents: torch.Tensor, generator: torch.Generator, offset_noise
     return noise
 
 
-def sample_timesteps(batch: int, num_train_timesteps: int, generator: torch.Generator, device) -> torch.Tensor:
-    """Uniform integer timesteps in ``[0, num_train_timesteps)``."""
-    return torch.randint(0, num_train_timesteps, (batch,), generator=generator).to(device)
+def sample_timesteps(batch: int, num_train_timesteps: int, generator: torch.Generator, device, low: int = 0,
+                     high: int | None = None) -> torch.Tensor:
+    """Uniform integer timesteps in ``[low, high)`` (``high`` defaults to ``num_train_timesteps``).
+
+    Raises:
+        ConfigError: a range outside ``[0, num_train_timesteps]`` or an empty one.
+    """
+    high = num_train_timesteps if high is None else high
+    if not 0 <= low < high <= num_train_timesteps:
+        raise ConfigError(f"timestep range [{low}, {high}) does not fit the scheduler's {num_train_timesteps} timesteps")
+    return torch.randint(low, high, (batch,), generator=generator).to(device)
 
 
 def prediction_type(scheduler) -> str:
