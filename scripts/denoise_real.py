@@ -73,6 +73,8 @@ def denoise_from(pipe, clean, captions: list[str], *, timesteps: list[int], guid
     schedule = [int(t) for t in scheduler.timesteps]
     noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed))
     device = torch.device("cpu")
+    cond = pipe.encode_prompt(captions, device)
+    uncond = pipe.encode_prompt([""] * len(captions), device)
     rows = []
     for wanted in timesteps:
         start = min(schedule, key=lambda t: abs(t - wanted))
@@ -80,9 +82,7 @@ def denoise_from(pipe, clean, captions: list[str], *, timesteps: list[int], guid
         noisy = a.sqrt() * clean + (1 - a).sqrt() * noise
         row = {"t": start, "snr": round(float(a / (1 - a)), 4)}
         for g in guidance:
-            embeds = pipe.encode_prompt(captions, device)
-            if g > 1:
-                embeds = torch.cat([pipe.encode_prompt([""] * len(captions), device), embeds])
+            embeds = torch.cat([uncond, cond]) if g > 1 else cond
             with torch.no_grad():
                 one_step = clean_prediction(scheduler, noisy, pipe.predict(noisy, start, embeds, g), start)
                 latents = noisy.clone()
@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.out}")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
