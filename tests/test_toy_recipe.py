@@ -148,6 +148,42 @@ def test_viclip_temporal_init_decides_whether_a_fresh_model_sees_frame_order(tmp
         assert gap > 1e-3
 
 
+def test_viclip_locked_to_a_pipeline_text_encoder_keeps_that_encoder(tiny_parts, tmp_path):
+    """The shipped ViCLIP's recipe: a video tower trained against the denoiser's own frozen text encoder."""
+    import torch
+
+    from vidgen.errors import ConfigError
+    from vidgen.models.tokenizer import CLIPBPETokenizer
+    from vidgen.models.viclip_io import load_viclip, viclip_text_to_clip_text_model
+    from vidgen.training.viclip import ViCLIPTrainConfig, build_model, train_viclip
+
+    root = tiny_parts[0]
+    first = load_viclip(root / "viclip" / "viclip")
+    encoder = viclip_text_to_clip_text_model(first)
+    with torch.no_grad():  # stands in for the sharpened encoder: a tower that differs from the first ViCLIP's
+        for p in encoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    encoder.save_pretrained(tmp_path / "text_encoder")
+    overrides = [f"init_text={root / 'viclip' / 'viclip'}", f"text_encoder={tmp_path / 'text_encoder'}",
+                 "freeze_text=true", "train_text_projection=true", *TINY_VICLIP, "steps=4"]
+    train_viclip(load_config(ViCLIPTrainConfig, overrides=[f"output_dir={tmp_path / 'final'}", *overrides]),
+                 progress=False)
+    final = load_viclip(tmp_path / "final" / "viclip")
+    ids = CLIPBPETokenizer(32)(["a red circle moves left", "a blue square moves up on a white background"])
+    with torch.no_grad():
+        torch.testing.assert_close(final.text_encoder.hidden_states(ids), encoder(input_ids=ids).last_hidden_state,
+                                   atol=1e-3, rtol=0)  # the saved tower is the encoder, untouched by training
+        assert not torch.allclose(final.text_encoder.text_projection, first.text_encoder.text_projection)
+    with pytest.raises(ConfigError, match="train_text_projection"):
+        load_config(ViCLIPTrainConfig, overrides=[f"output_dir={tmp_path}", "train_text_projection=true"])
+    with pytest.raises(ConfigError, match="init takes the whole model"):
+        build_model(load_config(ViCLIPTrainConfig, overrides=[f"output_dir={tmp_path}", f"init={root / 'viclip' / 'viclip'}",
+                                                             f"text_encoder={tmp_path / 'text_encoder'}"]))
+    with pytest.raises(ConfigError, match="text_encoder: .*config.json missing"):
+        build_model(load_config(ViCLIPTrainConfig, overrides=[f"output_dir={tmp_path}", *TINY_VICLIP,
+                                                             f"text_encoder={tmp_path / 'nowhere'}"]))
+
+
 def test_viclip_trainer_rejects_unknown_model_fields(tmp_path):
     from vidgen.errors import ConfigError
     from vidgen.training.viclip import ViCLIPTrainConfig, build_model
@@ -260,7 +296,8 @@ def test_recipe_skips_finished_steps_and_resumes_a_cut_denoiser_stage(tmp_path):
     rc, calls = _run_recipe(tmp_path, fail_on="denoiser_order ")  # the first third-stage run fails
     assert rc == 3
     done = {p.name for p in (tmp_path / "run" / "done").iterdir()}
-    assert done == {"vae", "viclip", "base", "world", "filter", "text", "clips", "shards", "cache", "denoiser_first",
+    assert done == {"vae", "viclip", "base", "world", "filter", "text", "viclip_final", "clips", "shards", "cache",
+                    "denoiser_first",
                     "denoiser_shift"}  # a failed step leaves no marker
     assert all(f.read_text().endswith(" s\n") for f in (tmp_path / "run" / "done").iterdir())
     assert not any("--resume" in c for c in calls)

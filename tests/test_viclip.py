@@ -12,7 +12,8 @@ from torch import nn
 from vidgen.errors import ConfigError, InputError, ModelLoadError, OutputError
 from vidgen.models.tokenizer import CLIPBPETokenizer, hf_clip_tokenizer
 from vidgen.models.viclip import CONFIGS, ViCLIP, ViCLIPConfig, contrastive_loss, get_config
-from vidgen.models.viclip_io import infer_config, load_viclip, save_viclip, viclip_text_to_clip_text_model
+from vidgen.models.viclip_io import (infer_config, load_clip_text_model_into_viclip, load_viclip, save_viclip,
+                                    viclip_text_to_clip_text_model)
 
 CAPTIONS = ["a red circle moves left", "a blue square moving up on a white background", "green triangle"]
 
@@ -332,6 +333,25 @@ def test_clip_text_model_conversion_parity(tiny, ids):
         torch.testing.assert_close(out.pooler_output @ tiny.text_encoder.text_projection, ours, atol=1e-5, rtol=0)
         torch.testing.assert_close(projected(input_ids=ids).text_embeds, ours, atol=1e-5, rtol=0)
     assert plain.config.max_position_embeddings == 32 and plain.config.hidden_act == "quick_gelu"
+
+
+def test_clip_text_model_loads_back_into_a_viclip_text_tower(tiny, ids, tmp_path):
+    folder = tmp_path / "text_encoder"
+    viclip_text_to_clip_text_model(tiny).save_pretrained(folder)
+    torch.manual_seed(1)
+    other = ViCLIP("tiny").eval()
+    projection = other.text_encoder.text_projection.detach().clone()
+    assert not torch.allclose(other.text_encoder.hidden_states(ids), tiny.text_encoder.hidden_states(ids))
+    load_clip_text_model_into_viclip(other, folder)  # from a folder, as a pipeline's text_encoder/ is stored
+    with torch.no_grad():
+        torch.testing.assert_close(other.text_encoder.hidden_states(ids), tiny.text_encoder.hidden_states(ids),
+                                   atol=1e-5, rtol=0)
+    assert torch.equal(other.text_encoder.text_projection, projection)  # the projection is the tower's own
+    wider = ViCLIP(dataclasses.replace(get_config("tiny"), text_width=2 * get_config("tiny").text_width))
+    with pytest.raises(ModelLoadError, match="does not fit"):
+        load_clip_text_model_into_viclip(wider, folder)
+    with pytest.raises(ModelLoadError, match="config.json missing"):
+        load_clip_text_model_into_viclip(other, tmp_path / "nowhere")
 
 
 def test_sharded_export_loads_identically(tmp_path):

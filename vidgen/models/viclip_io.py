@@ -331,6 +331,14 @@ def save_viclip(model: ViCLIP, folder: str | os.PathLike, *, overwrite: bool = F
     return folder
 
 
+# ViCLIP text-tower keys -> transformers CLIP text-model keys (without the "text_model." prefix).
+_TEXT_KEYS = (("token_embedding.weight", "embeddings.token_embedding.weight"),
+              ("positional_embedding", "embeddings.position_embedding.weight"),
+              ("ln_final.weight", "final_layer_norm.weight"), ("ln_final.bias", "final_layer_norm.bias"))
+_TEXT_BLOCK_KEYS = (("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"), ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2"),
+                    ("attn.out_proj", "self_attn.out_proj"))
+
+
 def viclip_text_to_clip_text_model(model: ViCLIP, with_projection: bool = False):
     """ViCLIP's text tower as a ``transformers`` CLIP text model (same weights, same outputs).
 
@@ -359,25 +367,15 @@ def viclip_text_to_clip_text_model(model: ViCLIP, with_projection: bool = False)
         bos_token_id=SOT_ID, eos_token_id=EOT_ID, pad_token_id=0,
     )
     src = {k: v.detach().to("cpu", torch.float32) for k, v in model.text_encoder.state_dict().items()}
-    out = {
-        "embeddings.token_embedding.weight": src["token_embedding.weight"],
-        "embeddings.position_embedding.weight": src["positional_embedding"],
-        "final_layer_norm.weight": src["ln_final.weight"],
-        "final_layer_norm.bias": src["ln_final.bias"],
-    }
-    names = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2",
-             "attn.out_proj": "self_attn.out_proj"}
+    out = {theirs: src[ours] for ours, theirs in _TEXT_KEYS}
     for i in range(c.text_layers):
         ours, theirs = f"transformer.resblocks.{i}.", f"encoder.layers.{i}."
         # nn.MultiheadAttention packs q, k, v row-wise into one in_proj; CLIP's HF layout keeps three Linears.
-        q, k, v = src[ours + "attn.in_proj_weight"].chunk(3)
-        qb, kb, vb = src[ours + "attn.in_proj_bias"].chunk(3)
-        for proj, w, b in (("q_proj", q, qb), ("k_proj", k, kb), ("v_proj", v, vb)):
-            out[f"{theirs}self_attn.{proj}.weight"] = w
-            out[f"{theirs}self_attn.{proj}.bias"] = b
-        for a, b in names.items():
-            out[f"{theirs}{b}.weight"] = src[f"{ours}{a}.weight"]
-            out[f"{theirs}{b}.bias"] = src[f"{ours}{a}.bias"]
+        for kind in ("weight", "bias"):
+            for proj, part in zip(("q_proj", "k_proj", "v_proj"), src[f"{ours}attn.in_proj_{kind}"].chunk(3)):
+                out[f"{theirs}self_attn.{proj}.{kind}"] = part
+            for a, b in _TEXT_BLOCK_KEYS:
+                out[f"{theirs}{b}.{kind}"] = src[f"{ours}{a}.{kind}"]
     hf = (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(hf_config)
     # The transformer's keys sit under "text_model." in some classes/versions of transformers and at the top in others.
     prefix = "text_model." if any(k.startswith("text_model.") for k in hf.state_dict()) else ""
@@ -390,3 +388,56 @@ def viclip_text_to_clip_text_model(model: ViCLIP, with_projection: bool = False)
     if missing or unexpected:
         raise ModelLoadError(f"text tower conversion left keys unmatched: missing {missing}, unexpected {unexpected}")
     return hf.eval()
+
+
+def load_clip_text_model_into_viclip(model: ViCLIP, text_encoder) -> ViCLIP:
+    """Put a ``transformers`` CLIP text model's weights into ViCLIP's text tower (the inverse of
+    :func:`viclip_text_to_clip_text_model`); ViCLIP's ``text_projection`` is kept.
+
+    This makes a ViCLIP whose text tower *is* a pipeline's text encoder, e.g. to train a video tower
+    against the default model's frozen text encoder (locked-text tuning).
+
+    Args:
+        model: the ViCLIP to change in place.
+        text_encoder: a ``CLIPTextModel`` / ``CLIPTextModelWithProjection``, or a folder holding one
+            (a model folder's ``text_encoder/``).
+
+    Returns:
+        ``model``.
+
+    Raises:
+        ModelLoadError: the folder does not hold a CLIP text model, or its shape differs from the tower's.
+    """
+    if isinstance(text_encoder, (str, os.PathLike)):
+        from transformers import CLIPTextModel
+
+        folder = Path(text_encoder)
+        if not (folder / "config.json").is_file():
+            raise ModelLoadError(f"{folder}: no text encoder here (config.json missing)")
+        try:
+            text_encoder = CLIPTextModel.from_pretrained(folder, torch_dtype=torch.float32, use_safetensors=True)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise ModelLoadError(f"{folder}: cannot load a CLIP text model: {first_line(e)}") from e
+    c, h = model.config, text_encoder.config
+    theirs_shape = (h.vocab_size, h.hidden_size, h.num_hidden_layers, h.num_attention_heads, h.max_position_embeddings,
+                    h.intermediate_size, h.hidden_act)
+    ours_shape = (c.vocab_size, c.text_width, c.text_layers, c.text_heads, c.context_length, 4 * c.text_width,
+                  "quick_gelu")
+    if theirs_shape != ours_shape:
+        raise ModelLoadError(f"text encoder (vocab, width, layers, heads, context, mlp, activation) {theirs_shape} does "
+                             f"not fit the ViCLIP text tower's {ours_shape}")
+    src = {k.removeprefix("text_model."): v.detach().to("cpu", torch.float32)
+           for k, v in text_encoder.state_dict().items()}
+    out = {ours: src[theirs] for ours, theirs in _TEXT_KEYS}
+    for i in range(c.text_layers):
+        ours, theirs = f"transformer.resblocks.{i}.", f"encoder.layers.{i}."
+        for kind in ("weight", "bias"):
+            out[f"{ours}attn.in_proj_{kind}"] = torch.cat([src[f"{theirs}self_attn.{p}.{kind}"]
+                                                           for p in ("q_proj", "k_proj", "v_proj")])
+            for a, b in _TEXT_BLOCK_KEYS:
+                out[f"{ours}{a}.{kind}"] = src[f"{theirs}{b}.{kind}"]
+    tower = model.text_encoder
+    out["text_projection"] = tower.text_projection.detach()
+    dtype = tower.token_embedding.weight.dtype
+    tower.load_state_dict({k: v.to(dtype) for k, v in out.items()}, strict=True)
+    return model

@@ -19,7 +19,7 @@ import torch
 import numpy as np
 from omegaconf import MISSING
 
-from vidgen.errors import ConfigError
+from vidgen.errors import ConfigError, ModelLoadError
 from vidgen.training.config import normalize_precision
 
 
@@ -46,7 +46,11 @@ class ViCLIPTrainConfig:
     model: dict = field(default_factory=dict)  # ViCLIPConfig fields overriding the named size
     init: Optional[str] = None  # start from these weights instead of random
     init_text: Optional[str] = None  # take only the text tower (and temperature) from this checkpoint
+    # The text tower's transformer (not its projection) from a CLIP text model folder, e.g. a model folder's
+    # text_encoder/: a ViCLIP trained with it frozen scores with the very text encoder the denoiser was trained on.
+    text_encoder: Optional[str] = None
     freeze_text: bool = False  # train the video tower against a fixed text tower (locked-text tuning)
+    train_text_projection: bool = False  # with freeze_text: the text projection still trains (a new embedding space)
     data: ViCLIPDataConfig = field(default_factory=ViCLIPDataConfig)
     preprocess: str = "demo"
     steps: int = 2000
@@ -69,6 +73,8 @@ class ViCLIPTrainConfig:
         if self.steps <= 0 or self.batch_size <= 1:
             raise ConfigError(f"steps must be positive and batch_size > 1, got {self.steps} and {self.batch_size}")
         self.mixed_precision = normalize_precision(self.mixed_precision)
+        if self.train_text_projection and not self.freeze_text:
+            raise ConfigError("train_text_projection only applies with freeze_text (otherwise the whole tower trains)")
         if self.temporal_init not in ("zeros", "normal"):
             raise ConfigError(f"temporal_init must be 'zeros' or 'normal', got {self.temporal_init!r}")
 
@@ -81,6 +87,8 @@ def build_model(cfg: ViCLIPTrainConfig):
     from vidgen.models.viclip_io import load_viclip
 
     if cfg.init:
+        if cfg.init_text or cfg.text_encoder:
+            raise ConfigError("init takes the whole model; give init_text / text_encoder without it")
         return load_viclip(cfg.init)
     base = get_config(cfg.size)
     unknown = set(cfg.model) - {f.name for f in dataclasses.fields(base)}
@@ -100,6 +108,13 @@ def build_model(cfg: ViCLIPTrainConfig):
         model.text_encoder.load_state_dict(source.text_encoder.state_dict())
         with torch.no_grad():
             model.temp.copy_(source.temp)
+    if cfg.text_encoder:
+        from vidgen.models.viclip_io import load_clip_text_model_into_viclip
+
+        try:
+            load_clip_text_model_into_viclip(model, cfg.text_encoder)
+        except ModelLoadError as e:
+            raise ConfigError(f"text_encoder: {e}") from e
     return model
 
 
@@ -257,6 +272,7 @@ def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any
     stream = ToyStream(cfg, preprocess, tokenizer, c.num_frames)
     if cfg.freeze_text:
         model.text_encoder.requires_grad_(False)
+        model.text_encoder.text_projection.requires_grad_(cfg.train_text_projection)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
