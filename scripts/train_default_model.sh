@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model (checkpoints/) from scratch, through the whole InternVid path:
-#   toy VAE -> toy ViCLIP (the shipped scorer; its text tower starts the text encoder) -> base folder
+#   toy VAE -> toy ViCLIP (its text tower starts the text encoder) -> base folder
 #   -> toy-world rows + videos -> filter (aesthetic >= 4) -> text encoder sharpened on the captions
+#   -> the shipped ViCLIP (a video tower that sees frame order, trained against that frozen text encoder)
 #   -> clips -> shards -> latent cache -> vidgen train (denoiser) -> export -> second stage (shifted schedule,
 #   context frames) -> export -> third stage (order from the caption, three runs) -> export
 #   -> fp16 model folder + eval + model card in checkpoints/
-# About 4.5 hours on a 2-core CPU (the third stage adds 75 minutes); much faster on a GPU.
+# About 4.9 hours on a 2-core CPU (the third stage adds 75 minutes, the shipped ViCLIP 21); much faster on a GPU.
 # Every step leaves a marker in $RUN/done/ with its time when it finishes: re-running skips finished steps and
 # resumes a denoiser stage cut short from its last checkpoint, so the recipe can be run in pieces.
 # (A resumed stage's marker holds the time of its last piece only.)
@@ -42,6 +43,10 @@ step filter  vidgen data filter "$RUN/world/rows.jsonl" -o "$RUN/rows_aes.jsonl"
 # and push each caption away from its twin with the motion or shape swapped (what the denoiser learns follows that gap).
 step text    python scripts/tune_text_encoder.py --base "$RUN/base_viclip" --rows "$RUN/rows_aes.jsonl" --out "$RUN/base" \
                --steps 200 --separate 1 --keep 0.1 --overwrite
+# The shipped scorer: a tubelet video tower trained against the sharpened encoder, frozen, so the ViCLIP's text tower
+# is the denoiser's text encoder (and, unlike the first ViCLIP's, tells the directions apart).
+step viclip_final vidgen train viclip --config configs/toy/viclip_final.yaml "output_dir=$RUN/viclip_final" \
+               "init_text=$RUN/viclip/viclip" "text_encoder=$RUN/base/text_encoder"
 step clips   vidgen data clips "$RUN/rows_aes.jsonl" --sources "$RUN/world" -o "$RUN/clips" --workers 2 --overwrite
 step shards  vidgen data shard "$RUN/rows_aes.jsonl" --clips "$RUN/clips" -o "$RUN/shards" --max-count 2000 --no-verify --overwrite
 step cache   vidgen data cache "$RUN/shards" -o "$RUN/cache" --model "$RUN/base" --frames 8 --stride 2 --size 32 \
@@ -56,7 +61,7 @@ train_stage() {
     else echo "== removing $RUN/denoiser_$name (checkpoints from before an earlier step ran again)"; rm -rf "$RUN/denoiser_$name"; fi
   fi
   vidgen train --config "$config" "output_dir=$RUN/denoiser_$name" "model.base=$base" \
-    "data.path=$RUN/cache" "validation.viclip=$RUN/viclip/viclip" "$@" ${resume[@]+"${resume[@]}"}
+    "data.path=$RUN/cache" "validation.viclip=$RUN/viclip_final/viclip" "$@" ${resume[@]+"${resume[@]}"}
   vidgen export "$RUN/denoiser_$name" --out "$RUN/model_$name" --overwrite
 }
 step denoiser_first train_stage first configs/train/toy.yaml "$RUN/base"
@@ -70,6 +75,6 @@ step denoiser_order2 train_stage order2 configs/train/toy_order.yaml "$RUN/model
   train.max_steps=2000 optim.warmup_steps=50 validation.every=2000
 step denoiser_order3 train_stage order3 configs/train/toy_order.yaml "$RUN/model_order2" \
   train.max_steps=1200 optim.warmup_steps=50 validation.every=1200
-step finalize python scripts/finalize_default_model.py --model "$RUN/model_order3" --viclip "$RUN/viclip/viclip" \
-  --run "$RUN" --out "$OUT"
+step finalize python scripts/finalize_default_model.py --model "$RUN/model_order3" --viclip "$RUN/viclip_final/viclip" \
+  --viclip-config configs/toy/viclip_final.yaml --run "$RUN" --out "$OUT"
 echo "== done: $(cat "$RUN"/done/* | awk '{s += $1} END {printf "%.1f h", s / 3600}') in all"
