@@ -169,6 +169,12 @@ class TrainLoopConfig:
     # kohya's trainers name it. A narrow low range fine-tunes the detail levels of a trained model.
     min_timestep: int = 0
     max_timestep: Optional[int] = None
+    # Exposure bias: with probability self_input_prob a clip's input at t is not the noised clip but the
+    # denoiser's own deterministic (DDIM) step to t from the clip noised to t + self_input_gap, under the
+    # same noise, made without gradients; the target stays the real clip. Sampling feeds the denoiser
+    # its own steps, whose small errors (soft edges) it otherwise takes for the signal and compounds.
+    self_input_prob: float = 0.0
+    self_input_gap: int = 40
     ema_decay: Optional[float] = 0.9999  # null disables EMA
     ema_update_after: int = 0
     nan_max_skips: int = 20  # stop after this many non-finite losses
@@ -188,6 +194,9 @@ class TrainLoopConfig:
         if not 0.0 < self.reverse_max_snr <= 1.0:
             # Above SNR 1 the clip is plainly visible: reversing it would teach the model to reorder what it sees.
             raise ConfigError(f"train.reverse_max_snr must lie in (0, 1], got {self.reverse_max_snr}")
+        if not 0.0 <= self.self_input_prob <= 1.0:
+            raise ConfigError(f"train.self_input_prob must lie in [0, 1], got {self.self_input_prob}")
+        _positive("train", "self_input_gap", self.self_input_gap)
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must lie in (0, 1) or be null, got {self.ema_decay}")
         if self.min_timestep < 0 or (self.max_timestep is not None and self.max_timestep <= self.min_timestep):

@@ -33,6 +33,7 @@ from vidgen.training.objective import (
     context_mask,
     diffusion_loss,
     loss_weights,
+    own_step_input,
     reverse_mask,
     reverse_order,
     sample_noise,
@@ -124,8 +125,17 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
     noise = sample_noise(latents, generator, cfg.train.offset_noise)
     timesteps = sample_timesteps(latents.shape[0], scheduler.config.num_train_timesteps, generator, device,
                                  cfg.train.min_timestep, cfg.train.max_timestep)
-    noisy = scheduler.add_noise(latents, noise, timesteps)
+    states = text.repeat_interleave(latents.shape[2], dim=0) if motion else text
     target = target_for(scheduler, latents, noise, timesteps)
+    if cfg.train.self_input_prob > 0:
+        noisy, own = own_step_input(scheduler, lambda x, t: unet(x, t, encoder_hidden_states=states.to(x.dtype)).sample,
+                                    latents, noise, timesteps, cfg.train.self_input_gap, cfg.train.self_input_prob,
+                                    generator)
+        if own is not None:
+            target = torch.where(own[:, None, None, None, None], target_from_input(scheduler, noisy, latents, timesteps),
+                                 target.float())
+    else:
+        noisy = scheduler.add_noise(latents, noise, timesteps)
     context = context_mask(latents.shape[0], latents.shape[2], cfg.train.context_prob, cfg.train.context_frames, generator)
     noisy = with_context(noisy, latents, context)
     reverse = reverse_mask(scheduler, timesteps, latents.shape[2], cfg.train.reverse_prob, cfg.train.reverse_max_snr,
@@ -134,7 +144,6 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
         noisy = reverse_order(noisy, reverse)
         target = torch.where(reverse[:, None, None, None, None], target_from_input(scheduler, noisy, latents, timesteps),
                              target.float())
-    states = text.repeat_interleave(latents.shape[2], dim=0) if motion else text
     pred = unet(noisy, timesteps, encoder_hidden_states=states.to(noisy.dtype)).sample
     return diffusion_loss(pred, target, loss_weights(scheduler, timesteps, cfg.train.snr_gamma), context)
 
