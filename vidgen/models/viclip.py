@@ -253,6 +253,23 @@ class VisionTransformer(nn.Module):
             raise InputError(f"ViCLIP takes {c.num_frames} frames (or 1), got {t}")
 
     def forward(self, video: torch.Tensor, masking_prob: float = 0.0) -> torch.Tensor:
+        x = self.transformer(self.embed(video, masking_prob))
+        return self.ln_post(x[:, 0]) @ self.proj.to(x.dtype)
+
+    def layer_states(self, video: torch.Tensor) -> list[torch.Tensor]:
+        """Every transformer block's output ``[B, 1 + N*T', width]`` (class token first), no masking.
+
+        The intermediate features a perceptual (LPIPS-style) loss compares; see
+        :mod:`vidgen.training.feature_loss`.
+        """
+        x, states = self.embed(video, 0.0), []
+        for block in self.transformer.resblocks:
+            x = block(x)
+            states.append(x)
+        return states
+
+    def embed(self, video: torch.Tensor, masking_prob: float = 0.0) -> torch.Tensor:
+        """Patch (tubelet) tokens with their position and frame embeddings, the class token first, after ``ln_pre``."""
         self.check_input(video)
         b, t, _, h, w = video.shape
         k = self.config.tubelet_size
@@ -275,9 +292,7 @@ class VisionTransformer(nn.Module):
         if masking_prob > 0.0:
             x = mask_tokens(x, masking_prob)
         cls = (self.class_embedding + self.positional_embedding[0]).to(x.dtype).expand(b, 1, width)
-        x = self.ln_pre(torch.cat([cls, x], dim=1))
-        x = self.transformer(x)
-        return self.ln_post(x[:, 0]) @ self.proj.to(x.dtype)
+        return self.ln_pre(torch.cat([cls, x], dim=1))
 
 
 def mask_tokens(tokens: torch.Tensor, masking_prob: float, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -175,6 +175,14 @@ class TrainLoopConfig:
     # its own steps, whose small errors (soft edges) it otherwise takes for the signal and compounds.
     self_input_prob: float = 0.0
     self_input_gap: int = 40
+    # A perceptual term (vidgen.training.feature_loss): the clean prediction and the real clip, decoded by the VAE,
+    # compared in every block of a frozen ViCLIP video tower, LPIPS-style; weighted by feature_loss_weight and
+    # taken on clips noised to an SNR of at least feature_loss_min_snr. feature_loss_viclip: the ViCLIP (a folder or
+    # file vidgen score reads); feature_loss_preprocess: its input normalisation (demo: ImageNet's, vbench: CLIP's).
+    feature_loss_weight: float = 0.0
+    feature_loss_viclip: Optional[str] = None
+    feature_loss_min_snr: float = 0.1
+    feature_loss_preprocess: str = "demo"
     ema_decay: Optional[float] = 0.9999  # null disables EMA
     ema_update_after: int = 0
     nan_max_skips: int = 20  # stop after this many non-finite losses
@@ -197,6 +205,11 @@ class TrainLoopConfig:
         if not 0.0 <= self.self_input_prob <= 1.0:
             raise ConfigError(f"train.self_input_prob must lie in [0, 1], got {self.self_input_prob}")
         _positive("train", "self_input_gap", self.self_input_gap)
+        _positive("train", "feature_loss_weight", self.feature_loss_weight, allow_zero=True)
+        _positive("train", "feature_loss_min_snr", self.feature_loss_min_snr, allow_zero=True)
+        _choice("train", "feature_loss_preprocess", self.feature_loss_preprocess, ("demo", "vbench"))
+        if self.feature_loss_weight > 0 and not self.feature_loss_viclip:
+            raise ConfigError("train.feature_loss_weight > 0 needs train.feature_loss_viclip (a ViCLIP folder or file)")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must lie in (0, 1) or be null, got {self.ema_decay}")
         if self.min_timestep < 0 or (self.max_timestep is not None and self.max_timestep <= self.min_timestep):

@@ -29,6 +29,7 @@ from vidgen.training.checkpoint import (
     truncate_metrics,
 )
 from vidgen.training.config import TrainConfig
+from vidgen.training.feature_loss import feature_loss_term
 from vidgen.training.objective import (
     context_mask,
     diffusion_loss,
@@ -107,8 +108,9 @@ def encode_video(models, pixels: torch.Tensor, generator: torch.Generator) -> to
     return latents.reshape(b, t, *latents.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
 
 
-def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Generator, motion: bool, device) -> torch.Tensor:
-    """The diffusion loss of one micro-batch."""
+def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Generator, motion: bool, device,
+               feature_loss=None) -> torch.Tensor:
+    """The diffusion loss of one micro-batch, plus ``train.feature_loss_weight`` x ``feature_loss``'s term when given."""
     if "latents" in batch:
         latents = batch["latents"].to(device, torch.float32).contiguous()
     else:
@@ -145,7 +147,14 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
         target = torch.where(reverse[:, None, None, None, None], target_from_input(scheduler, noisy, latents, timesteps),
                              target.float())
     pred = unet(noisy, timesteps, encoder_hidden_states=states.to(noisy.dtype)).sample
-    return diffusion_loss(pred, target, loss_weights(scheduler, timesteps, cfg.train.snr_gamma), context)
+    loss = diffusion_loss(pred, target, loss_weights(scheduler, timesteps, cfg.train.snr_gamma), context)
+    if feature_loss is not None:
+        # The target always implies the real clip as the clean sample (reversed or own-step inputs included).
+        term = feature_loss_term(feature_loss, scheduler, noisy, pred, latents, timesteps, cfg.train.feature_loss_min_snr,
+                                 context)
+        if term is not None:
+            loss = loss + cfg.train.feature_loss_weight * term
+    return loss
 
 
 def train(
@@ -182,6 +191,7 @@ def train(
     from vidgen.io.files import atomic_write_text
     from vidgen.models.t2v import is_motion_unet
     from vidgen.training.data import skipped_count
+    from vidgen.training.feature_loss import build_feature_loss
     from vidgen.training.models import enable_gradient_checkpointing, load_training_models, select_trainable
     from vidgen.training.validation import run_validation
 
@@ -219,6 +229,10 @@ def train(
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision, torch.float32)
     models.vae.to(accelerator.device, weight_dtype)
     models.text_encoder.to(accelerator.device, weight_dtype)
+    feature_loss = None
+    if cfg.train.feature_loss_weight > 0:
+        feature_loss = build_feature_loss(cfg.train.feature_loss_viclip, cfg.train.feature_loss_preprocess, models.vae,
+                                          accelerator.device)
     unet.train()
 
     # Data.
@@ -304,7 +318,7 @@ def train(
             state.samples_seen += batch_size * accelerator.num_processes
             tick_samples += batch_size * accelerator.num_processes
             with accelerator.accumulate(unet):
-                loss = batch_loss(models, unet, batch, cfg, generator, motion, accelerator.device)
+                loss = batch_loss(models, unet, batch, cfg, generator, motion, accelerator.device, feature_loss)
                 # Every process must agree to skip, or DDP's gradient all-reduce would hang.
                 finite = accelerator.reduce(torch.isfinite(loss.detach()).float().reshape(1), "sum").item()
                 if finite < accelerator.num_processes or window_bad:
