@@ -29,7 +29,7 @@ from vidgen.training.checkpoint import (
     truncate_metrics,
 )
 from vidgen.training.config import TrainConfig
-from vidgen.training.feature_loss import feature_loss_term
+from vidgen.training.feature_loss import build_feature_loss, feature_loss_term
 from vidgen.training.objective import (
     context_mask,
     diffusion_loss,
@@ -191,7 +191,6 @@ def train(
     from vidgen.io.files import atomic_write_text
     from vidgen.models.t2v import is_motion_unet
     from vidgen.training.data import skipped_count
-    from vidgen.training.feature_loss import build_feature_loss
     from vidgen.training.models import enable_gradient_checkpointing, load_training_models, select_trainable
     from vidgen.training.validation import run_validation
 
