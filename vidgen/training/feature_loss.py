@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from vidgen.errors import ConfigError
+from vidgen.training.objective import prediction_type, snr
 
 
 def clean_from_output(scheduler, noisy: torch.Tensor, output: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -29,8 +30,6 @@ def clean_from_output(scheduler, noisy: torch.Tensor, output: torch.Tensor, time
     Raises:
         ConfigError: an unsupported ``prediction_type`` in the scheduler config.
     """
-    from vidgen.training.objective import prediction_type
-
     a = scheduler.alphas_cumprod.to(noisy.device)[timesteps].float()
     shape = (-1,) + (1,) * (noisy.dim() - 1)
     alpha, sigma = a.sqrt().view(shape), (1.0 - a).sqrt().view(shape)
@@ -123,8 +122,6 @@ def feature_loss_term(loss_fn: ViCLIPFeatureLoss, scheduler, noisy: torch.Tensor
     Frames given clean as context (``context``, ``[B, F]`` bool) enter the prediction as they are.
     Returns ``None`` when no clip qualifies (nothing to decode).
     """
-    from vidgen.training.objective import snr
-
     chosen = snr(scheduler, timesteps) >= min_snr
     if not bool(chosen.any()):
         return None
