@@ -6,7 +6,8 @@
 #   -> clips -> shards -> latent cache -> vidgen train (denoiser) -> export -> second stage (shifted schedule,
 #   context frames) -> export -> third stage (order from the caption, three runs) -> export
 #   -> fp16 model folder + eval + model card in checkpoints/
-# About 4.9 hours on a 2-core CPU (the third stage adds 75 minutes, the shipped ViCLIP 21); much faster on a GPU.
+# About 3.1 hours on a 2-core CPU by the times of its parts (fp32 denoiser stages; 4.9 h was recorded under
+# bf16 on a busier machine); the third stage is about 55 minutes of it, the shipped ViCLIP 20. Much faster on a GPU.
 # Every step leaves a marker in $RUN/done/ with its time when it finishes: re-running skips finished steps and
 # resumes a denoiser stage cut short from its last checkpoint, so the recipe can be run in pieces.
 # (A resumed stage's marker holds the time of its last piece only.)
