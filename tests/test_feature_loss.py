@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -13,9 +14,9 @@ from tests.train_helpers import ClipTensors, collate, tiny_config
 from vidgen.errors import ConfigError, ModelLoadError
 from vidgen.models.viclip import ViCLIP, get_config
 from vidgen.models.viclip_io import save_viclip
-from vidgen.training.feature_loss import ViCLIPFeatureLoss, build_feature_loss, clean_from_output, feature_loss_term
+from vidgen.training.feature_loss import ViCLIPFeatureLoss, build_feature_loss, feature_loss_term
 from vidgen.training.loop import train
-from vidgen.training.objective import target_from_input
+from vidgen.training.objective import clean_from_output, target_from_input
 
 
 def tiny_vae():
@@ -108,6 +109,12 @@ def test_training_with_the_feature_loss_runs_resumes_and_changes_the_loss(tiny_m
     a = train(tiny_config(tiny_motion_model, tmp_path / "a", *opts, *with_fl), dataset=ClipTensors(), collate_fn=collate)
     # The first step sees the same model, batch and noise: the feature term is added on top.
     assert all(np.isfinite(a.losses)) and a.losses[0] > plain.losses[0] and a.losses != plain.losses
+    # metrics.jsonl logs the unweighted term beside the total: first step's total = plain + 1.0 x term.
+    logged = [json.loads(line) for line in (a.run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in logged if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3] and all(r["feature_loss"] > 0 for r in steps)
+    assert steps[0]["loss"] == pytest.approx(plain.losses[0] + steps[0]["feature_loss"], rel=1e-5)
+    assert not any("feature_loss" in json.loads(line) for line in (plain.run_dir / "metrics.jsonl").read_text().splitlines())
     # Exact resume: nothing of the loss lives outside the checkpoint.
     cut = train(tiny_config(tiny_motion_model, tmp_path / "b", *opts[1:], "train.max_steps=2", *with_fl),
                 dataset=ClipTensors(), collate_fn=collate)

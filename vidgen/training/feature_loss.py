@@ -19,23 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from vidgen.errors import ConfigError
-from vidgen.training.objective import prediction_type, snr
-
-
-def clean_from_output(scheduler, noisy: torch.Tensor, output: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-    """The clean sample a denoiser output implies: ``x0 = (x_t - sigma eps) / alpha`` or ``x0 = alpha x_t - sigma v``.
-
-    The inverse of :func:`vidgen.training.objective.target_from_input`.
-
-    Raises:
-        ConfigError: an unsupported ``prediction_type`` in the scheduler config.
-    """
-    a = scheduler.alphas_cumprod.to(noisy.device)[timesteps].float()
-    shape = (-1,) + (1,) * (noisy.dim() - 1)
-    alpha, sigma = a.sqrt().view(shape), (1.0 - a).sqrt().view(shape)
-    if prediction_type(scheduler) == "epsilon":
-        return (noisy.float() - sigma * output.float()) / alpha.clamp(min=1e-8)
-    return alpha * noisy.float() - sigma * output.float()
+from vidgen.training.objective import clean_from_output, snr
 
 
 class ViCLIPFeatureLoss(torch.nn.Module):

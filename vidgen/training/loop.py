@@ -109,8 +109,12 @@ def encode_video(models, pixels: torch.Tensor, generator: torch.Generator) -> to
 
 
 def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Generator, motion: bool, device,
-               feature_loss=None) -> torch.Tensor:
-    """The diffusion loss of one micro-batch, plus ``train.feature_loss_weight`` x ``feature_loss``'s term when given."""
+               feature_loss=None, parts: dict | None = None) -> torch.Tensor:
+    """The diffusion loss of one micro-batch, plus ``train.feature_loss_weight`` x ``feature_loss``'s term when given.
+
+    With ``parts`` (a dict) and a ``feature_loss``, the unweighted feature term is also stored in
+    ``parts["feature"]`` as a float (0.0 when no clip of the batch qualified).
+    """
     if "latents" in batch:
         latents = batch["latents"].to(device, torch.float32).contiguous()
     else:
@@ -154,6 +158,8 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
                                  context)
         if term is not None:
             loss = loss + cfg.train.feature_loss_weight * term
+        if parts is not None:
+            parts["feature"] = float(term.detach()) if term is not None else 0.0
     return loss
 
 
@@ -291,6 +297,7 @@ def train(
     result = TrainResult(run_dir=run_dir, state=state, model=raw_unet)
     window_bad = False  # a non-finite loss in this accumulation window: skip its update
     window_loss, window_n = 0.0, 0
+    window_feature, parts = 0.0, {}  # the feature loss's own term, logged beside the total
     tick, tick_samples = time.perf_counter(), 0
     last_checkpoint_step = state.step if resume_from is not None else -1
 
@@ -317,7 +324,7 @@ def train(
             state.samples_seen += batch_size * accelerator.num_processes
             tick_samples += batch_size * accelerator.num_processes
             with accelerator.accumulate(unet):
-                loss = batch_loss(models, unet, batch, cfg, generator, motion, accelerator.device, feature_loss)
+                loss = batch_loss(models, unet, batch, cfg, generator, motion, accelerator.device, feature_loss, parts)
                 # Every process must agree to skip, or DDP's gradient all-reduce would hang.
                 finite = accelerator.reduce(torch.isfinite(loss.detach()).float().reshape(1), "sum").item()
                 if finite < accelerator.num_processes or window_bad:
@@ -325,6 +332,7 @@ def train(
                 else:
                     accelerator.backward(loss)
                     window_loss += loss.detach().item()
+                    window_feature += parts.get("feature", 0.0)
                     window_n += 1
                     if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
@@ -336,11 +344,11 @@ def train(
             if not window_bad and accelerator.scaler is not None and optimizer.step_was_skipped:
                 # fp16 loss scaling found inf/nan gradients and lowered the scale: no update happened.
                 state.overflow_skips += 1
-                window_loss, window_n = 0.0, 0
+                window_loss, window_feature, window_n = 0.0, 0.0, 0
                 continue
             if window_bad:
                 state.nan_skips += 1
-                window_bad, window_loss, window_n = False, 0.0, 0
+                window_bad, window_loss, window_feature, window_n = False, 0.0, 0.0, 0
                 accelerator.print(f"step {state.step}: non-finite loss, update skipped ({state.nan_skips} so far)")
                 if state.nan_skips > cfg.train.nan_max_skips:
                     raise TrainingError(f"{state.nan_skips} non-finite losses (train.nan_max_skips={cfg.train.nan_max_skips}); stopping")
@@ -349,12 +357,15 @@ def train(
             if ema is not None:
                 ema.step(params)
             step_loss = window_loss / max(window_n, 1)
-            window_loss, window_n = 0.0, 0
+            step_feature = window_feature / max(window_n, 1)
+            window_loss, window_feature, window_n = 0.0, 0.0, 0
             result.losses.append(step_loss)
             if state.step % cfg.train.log_every == 0 or state.step == cfg.train.max_steps:
                 now = time.perf_counter()
                 record = {"step": state.step, "loss": step_loss, "lr": lr_scheduler.get_last_lr()[0],
                           "samples_per_s": tick_samples / max(now - tick, 1e-9), "epoch": state.epoch}
+                if feature_loss is not None:
+                    record["feature_loss"] = step_feature  # unweighted; "loss" holds weight x this
                 tick, tick_samples = now, 0
                 if accelerator.is_main_process:
                     with open(metrics_path, "a", encoding="utf-8") as f:

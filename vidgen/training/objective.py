@@ -150,6 +150,22 @@ def target_from_input(scheduler, noisy: torch.Tensor, latents: torch.Tensor, tim
     return (alpha * noisy.float() - latents.float()) / sigma
 
 
+def clean_from_output(scheduler, noisy: torch.Tensor, output: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """The clean sample a denoiser output implies: ``x0 = (x_t - sigma eps) / alpha`` or ``x0 = alpha x_t - sigma v``.
+
+    The inverse of :func:`target_from_input`.
+
+    Raises:
+        ConfigError: an unsupported ``prediction_type`` in the scheduler config.
+    """
+    a = scheduler.alphas_cumprod.to(noisy.device)[timesteps].float()
+    shape = (-1,) + (1,) * (noisy.dim() - 1)
+    alpha, sigma = a.sqrt().view(shape), (1.0 - a).sqrt().view(shape)
+    if prediction_type(scheduler) == "epsilon":
+        return (noisy.float() - sigma * output.float()) / alpha.clamp(min=1e-8)
+    return alpha * noisy.float() - sigma * output.float()
+
+
 def own_step_input(
     scheduler, denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], latents: torch.Tensor,
     noise: torch.Tensor, timesteps: torch.Tensor, gap: int, prob: float, generator: torch.Generator,
