@@ -193,12 +193,9 @@ def own_step_input(
     a = scheduler.alphas_cumprod.to(latents.device)
     shape = (-1,) + (1,) * (latents.dim() - 1)
     alpha_hi, sigma_hi = a[higher].sqrt().view(shape), (1.0 - a[higher]).sqrt().view(shape)
-    if prediction_type(scheduler) == "epsilon":
-        eps = out
-        clean = (start.float() - sigma_hi * eps) / alpha_hi.clamp(min=1e-8)
-    else:  # v = alpha * eps - sigma * x0
-        clean = alpha_hi * start.float() - sigma_hi * out
-        eps = sigma_hi * start.float() + alpha_hi * out
+    clean = clean_from_output(scheduler, start, out, higher)
+    # v = alpha * eps - sigma * x0
+    eps = out if prediction_type(scheduler) == "epsilon" else sigma_hi * start.float() + alpha_hi * out
     alpha, sigma = a[timesteps].sqrt().view(shape), (1.0 - a[timesteps]).sqrt().view(shape)
     stepped = (alpha * clean + sigma * eps).to(noisy.dtype)
     return torch.where(chosen.view(shape), stepped, noisy), chosen
