@@ -194,6 +194,20 @@ def test_generated_captions_state_what_their_mentioned_fields_say():
     assert len(texts) > 350  # varied English, not a handful of strings
 
 
+def test_vocabulary_texts_hold_every_word_of_captions_stories_and_swaps():
+    from vidgen.data.toyworld.captions import vocabulary_texts
+
+    known = {w for text in vocabulary_texts() for w in re.findall(r"[a-z]+", text.lower())}
+    used = set()
+    for i in range(2000):
+        text = tw.make_sample(i, size=16, num_frames=1, split="all").caption.text
+        used |= set(re.findall(r"[a-z]+", text.lower()))
+        used |= set(re.findall(r"[a-z]+", tw.swap_attribute(text, "shape", "circle" if "circle" not in text else "square")))
+    for i in range(50):
+        used |= {w for s in tw.make_story(i, size=16, num_frames=1) for w in re.findall(r"[a-z]+", s.caption.text.lower())}
+    assert used <= known, sorted(used - known)
+
+
 def test_swap_attribute_changes_exactly_one_attribute_of_any_caption():
     """Minimal pairs for the text-encoder tuning: every generated caption, every other motion and shape."""
     for i in range(300):

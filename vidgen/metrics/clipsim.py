@@ -51,15 +51,13 @@ class ViCLIPScorer:
     name = "viclip"
 
     def __init__(self, model, preprocess: str | VideoPreprocess = "demo", device: str | torch.device | None = None):
-        from vidgen.models.tokenizer import CLIPBPETokenizer
-
         self.model = model.eval()
         first = next(model.parameters())
         self.device = torch.device(device) if device is not None else first.device
         self.dtype = first.dtype
         c = model.config
         self.preprocess = (get_preprocess(preprocess, c.num_frames, c.image_size) if isinstance(preprocess, str) else preprocess)
-        self.tokenizer = CLIPBPETokenizer(c.context_length)
+        self.tokenizer = model.tokenizer()
         self._texts = _TextCache()
 
     def describe(self) -> dict[str, Any]:

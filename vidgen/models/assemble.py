@@ -61,7 +61,7 @@ def write_base_folder(
     viclip_model = load_viclip(viclip)
     text_encoder = viclip_text_to_clip_text_model(viclip_model)
     # ViCLIP pads with token 0 ("!"); the text encoder must see the same padding it was trained with.
-    tokenizer = hf_clip_tokenizer(viclip_model.config.context_length, pad_token="!")
+    tokenizer = hf_clip_tokenizer(viclip_model.config.context_length, pad_token="!", vocabulary=viclip_model.vocabulary)
     scheduler = build_scheduler(prediction_type=prediction_type, timestep_spacing=timestep_spacing)
     def replaceable(path: Path) -> bool:  # a base or model folder, never an unrelated one
         return (path / "model_index.json").is_file() or (path / "vae" / "config.json").is_file()

@@ -12,6 +12,13 @@ clean-up, lower case, CLIP's pre-tokenisation pattern, byte-level BPE, then
 into the last slot when the text is too long. :func:`hf_clip_tokenizer` gives
 transformers' ``CLIPTokenizer`` over the same vocabulary (for diffusers
 pipelines); it skips the ftfy/HTML repair, so the two agree on clean text only.
+
+:class:`Vocabulary` is a vocabulary other than CLIP's full one: a model trained on a
+narrow caption corpus keeps only the tokens those captions reach (every byte
+symbol, so any text still tokenises, plus each merge on the way to the corpus's
+words), written as the standard ``vocab.json`` + ``merges.txt`` pair. Words of the
+corpus tokenise to the same tokens as under the full vocabulary; other words fall
+apart into smaller pieces.
 """
 
 from __future__ import annotations
@@ -19,10 +26,13 @@ from __future__ import annotations
 import functools
 import gzip
 import html
+import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
-from vidgen.errors import InputError
+from vidgen.errors import InputError, ModelLoadError, OutputError
 
 BPE_PATH = Path(__file__).resolve().parent / "assets" / "bpe_simple_vocab_16e6.txt.gz"
 VOCAB_SIZE = 49408
@@ -64,7 +74,7 @@ def clip_vocab(path: str | None = None) -> dict[str, int]:
     return {tok: i for i, tok in enumerate(tokens)}
 
 
-def hf_clip_tokenizer(model_max_length: int = 77, pad_token: str | None = None):
+def hf_clip_tokenizer(model_max_length: int = 77, pad_token: str | None = None, vocabulary: "Vocabulary | None" = None):
     """A ``transformers.CLIPTokenizer`` over the shipped vocabulary (no download).
 
     Args:
@@ -73,12 +83,168 @@ def hf_clip_tokenizer(model_max_length: int = 77, pad_token: str | None = None):
         pad_token: padding token; ``None`` keeps transformers' default
             (``<|endoftext|>``). ``"!"`` (id 0) pads the way OpenAI CLIP and
             ViCLIP do, so padded positions match :class:`CLIPBPETokenizer`.
+        vocabulary: another vocabulary than CLIP's full one (see :class:`Vocabulary`).
     """
     from transformers import CLIPTokenizer
 
-    merges = list(load_merges())
+    if vocabulary is None:
+        vocab, merges = dict(clip_vocab()), list(load_merges())
+    else:
+        vocab, merges = vocabulary.encoder, list(vocabulary.merges)
     extra = {} if pad_token is None else {"pad_token": pad_token}
-    return CLIPTokenizer(vocab=dict(clip_vocab()), merges=merges, model_max_length=model_max_length, **extra)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length, **extra)
+
+
+def apply_merges(parts: list[str], ranks: dict[tuple[str, str], int], made: set[str] | None = None) -> tuple[str, ...]:
+    """Byte-pair-merge a word's symbols: the adjacent pair of lowest rank is merged everywhere it
+    occurs, left to right, until no adjacent pair has a rank. ``made`` collects every merged token."""
+    while len(parts) > 1:
+        best_rank, best = None, None
+        for pair in zip(parts, parts[1:]):
+            rank = ranks.get(pair)
+            if rank is not None and (best_rank is None or rank < best_rank):
+                best_rank, best = rank, pair
+        if best is None:
+            break
+        first, second = best
+        merged: list[str] = []
+        i = 0
+        while i < len(parts):
+            if i + 1 < len(parts) and parts[i] == first and parts[i + 1] == second:
+                merged.append(first + second)
+                i += 2
+            else:
+                merged.append(parts[i])
+                i += 1
+        parts = merged
+        if made is not None:
+            made.add(first + second)
+    return tuple(parts)
+
+
+VOCAB_FILE = "vocab.json"
+MERGES_FILE = "merges.txt"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """A CLIP-style BPE vocabulary: tokens in id order and the merges, by rank.
+
+    ``Vocabulary.clip()`` is CLIP's own (49408 tokens); :meth:`trimmed` keeps the part
+    a caption corpus reaches. Ids follow the order of the full vocabulary, so the byte
+    symbols keep ids 0-511 (padding with 0 is unchanged) and the end token stays the
+    largest id (CLIP's pooling takes the position of the largest id).
+    """
+
+    tokens: tuple[str, ...]
+    merges: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        if len(set(self.tokens)) != len(self.tokens):
+            raise InputError("vocabulary: a token appears twice")
+        known = set(self.tokens)
+        for special in (SOT_TOKEN, EOT_TOKEN):
+            if special not in known:
+                raise InputError(f"vocabulary: {special} is missing")
+        missing = [a + b for a, b in self.merges if a + b not in known or a not in known or b not in known]
+        if missing:
+            raise InputError(f"vocabulary: {len(missing)} merges use or make tokens it lacks, e.g. {missing[0]!r}")
+
+    @classmethod
+    def clip(cls) -> "Vocabulary":
+        """CLIP's full vocabulary (the shipped merges file)."""
+        return cls(tuple(clip_vocab()), load_merges())
+
+    @property
+    def encoder(self) -> dict[str, int]:
+        """Token -> id."""
+        return {tok: i for i, tok in enumerate(self.tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def trimmed(self, texts: Iterable[str]) -> "Vocabulary":
+        """The part of this vocabulary that ``texts`` reach: every byte symbol (with and without the
+        end-of-word marker), the start and end tokens, and each token made on the way to the texts' words.
+
+        Under the result the texts tokenise to the same tokens: BPE merges the lowest-ranked pair
+        present at each step, and every merge a kept word takes is kept (the others never apply first).
+        """
+        full = CLIPBPETokenizer(vocabulary=self)
+        made: set[str] = set()
+        for text in texts:
+            for piece in full._pattern.findall(full.clean(text)):
+                symbols = "".join(full.byte_encoder[b] for b in piece.encode("utf-8"))
+                if symbols not in (SOT_TOKEN, EOT_TOKEN):
+                    apply_merges(list(symbols[:-1]) + [symbols[-1] + _END_OF_WORD], full.bpe_ranks, made)
+        symbols = set(bytes_to_unicode().values())
+        keep = made | symbols | {s + _END_OF_WORD for s in symbols} | {SOT_TOKEN, EOT_TOKEN}
+        return Vocabulary(tuple(t for t in self.tokens if t in keep),
+                          tuple(m for m in self.merges if m[0] + m[1] in made))
+
+    def ids_in(self, other: "Vocabulary") -> list[int]:
+        """For each of this vocabulary's tokens, its id in ``other`` (e.g. the rows to keep of a
+        token-embedding table built for ``other``).
+
+        Raises:
+            InputError: a token that ``other`` lacks.
+        """
+        index = other.encoder
+        lacking = [t for t in self.tokens if t not in index]
+        if lacking:
+            raise InputError(f"vocabulary: {len(lacking)} tokens are not in the other vocabulary, e.g. {lacking[0]!r}")
+        return [index[t] for t in self.tokens]
+
+    def save(self, folder: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write ``vocab.json`` (token -> id) and ``merges.txt`` into ``folder``, the files of a
+        ``transformers`` slow CLIP tokenizer.
+
+        Raises:
+            OutputError: a file exists and ``overwrite`` is false, or cannot be written.
+        """
+        from vidgen.io.files import atomic_write_text, check_output_path
+
+        folder = Path(folder)
+        for name in (VOCAB_FILE, MERGES_FILE):
+            check_output_path(folder / name, overwrite)
+        atomic_write_text(folder / VOCAB_FILE, json.dumps(self.encoder, ensure_ascii=False) + "\n", overwrite=overwrite)
+        lines = ["#version: 0.2", *(f"{a} {b}" for a, b in self.merges)]
+        atomic_write_text(folder / MERGES_FILE, "\n".join(lines) + "\n", overwrite=overwrite)
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike) -> "Vocabulary | None":
+        """The vocabulary in ``folder``: ``vocab.json`` + ``merges.txt``, else a BPE ``tokenizer.json``
+        (a ``transformers`` fast tokenizer's); ``None`` when it has neither.
+
+        Raises:
+            ModelLoadError: one of the pair without the other, or files that are unreadable or disagree.
+        """
+        folder = Path(folder)
+        vocab_path, merges_path, fast_path = folder / VOCAB_FILE, folder / MERGES_FILE, folder / "tokenizer.json"
+        has_pair = vocab_path.is_file(), merges_path.is_file()
+        if any(has_pair) and not all(has_pair):
+            raise ModelLoadError(f"{folder}: {VOCAB_FILE} and {MERGES_FILE} come together; one is missing")
+        if not any(has_pair) and not fast_path.is_file():
+            return None
+        try:
+            if all(has_pair):
+                index = json.loads(vocab_path.read_text(encoding="utf-8"))
+                lines = merges_path.read_text(encoding="utf-8").split("\n")
+                merges = [line.split() for line in lines if line.strip() and not line.startswith("#version")]
+            else:
+                model = json.loads(fast_path.read_text(encoding="utf-8"))["model"]
+                if model.get("type") != "BPE":
+                    raise ValueError(f"tokenizer.json holds a {model.get('type')} model, not BPE")
+                index = model["vocab"]
+                merges = [m.split() if isinstance(m, str) else list(m) for m in model["merges"]]
+            tokens = sorted(index, key=index.get)
+            if [index[t] for t in tokens] != list(range(len(tokens))):
+                raise ValueError("token ids are not 0..N-1")
+            if any(len(m) != 2 for m in merges):
+                raise ValueError("a merge is not two symbols")
+            return cls(tuple(tokens), tuple(tuple(m) for m in merges))  # type: ignore[arg-type]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, AttributeError, TypeError, InputError) as e:
+            raise ModelLoadError(f"{folder}: unreadable tokenizer files: {str(e).splitlines()[0]}") from None
 
 
 # CLIP's pre-tokenisation: the special tokens, English contractions, runs of
@@ -101,6 +267,7 @@ class CLIPBPETokenizer:
             for CLIP).
         bpe_path: a ``bpe_simple_vocab_16e6.txt.gz`` merges file (default: the
             shipped one).
+        vocabulary: a :class:`Vocabulary` instead (e.g. a trimmed one); ids then follow it.
 
     Example:
         >>> tok = CLIPBPETokenizer(context_length=32)
@@ -110,16 +277,20 @@ class CLIPBPETokenizer:
 
     _CACHE_LIMIT = 200_000
 
-    def __init__(self, context_length: int = 32, bpe_path: str | Path | None = None):
+    def __init__(self, context_length: int = 32, bpe_path: str | Path | None = None, *,
+                 vocabulary: Vocabulary | None = None):
         import regex
 
         if context_length < 2:
             raise InputError(f"context length must be at least 2 (start and end tokens), got {context_length}")
         self.context_length = int(context_length)
+        if vocabulary is not None and bpe_path is not None:
+            raise InputError("give a merges file or a vocabulary, not both")
         path = str(bpe_path) if bpe_path is not None else None
-        self.encoder: dict[str, int] = clip_vocab(path)
+        self.encoder: dict[str, int] = clip_vocab(path) if vocabulary is None else vocabulary.encoder
         self.decoder: dict[int, str] = {i: tok for tok, i in self.encoder.items()}
-        self.bpe_ranks: dict[tuple[str, str], int] = {pair: rank for rank, pair in enumerate(load_merges(path))}
+        merges = load_merges(path) if vocabulary is None else vocabulary.merges
+        self.bpe_ranks: dict[tuple[str, str], int] = {pair: rank for rank, pair in enumerate(merges)}
         self.byte_encoder = bytes_to_unicode()
         self.byte_decoder = {c: b for b, c in self.byte_encoder.items()}
         self.sot_id = self.encoder[SOT_TOKEN]
@@ -129,7 +300,7 @@ class CLIPBPETokenizer:
 
     @property
     def vocab_size(self) -> int:
-        """Number of token ids (49408 for CLIP)."""
+        """Number of token ids (49408 for CLIP's full vocabulary)."""
         return len(self.encoder)
 
     @staticmethod
@@ -151,28 +322,7 @@ class CLIPBPETokenizer:
             return cached
         if word in (SOT_TOKEN, EOT_TOKEN):
             return (word,)
-        parts = list(word[:-1]) + [word[-1] + _END_OF_WORD]
-        ranks = self.bpe_ranks
-        while len(parts) > 1:
-            best_rank, best = None, None
-            for pair in zip(parts, parts[1:]):
-                rank = ranks.get(pair)
-                if rank is not None and (best_rank is None or rank < best_rank):
-                    best_rank, best = rank, pair
-            if best is None:
-                break
-            first, second = best
-            merged: list[str] = []
-            i = 0
-            while i < len(parts):
-                if i + 1 < len(parts) and parts[i] == first and parts[i + 1] == second:
-                    merged.append(first + second)
-                    i += 2
-                else:
-                    merged.append(parts[i])
-                    i += 1
-            parts = merged
-        result = tuple(parts)
+        result = apply_merges(list(word[:-1]) + [word[-1] + _END_OF_WORD], self.bpe_ranks)
         if len(self._cache) >= self._CACHE_LIMIT:
             self._cache.clear()
         self._cache[word] = result

@@ -371,8 +371,17 @@ class ViCLIP(nn.Module):
         self.vision_encoder = VisionTransformer(self.config)
         self.text_encoder = TextTransformer(self.config)
         self.temp = nn.Parameter(torch.tensor(TEMP_INIT))
+        # The text vocabulary when it is not CLIP's full one (a trimmed model's; see vidgen.models.tokenizer).
+        self.vocabulary = None
         if init:
             self.reset_parameters()
+
+    def tokenizer(self):
+        """A :class:`~vidgen.models.tokenizer.CLIPBPETokenizer` for this model's text tower
+        (its own vocabulary when it has one, else CLIP's)."""
+        from vidgen.models.tokenizer import CLIPBPETokenizer
+
+        return CLIPBPETokenizer(self.config.context_length, vocabulary=self.vocabulary)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:

@@ -273,12 +273,20 @@ def load_viclip(
     check_state_dict(model, state, repr(str(path)))
     # assign=True adopts the loaded tensors instead of copying them into fresh ones: one copy in memory.
     model.load_state_dict(state, strict=True, assign=True)
+    if path.is_dir():
+        from vidgen.models.tokenizer import Vocabulary
+
+        model.vocabulary = Vocabulary.from_folder(path)
+        if model.vocabulary is not None and len(model.vocabulary) != config.vocab_size:
+            raise ModelLoadError(f"{path}: the tokenizer files have {len(model.vocabulary)} tokens, the text tower "
+                                 f"{config.vocab_size} rows")
     return model.to(device=device, dtype=dtype).eval()
 
 
 def save_viclip(model: ViCLIP, folder: str | os.PathLike, *, overwrite: bool = False,
                 max_shard_bytes: int | None = None) -> Path:
-    """Write ``model`` as a folder: ``config.json`` (every size) + ``model.safetensors`` (official key names).
+    """Write ``model`` as a folder: ``config.json`` (every size) + ``model.safetensors`` (official key names),
+    plus ``vocab.json`` + ``merges.txt`` when the model has its own vocabulary (``model.vocabulary``).
 
     With ``max_shard_bytes`` the weights are split into ``model-0000N-of-0000M.safetensors``
     files of at most that size (one tensor may exceed it) plus ``model.safetensors.index.json``.
@@ -327,6 +335,9 @@ def save_viclip(model: ViCLIP, folder: str | os.PathLike, *, overwrite: bool = F
             weight_map.update({k: name for k in shard})
         atomic_write_text(folder / INDEX_NAME, json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1),
                           overwrite=overwrite)
+    vocabulary = getattr(model, "vocabulary", None)
+    if vocabulary is not None:
+        vocabulary.save(folder, overwrite=overwrite)
     atomic_write_text(config_path, json.dumps(meta, indent=2) + "\n", overwrite=overwrite)
     return folder
 
@@ -345,7 +356,7 @@ def viclip_text_to_clip_text_model(model: ViCLIP, with_projection: bool = False)
     The result can serve as a diffusers pipeline's frozen ``text_encoder``:
     ``last_hidden_state`` equals :meth:`TextTransformer.hidden_states` and
     ``pooler_output @ text_projection`` equals :meth:`ViCLIP.encode_text`.
-    Tokenise with ``hf_clip_tokenizer(32, pad_token="!")`` to pad as ViCLIP does.
+    Tokenise with ``hf_clip_tokenizer(32, pad_token="!", vocabulary=model.vocabulary)`` to pad as ViCLIP does.
 
     Args:
         model: a ViCLIP.
@@ -360,11 +371,15 @@ def viclip_text_to_clip_text_model(model: ViCLIP, with_projection: bool = False)
     from vidgen.models.tokenizer import EOT_ID, SOT_ID
 
     c = model.config
+    sot_id, eot_id = SOT_ID, EOT_ID
+    if getattr(model, "vocabulary", None) is not None:
+        tokenizer = model.tokenizer()
+        sot_id, eot_id = tokenizer.sot_id, tokenizer.eot_id
     hf_config = CLIPTextConfig(
         vocab_size=c.vocab_size, hidden_size=c.text_width, intermediate_size=4 * c.text_width,
         projection_dim=c.embed_dim, num_hidden_layers=c.text_layers, num_attention_heads=c.text_heads,
         max_position_embeddings=c.context_length, hidden_act="quick_gelu", layer_norm_eps=1e-5,
-        bos_token_id=SOT_ID, eos_token_id=EOT_ID, pad_token_id=0,
+        bos_token_id=sot_id, eos_token_id=eot_id, pad_token_id=0,
     )
     src = {k: v.detach().to("cpu", torch.float32) for k, v in model.text_encoder.state_dict().items()}
     out = {theirs: src[ours] for ours, theirs in _TEXT_KEYS}

@@ -106,6 +106,7 @@ def build_model(cfg: ViCLIPTrainConfig):
         if mismatch:
             raise ConfigError(f"init_text: the text tower of {cfg.init_text!r} differs in {', '.join(mismatch)}")
         model.text_encoder.load_state_dict(source.text_encoder.state_dict())
+        model.vocabulary = source.vocabulary
         with torch.no_grad():
             model.temp.copy_(source.temp)
     if cfg.text_encoder:
@@ -233,11 +234,10 @@ def heldout_retrieval(model, cfg: ViCLIPTrainConfig) -> dict[str, float]:
     Lets a ViCLIP be re-measured after training (e.g. when the eval set's captions changed).
     """
     from vidgen.metrics.preprocess import get_preprocess
-    from vidgen.models.tokenizer import CLIPBPETokenizer
 
     c = model.config
     return retrieval_eval(model, get_preprocess(cfg.preprocess, c.num_frames, c.image_size),
-                          CLIPBPETokenizer(c.context_length), _eval_set(cfg, c))
+                          model.tokenizer(), _eval_set(cfg, c))
 
 
 def _eval_set(cfg: ViCLIPTrainConfig, model_config):
@@ -257,7 +257,6 @@ def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any
 
     from vidgen.io.files import atomic_write_text
     from vidgen.metrics.preprocess import get_preprocess
-    from vidgen.models.tokenizer import CLIPBPETokenizer
     from vidgen.models.viclip import contrastive_loss
     from vidgen.models.viclip_io import save_viclip
 
@@ -268,7 +267,7 @@ def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any
     model = build_model(cfg).to(device).train()
     c = model.config
     preprocess = get_preprocess(cfg.preprocess, c.num_frames, c.image_size)
-    tokenizer = CLIPBPETokenizer(c.context_length)
+    tokenizer = model.tokenizer()
     stream = ToyStream(cfg, preprocess, tokenizer, c.num_frames)
     if cfg.freeze_text:
         model.text_encoder.requires_grad_(False)

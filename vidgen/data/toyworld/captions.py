@@ -215,6 +215,20 @@ def make_caption(scene: Scene, rng: np.random.Generator) -> Caption:
     return Caption(text, mentioned)
 
 
+def vocabulary_texts() -> list[str]:
+    """Every word the captions and the caption parser use (templates, attribute tables, extra
+    prompt words, "an"): the texts a toy-world model's vocabulary is trimmed to
+    (see :mod:`vidgen.models.vocab_trim`)."""
+    tables = (COLOR_WORDS, SHAPE_WORDS, BACKGROUND_WORDS, SIZE_WORDS, _EXTRA_SIZE_WORDS, _EXTRA_MOTION_WORDS)
+    texts = [phrase for table in tables for phrases in table.values() for phrase in phrases]
+    texts += [phrase for pairs in MOTION_PHRASES.values() for pair in pairs for phrase in pair]
+    texts += [re.sub(r"\{\w+\}", " ", template) for template in CAPTION_TEMPLATES]
+    lookups = (_COLOR_LOOKUP, _SHAPE_LOOKUP, _BACKGROUND_LOOKUP, _SIZE_LOOKUP, _DIRECTION_LOOKUP)
+    texts += [word for lookup in lookups for word in lookup] + sorted(_STILL_WORDS) + ["an"]
+    texts += [" ".join(pair) for pair in sorted(_STILL_BIGRAMS)]
+    return texts
+
+
 def swap_attribute(text: str, attribute: str, value: str) -> str:
     """The same caption stating another motion or shape: the minimal pair a text encoder must tell apart.
 
