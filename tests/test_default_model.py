@@ -39,9 +39,24 @@ def test_shipped_folder_is_complete_and_small():
     assert {"model_index.json", "sample_defaults.yaml", "README.md"} <= {p.name for p in files}
     assert {p.parent.name for p in weights} >= {"unet", "vae", "text_encoder", "viclip"}
     assert sum(p.stat().st_size for p in files) <= 60 * 2**20
-    # The largest file is one tensor (CLIP's 49408-token embedding, 12.6 MB in fp16): shards cannot split it.
-    assert max(p.stat().st_size for p in files) < 16 * 2**20
+    # Shards of at most 6 MB; the text towers' token tables are trimmed to the toy vocabulary (844 of 49408 rows).
+    assert max(p.stat().st_size for p in files) < 8 * 2**20
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]  # no pickles shipped
+
+
+def test_shipped_vocabulary_is_the_toy_worlds_and_tokenises_its_captions_as_clip():
+    from vidgen.data.toyworld import make_sample
+    from vidgen.data.toyworld.captions import vocabulary_texts
+    from vidgen.models.tokenizer import CLIPBPETokenizer, Vocabulary
+    from vidgen.models.viclip_io import load_viclip
+
+    clip = Vocabulary.clip()
+    shipped = Vocabulary.from_folder(DEFAULT_MODEL_DIR / "tokenizer")
+    assert shipped == clip.trimmed(vocabulary_texts())  # what scripts/finalize_default_model.py makes
+    assert load_viclip(DEFAULT_MODEL_DIR / "viclip").vocabulary == shipped
+    captions = [make_sample(i, seed=5, num_frames=2, size=16).caption.text for i in range(400)] + PROMPTS
+    rows = torch.tensor(shipped.ids_in(clip))
+    assert torch.equal(rows[CLIPBPETokenizer(32, vocabulary=shipped)(captions)], CLIPBPETokenizer(32)(captions))
 
 
 def test_the_judge_reads_back_what_the_prompts_ask_for(pipe):

@@ -351,6 +351,8 @@ def test_model_card_lists_the_recipe_steps_in_order_with_their_times(tmp_path):
     card = finalize.model_card(*_card_inputs(), steps, "a 2-core CPU")
     assert "about 1.1 h on a 2-core CPU" in card  # 4065 s; the hand-made marker counts nothing
     assert "| vae | 31.0 | an earlier run (same config) |" in card and "| text | ? |" in card
+    assert "vocabulary trimmed" not in card
+    assert "vocabulary trimmed to the 844 of CLIP's 49408" in finalize.model_card(*_card_inputs(), steps, vocabulary=844)
 
 
 def test_text_encoder_tuning_pushes_direction_captions_apart(tiny_parts, tmp_path):
