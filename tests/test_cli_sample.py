@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from vidgen.cli.main import main
 from vidgen.config import load_config
@@ -83,6 +84,13 @@ def test_model_folder_defaults_layer(tiny_motion_model, tmp_path):
     assert probe(out).num_frames == 3
     assert run_cli("--model", model, "--prompt", "x", "--out", out, "--frames", 5, "--overwrite", "--no-progress") == 0
     assert probe(out).num_frames == 5
+    # A guidance interval from the folder reaches the sidecar; the flag replaces it.
+    (model / "sample_defaults.yaml").write_text("frames: 3\nheight: 16\nwidth: 16\nsteps: 2\nguidance_interval: [200, 1000]\n")
+    assert run_cli("--model", model, "--prompt", "x", "--out", out, "--overwrite", "--no-progress") == 0
+    assert yaml.safe_load(out.with_suffix(".yaml").read_text())["guidance_interval"] == [200, 1000]
+    assert run_cli("--model", model, "--prompt", "x", "--out", out, "--overwrite", "--no-progress",
+                   "--guidance-interval", 0, 1000) == 0
+    assert yaml.safe_load(out.with_suffix(".yaml").read_text())["guidance_interval"] == [0, 1000]
 
 
 def _bad_model_folders(tiny_motion_model, tmp_path):
@@ -105,6 +113,7 @@ def _bad_model_folders(tiny_motion_model, tmp_path):
         ("config key", ["--prompt", "x", "stesp=3"], "unknown config key 'stesp'.*did you mean 'steps'"),
         ("config type", ["--prompt", "x", "frames=many"], "bad value for key 'frames'"),
         ("device", ["--prompt", "x", "--device", "tpu"], "unknown device 'tpu'"),
+        ("guidance interval", ["--prompt", "x", "--guidance-interval", 500, 100], "guidance_interval must satisfy"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(tiny_motion_model, tmp_path, capsys, case, extra, message):

@@ -113,6 +113,31 @@ def test_guidance_one_skips_the_unconditional_branch(pipe):
     assert calls == [1] * 3 + [2] * 3
 
 
+def test_guidance_interval_guides_only_the_steps_inside_it(pipe):
+    pipe.scheduler.set_timesteps(3)
+    steps = [int(t) for t in pipe.scheduler.timesteps]  # e.g. 999, 666, 333 for trailing spacing
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
+    try:
+        outside = pipe("x", generator=gen(0), guidance_scale=5.0, guidance_interval=(steps[1], 1000), output_type="latent",
+                       **SMALL).frames
+    finally:
+        hook.remove()
+    assert calls == [2, 2, 1]  # the last step runs the prompt alone: one pass of batch 1
+    every = pipe("x", generator=gen(0), guidance_scale=5.0, output_type="latent", **SMALL).frames
+    covering = pipe("x", generator=gen(0), guidance_scale=5.0, guidance_interval=[0, 1000], output_type="latent", **SMALL).frames
+    torch.testing.assert_close(covering, every, rtol=0, atol=0)
+    assert not torch.equal(outside, every)  # (a tiny random model barely listens to the prompt: small, not zero)
+    # An interval with no step in it is guidance 1, with or without a negative prompt.
+    none = pipe("x", generator=gen(0), guidance_scale=5.0, guidance_interval=(1001, 2000), negative_prompt="y",
+                output_type="latent", **SMALL).frames
+    plain = pipe("x", generator=gen(0), guidance_scale=1.0, output_type="latent", **SMALL).frames
+    torch.testing.assert_close(none, plain, rtol=0, atol=0)
+    for bad in ((500, 100), (-1, 10), (1, 2, 3), "ab", (0, float("nan"))):
+        with pytest.raises(InputError, match="guidance_interval"):
+            pipe("x", guidance_interval=bad, **SMALL)
+
+
 def test_callback_can_replace_latents(pipe):
     seen = []
 

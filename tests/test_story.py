@@ -87,6 +87,15 @@ def test_resampling_keeps_the_overlap_pinned_and_is_reproducible(tiny_motion_mod
     again = story(["a", "b"], resample=2, **kwargs)
     np.testing.assert_array_equal(again.video, resampled.video)
     assert resampled.meta["resample"] == 2
+    # A guidance interval reaches the resampling rounds too: outside it they run the prompt alone (batch 1).
+    sizes = []
+    story.pipe.unet.forward = lambda *a, **k: sizes.append(a[0].shape[0]) or unet_forward(*a, **k)
+    story.pipe.scheduler.set_timesteps(3)
+    last = int(story.pipe.scheduler.timesteps[-1])
+    limited = story(["a", "b"], resample=2, guidance_interval=(last + 1, 1000), **kwargs)
+    del story.pipe.unet.forward
+    assert sizes == [2, 2, 1] + [2, 2, 2, 2, 2, 2, 1]  # the resampling rounds follow the first two steps of clip 2
+    assert limited.meta["guidance_interval"] == [last + 1, 1000]
 
 
 def test_resampling_refuses_a_stateful_scheduler_and_a_negative_count(tiny_motion_model, tmp_path, capsys):

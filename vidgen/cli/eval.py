@@ -9,7 +9,7 @@ from vidgen.cli.common import add_config_args, flag_overrides, merged_overrides
 HELP = "evaluate a model on the toy world (judge accuracy, seen vs held-out, CLIPSIM) or on stories (continuity)"
 
 FIELDS = {"suite": "suite", "story": "story", "model": "model", "viclip": "viclip", "n": "n", "out": "out", "seed": "seed",
-          "steps": "steps", "guidance": "guidance", "scheduler": "scheduler", "batch_size": "batch_size",
+          "steps": "steps", "guidance": "guidance", "guidance_interval": "guidance_interval", "scheduler": "scheduler", "batch_size": "batch_size",
           "device": "device", "save_videos": "save_videos", "overwrite": "overwrite", "overlap": "overlap",
           "resample": "resample", "pin": "pin"}
 
@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, metavar="S", help="prompt order and sampling seeds (default 0)")
     p.add_argument("--steps", type=int, metavar="N", help="denoising steps")
     p.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance scale")
+    p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="guide only at timesteps LO..HI (default: the model folder's; 0 1000: every step)")
     p.add_argument("--scheduler", metavar="NAME", help="sampling scheduler short name")
     p.add_argument("--overlap", type=int, metavar="K", help="story suite: frames each clip shares with the previous one (default 2)")
     p.add_argument("--resample", type=int, metavar="R", help="story suite: RePaint resampling rounds per step "

@@ -27,6 +27,7 @@ FIELDS = {
     "width": "width",
     "steps": "steps",
     "guidance": "guidance",
+    "guidance_interval": "guidance_interval",
     "seed": "seed",
     "scheduler": "scheduler",
     "negative_prompt": "negative_prompt",
@@ -61,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--width", type=int, metavar="W", help="width in pixels (a multiple of the VAE factor)")
     how.add_argument("--steps", type=int, metavar="N", help="denoising steps")
     how.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance scale (1 = off)")
+    how.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LO", "HI"),
+                     help="guide only at timesteps LO..HI (0-1000); other steps run the prompt alone, "
+                          "one denoiser pass instead of two (0 1000: every step)")
     how.add_argument("--seed", type=int, metavar="S", help="random seed of the first video of each prompt")
     how.add_argument("--scheduler", metavar="NAME", help="ddim, ddpm, pndm, euler, euler-a, heun, dpm++, dpm++-karras, "
                      "dpm++-sde, dpm-single, unipc, deis, kdpm2 (default: the model's own)")

@@ -21,7 +21,7 @@ the clips separately (the baseline)."""
 
 FIELDS = {"script": "script", "prompt": "prompts", "model": "model", "out": "out", "frames_per_clip": "frames",
           "overlap": "overlap", "seed": "seed", "mode": "mode", "resample": "resample", "pin": "pin", "steps": "steps", "guidance": "guidance",
-          "scheduler": "scheduler", "height": "height", "width": "width", "fps": "fps", "upscale": "upscale",
+          "guidance_interval": "guidance_interval", "scheduler": "scheduler", "height": "height", "width": "width", "fps": "fps", "upscale": "upscale",
           "negative_prompt": "negative_prompt", "device": "device", "overwrite": "overwrite"}
 
 
@@ -42,6 +42,7 @@ class StoryConfig:
     pin: str = "noised"  # a model trained with context frames ships pin: clean in its sample_defaults.yaml
     steps: int = 25
     guidance: float = 7.5
+    guidance_interval: Optional[list[float]] = None  # [lo, hi] timesteps where guidance runs; None: every step
     scheduler: Optional[str] = None
     negative_prompt: str = ""
     height: Optional[int] = None
@@ -72,6 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(RePaint, any model) or clean (models trained with context frames); default from the model folder, else noised")
     p.add_argument("--steps", type=int, metavar="N", help="denoising steps")
     p.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance scale")
+    p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="guide only at timesteps LO..HI (0-1000; 0 1000: every step)")
     p.add_argument("--scheduler", metavar="NAME", help="sampling scheduler short name")
     p.add_argument("--negative-prompt", metavar="TEXT", help="negative prompt for every clip")
     p.add_argument("--height", type=int, metavar="H")
@@ -137,6 +140,7 @@ def main(args: argparse.Namespace) -> int:
         segments, num_frames=cfg.frames, overlap=cfg.overlap, height=cfg.height, width=cfg.width,
         num_inference_steps=cfg.steps, guidance_scale=cfg.guidance, negative_prompt=cfg.negative_prompt or None,
         seed=cfg.seed, mode=cfg.mode, shared_noise=cfg.shared_noise, resample=cfg.resample, pin=cfg.pin, fps=cfg.fps,
+        guidance_interval=cfg.guidance_interval,
     )
     paths = write_story(story, cfg.out, overwrite=cfg.overwrite, upscale=cfg.upscale,
                         settings={"model": cfg.model, "scheduler": cfg.scheduler})

@@ -206,7 +206,7 @@ def run_story_eval(cfg, pipe=None, num_clips: int = 3, progress=None) -> StoryEv
         for mode in ("continuity", "independent"):
             made = story(captions, num_frames=s.frames, overlap=cfg.overlap, height=s.height, width=s.width,
                          num_inference_steps=s.steps, guidance_scale=s.guidance, seed=cfg.seed + 1000 * i, mode=mode,
-                         resample=resample, pin=pin)
+                         resample=resample, pin=pin, guidance_interval=s.guidance_interval)
             parts = [to_uint8_frames(c.new_frames) for c in made.clips]
             boundaries = boundary_measures(parts)
             clips = clip_verdicts(parts, captions)
@@ -216,7 +216,7 @@ def run_story_eval(cfg, pipe=None, num_clips: int = 3, progress=None) -> StoryEv
             progress(i + 1, len(scripts))
     result.summary = {mode: _pool(result.stories, mode) for mode in ("continuity", "independent")}
     config = {"suite": "story", "n": cfg.n, "seed": cfg.seed, "overlap": cfg.overlap, "resample": resample, "pin": pin, "frames": s.frames, "steps": s.steps,
-              "guidance": s.guidance, "scheduler": s.scheduler, "height": s.height, "width": s.width, "model": str(s.model_dir)}
+              "guidance": s.guidance, "guidance_interval": s.guidance_interval, "scheduler": s.scheduler, "height": s.height, "width": s.width, "model": str(s.model_dir)}
     atomic_write_text(out / "results.json", json.dumps({"config": config, "summary": result.summary,
                                                         "stories": result.stories}, indent=1, default=str))
     atomic_write_text(out / "table.md", format_story_table(result.summary) + "\n")

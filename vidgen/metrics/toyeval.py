@@ -41,6 +41,7 @@ class EvalConfig:
     width: Optional[int] = None
     steps: Optional[int] = None
     guidance: Optional[float] = None
+    guidance_interval: Optional[list[float]] = None  # None: the model folder's (sample_defaults.yaml), else every step
     scheduler: Optional[str] = None
     batch_size: int = 8
     device: str = "auto"
@@ -205,7 +206,8 @@ def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callabl
 
     plan = eval_prompts(cfg)
     report = EvalReport(config={**asdict(cfg), "model": str(model_dir), "frames": frames_n, "steps": steps,
-                                "guidance": guidance, "scheduler": scheduler, "height": height, "width": width})
+                                "guidance": guidance, "guidance_interval": settings.guidance_interval,
+                                "scheduler": scheduler, "height": height, "width": width})
     contact = []
     rng = np.random.default_rng(cfg.seed + 1)
     start = time.perf_counter()
@@ -213,7 +215,7 @@ def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callabl
         chunk = plan[b : b + cfg.batch_size]
         generators = [torch.Generator().manual_seed(cfg.seed + b + k) for k in range(len(chunk))]
         videos = pipe([p for p, *_ in chunk], num_frames=frames_n, height=height, width=width, num_inference_steps=steps,
-                      guidance_scale=guidance, generator=generators).frames
+                      guidance_scale=guidance, guidance_interval=settings.guidance_interval, generator=generators).frames
         for k, ((prompt, split, attrs, stated), video) in enumerate(zip(chunk, videos)):
             frames = to_uint8_frames(video)
             judged = judge_frames(frames)
@@ -254,6 +256,7 @@ class EvalSettings:
     scheduler: Optional[str]
     height: int
     width: int
+    guidance_interval: Optional[list[float]] = None
 
 
 def prepare_out(cfg: EvalConfig) -> Path:
@@ -283,6 +286,7 @@ def eval_settings(cfg: EvalConfig, pipe=None) -> EvalSettings:
         steps=cfg.steps or defaults.steps, guidance=cfg.guidance if cfg.guidance is not None else defaults.guidance,
         scheduler=scheduler, height=cfg.height or defaults.height or pipe.default_size[0],
         width=cfg.width or defaults.width or pipe.default_size[1],
+        guidance_interval=cfg.guidance_interval if cfg.guidance_interval is not None else defaults.guidance_interval,
     )
 
 

@@ -58,6 +58,7 @@ class SampleConfig:
     width: Optional[int] = None
     steps: int = 25
     guidance: float = 7.5
+    guidance_interval: Optional[list[float]] = None  # [lo, hi] timesteps where guidance runs; None: every step
     seed: int = 0
     scheduler: Optional[str] = None
     negative_prompt: str = ""
@@ -82,6 +83,9 @@ class SampleConfig:
             raise InputError(f"fps must be positive, got {self.fps}")
         if self.guidance < 0:
             raise InputError(f"guidance must be >= 0, got {self.guidance}")
+        from vidgen.pipelines.text_to_video import check_guidance_interval
+
+        check_guidance_interval(self.guidance_interval)
 
 
 @dataclass
@@ -230,6 +234,7 @@ def run_sample(
             width=width,
             num_inference_steps=cfg.steps,
             guidance_scale=cfg.guidance,
+            guidance_interval=cfg.guidance_interval,
             generator=generators,
             decode_chunk_size=cfg.decode_chunk_size,
             output_type="np",

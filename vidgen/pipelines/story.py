@@ -187,6 +187,7 @@ class StoryPipeline:
         resample: int = 0,
         pin: str = "noised",
         fps: float = 8.0,
+        guidance_interval: tuple[float, float] | None = None,
     ) -> StoryOutput:
         """Generate one clip per segment, each continuing the last.
 
@@ -204,6 +205,7 @@ class StoryPipeline:
             pin: ``noised`` (the previous frames noised to each step's level,
                 RePaint) or ``clean`` (as they are, for models trained with context frames).
             fps: frame rate recorded for the stitched video.
+            guidance_interval: timesteps ``(lo, hi)`` where guidance runs (see the pipeline); ``None``: all.
 
         Returns:
             :class:`StoryOutput`.
@@ -211,8 +213,11 @@ class StoryPipeline:
         Raises:
             InputError: an empty caption, an overlap that does not fit, or a bad argument.
         """
+        from vidgen.pipelines.text_to_video import check_guidance_interval
+
         segs = [s if isinstance(s, StorySegment) else StorySegment(str(s)) for s in segments]
         self._check(segs, num_frames, overlap, mode, resample, pin)
+        guidance_interval = check_guidance_interval(guidance_interval)
         pipe = self.pipe
         default_h, default_w = pipe.default_size
         height, width = height or default_h, width or default_w
@@ -231,11 +236,13 @@ class StoryPipeline:
                 if shared_noise:
                     noise[:, :, :k] = prev_noise[:, :, -k:]
                 known, known_noise = prev_latents[:, :, -k:], noise[:, :, :k].clone()
-                kwargs.update(self._conditioning(noise, known, known_noise, num_inference_steps, resample, guidance, seed + i, pin))
+                kwargs.update(self._conditioning(noise, known, known_noise, num_inference_steps, resample, guidance, seed + i, pin,
+                                                 guidance_interval))
             out = pipe(
                 seg.caption, negative_prompt=seg.negative_prompt or negative_prompt, num_frames=frames_i,
                 height=height, width=width, num_inference_steps=num_inference_steps,
-                guidance_scale=guidance, latents=kwargs.pop("latents", noise), output_type="latent", **kwargs,
+                guidance_scale=guidance, latents=kwargs.pop("latents", noise), output_type="latent",
+                guidance_interval=guidance_interval, **kwargs,
             )
             latents = out.frames
             pixels = (pipe.decode_latents(latents) / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().numpy()
@@ -246,10 +253,13 @@ class StoryPipeline:
         video = np.concatenate([c.new_frames for c in clips])
         meta = {"overlap": overlap, "mode": mode, "shared_noise": shared_noise, "resample": resample, "pin": pin, "seed": seed,
                 "steps": num_inference_steps, "guidance": guidance_scale, "height": height, "width": width}
+        if guidance_interval is not None:
+            meta["guidance_interval"] = list(guidance_interval)
         return StoryOutput(clips, video, fps, overlap, mode, meta)
 
     def _conditioning(self, noise: torch.Tensor, known: torch.Tensor, known_noise: torch.Tensor, steps: int,
-                      resample: int = 0, guidance_scale: float = 1.0, seed: int = 0, pin: str = "noised") -> dict:
+                      resample: int = 0, guidance_scale: float = 1.0, seed: int = 0, pin: str = "noised",
+                      guidance_interval: tuple[float, float] | None = None) -> dict:
         """Initial latents and the per-step callback that pin the first frames to ``known`` (RePaint).
 
         ``pin="noised"`` puts ``known`` noised to each step's level there, ``"clean"`` puts it as it is.
@@ -257,6 +267,8 @@ class StoryPipeline:
         With ``resample`` rounds, each step is followed by: diffuse the latents from the
         new level back to the step's level with fresh noise, pin, denoise again, pin.
         """
+        from vidgen.pipelines.text_to_video import guidance_at
+
         pipe = self.pipe
         scheduler = pipe.scheduler
         scheduler.set_timesteps(steps)
@@ -291,7 +303,7 @@ class StoryPipeline:
             for _ in range(resample):
                 z = torch.randn(latents.shape, generator=fresh).to(latents)
                 back = pinned(ratio**0.5 * latents + (1 - ratio) ** 0.5 * z, t)
-                pred = pipe.predict(back, t, tensors["prompt_embeds"], guidance_scale)
+                pred = pipe.predict(back, t, tensors["prompt_embeds"], guidance_at(t, guidance_scale, guidance_interval))
                 latents = pinned(scheduler.step(pred, t, back).prev_sample, s)
             return {"latents": latents}
 

@@ -247,10 +247,13 @@ class TextToVideoPipeline(DiffusionPipeline):
         Args:
             latents: ``[B, C, F, h, w]``, before the scheduler's input scaling.
             prompt_embeds: ``[2B, L, D]`` (negative states first, then the prompts)
-                when ``guidance_scale > 1``, else ``[B, L, D]``, as ``__call__`` builds them.
+                when ``__call__`` guides, else ``[B, L, D]``; with ``[2B, L, D]`` and
+                ``guidance_scale <= 1`` only the prompts' half is used.
             guidance_scale: classifier-free guidance weight.
         """
         do_cfg = guidance_scale > 1.0
+        if not do_cfg and prompt_embeds.shape[0] == 2 * latents.shape[0]:
+            prompt_embeds = prompt_embeds.chunk(2)[1]  # no guidance at this step: the conditional branch alone
         model_input = torch.cat([latents] * 2) if do_cfg else latents
         model_input = self.scheduler.scale_model_input(model_input, t)
         # UNetMotionModel runs its spatial layers per frame and expects the text
@@ -286,6 +289,7 @@ class TextToVideoPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         decode_chunk_size: int = 16,
         cross_attention_kwargs: dict[str, Any] | None = None,
+        guidance_interval: tuple[float, float] | None = None,
     ) -> TextToVideoOutput | tuple:
         """Generate videos from text.
 
@@ -312,6 +316,9 @@ class TextToVideoPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs: names passed to the callback.
             decode_chunk_size: frames per VAE decode call (lower saves memory).
             cross_attention_kwargs: passed to the attention processors.
+            guidance_interval: ``(lo, hi)`` timesteps (0-1000 scale): guidance runs only at steps with
+                ``lo <= t <= hi``; the others take the conditional prediction alone (one denoiser pass
+                instead of two). Guidance in a limited interval (Kynkaanniemi et al. 2024); ``None``: every step.
 
         Returns:
             :class:`TextToVideoOutput` (or ``(frames,)`` when ``return_dict`` is false).
@@ -328,6 +335,7 @@ class TextToVideoPipeline(DiffusionPipeline):
             prompts, negatives, num_frames, height, width, num_inference_steps, guidance_scale,
             num_videos_per_prompt, output_type, decode_chunk_size, prompt_embeds, negative_prompt_embeds,
         )
+        guidance_interval = check_guidance_interval(guidance_interval)
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
                 raise InputError(f"callback tensor {name!r} is not one of {', '.join(self._callback_tensor_inputs)}")
@@ -362,7 +370,8 @@ class TextToVideoPipeline(DiffusionPipeline):
         self._num_timesteps = len(timesteps)
         with self.progress_bar(total=len(timesteps)) as progress:
             for i, t in enumerate(timesteps):
-                noise_pred = self.predict(latents, t, prompt_embeds, guidance_scale, cross_attention_kwargs)
+                scale = guidance_at(t, guidance_scale, guidance_interval) if do_cfg else guidance_scale
+                noise_pred = self.predict(latents, t, prompt_embeds, scale, cross_attention_kwargs)
                 latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
                 if callback_on_step_end is not None:
                     tensors = {"latents": latents, "prompt_embeds": prompt_embeds, "noise_pred": noise_pred}
@@ -388,6 +397,31 @@ class TextToVideoPipeline(DiffusionPipeline):
         if not return_dict:
             return (video,)
         return TextToVideoOutput(frames=video)
+
+
+def check_guidance_interval(interval) -> tuple[float, float] | None:
+    """``None`` or ``(lo, hi)`` with ``0 <= lo <= hi``, as floats.
+
+    Raises:
+        InputError: anything else.
+    """
+    if interval is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise InputError(f"guidance_interval must be two timesteps [lo, hi], got {interval!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi < lo:
+        raise InputError(f"guidance_interval must satisfy 0 <= lo <= hi, got {interval!r}")
+    return lo, hi
+
+
+def guidance_at(t, guidance_scale: float, interval: tuple[float, float] | None) -> float:
+    """The guidance weight at timestep ``t``: ``guidance_scale`` inside ``interval`` (or everywhere without
+    one), 1 (the conditional prediction alone) outside it."""
+    if interval is None:
+        return guidance_scale
+    return guidance_scale if interval[0] <= float(t) <= interval[1] else 1.0
 
 
 def _xformers_available() -> bool:
