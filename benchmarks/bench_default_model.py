@@ -47,7 +47,7 @@ def sampling_only(extra: dict, repeats: int) -> list[float]:
     d = load_config(SampleConfig, files=[model_sample_defaults(default_model_dir(), SampleConfig)])
     pipe = load_pipeline(device="cpu", scheduler=extra.get("scheduler") or d.scheduler)
     kwargs = dict(num_frames=d.frames, height=d.height, width=d.width, guidance_scale=d.guidance,
-                  num_inference_steps=extra.get("steps") or d.steps)
+                  guidance_interval=d.guidance_interval, num_inference_steps=extra.get("steps") or d.steps)
     pipe(PROMPT, generator=torch.Generator().manual_seed(0), **kwargs)  # warm-up
     times = []
     for i in range(repeats):

@@ -114,14 +114,47 @@ def test_trim_refuses_what_it_would_lose(trimmed_folder, tmp_path):
         trim_model_folder(src, src, CORPUS, overwrite=True)
     with pytest.raises(InputError):
         trim_model_folder(src, tmp_path / "x", [" "])
+    with pytest.raises(InputError, match="must be strings"):
+        trim_model_folder(src, tmp_path / "x", ["a", 3])
+    with pytest.raises(InputError, match="apart from it"):
+        trim_model_folder(src, src / "inside", CORPUS)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError):
-        trim_model_folder(tmp_path, tmp_path / "y", CORPUS)  # not a model folder
+        trim_model_folder(tmp_path / "empty", tmp_path / "y", CORPUS)  # not a model folder
+    other = tmp_path / "someone_elses"
+    other.mkdir()
+    (other / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(OutputError):
+        trim_model_folder(src, other, CORPUS, overwrite=True)  # never replaces a folder that is not a model of ours
+    assert (other / "config.json").is_file()
     # A ViCLIP folder whose tokenizer files disagree with its table is refused at load.
     bad = tmp_path / "bad"
     shutil.copytree(dst / "viclip", bad)
     Vocabulary.clip().trimmed(["one word"]).save(bad, overwrite=True)
     with pytest.raises(ModelLoadError, match="tokens"):
         load_viclip(bad)
+
+
+def test_trimmed_viclip_loads_from_its_weights_file_and_is_refused_without_its_vocabulary(trimmed_folder, tmp_path):
+    from transformers import CLIPTextModel
+
+    from vidgen.models.viclip import ViCLIP, get_config
+    from vidgen.models.viclip_io import load_viclip, save_viclip
+
+    _, dst, report = trimmed_folder
+    assert len(load_viclip(dst / "viclip" / "model.safetensors").vocabulary) == report["tokens_after"]
+    bare = tmp_path / "bare"
+    shutil.copytree(dst / "viclip", bare)
+    for name in ("vocab.json", "merges.txt"):
+        (bare / name).unlink()
+    with pytest.raises(ModelLoadError, match="no vocab.json"):
+        load_viclip(bare)
+    # Saving a full-vocabulary model over a trimmed one leaves no stale tokenizer files behind.
+    save_viclip(ViCLIP(get_config("tiny")), bare, overwrite=True)
+    assert load_viclip(bare).vocabulary is None and not (bare / "vocab.json").exists()
+    # The text encoder's padding id follows its token (the tiny encoder pads with the end token).
+    text_encoder = CLIPTextModel.from_pretrained(str(dst / "text_encoder"))
+    assert text_encoder.config.pad_token_id == text_encoder.config.eos_token_id == report["tokens_after"] - 1
 
 
 def test_a_base_folder_from_a_trimmed_viclip_keeps_its_vocabulary(trimmed_folder, tmp_path):

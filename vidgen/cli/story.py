@@ -53,6 +53,11 @@ class StoryConfig:
     dtype: str = "fp32"
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        from vidgen.pipelines.text_to_video import check_guidance_interval
+
+        check_guidance_interval(self.guidance_interval)  # before the model loads
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("story", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)

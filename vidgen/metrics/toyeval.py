@@ -57,6 +57,9 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.suite not in ("toyworld", "story"):
             raise InputError(f"unknown eval suite {self.suite!r}; available: toyworld, story")
+        from vidgen.pipelines.text_to_video import check_guidance_interval
+
+        check_guidance_interval(self.guidance_interval)
         if self.n is None:
             self.n = 120 if self.suite == "toyworld" else 30
         if self.n < 1 or self.batch_size < 1:

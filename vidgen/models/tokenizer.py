@@ -146,6 +146,13 @@ class Vocabulary:
         for special in (SOT_TOKEN, EOT_TOKEN):
             if special not in known:
                 raise InputError(f"vocabulary: {special} is missing")
+        if self.tokens[-1] != EOT_TOKEN:
+            raise InputError(f"vocabulary: {EOT_TOKEN} must have the largest id (CLIP pools at the largest id)")
+        symbols = list(bytes_to_unicode().values())
+        lacking = [t for t in symbols + [c + _END_OF_WORD for c in symbols] if t not in known]
+        if lacking:
+            raise InputError(f"vocabulary: {len(lacking)} byte symbols are missing (e.g. {lacking[0]!r}): "
+                             "some texts could not be tokenised")
         missing = [a + b for a, b in self.merges if a + b not in known or a not in known or b not in known]
         if missing:
             raise InputError(f"vocabulary: {len(missing)} merges use or make tokens it lacks, e.g. {missing[0]!r}")

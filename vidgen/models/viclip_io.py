@@ -273,13 +273,18 @@ def load_viclip(
     check_state_dict(model, state, repr(str(path)))
     # assign=True adopts the loaded tensors instead of copying them into fresh ones: one copy in memory.
     model.load_state_dict(state, strict=True, assign=True)
-    if path.is_dir():
-        from vidgen.models.tokenizer import Vocabulary
+    from vidgen.models.tokenizer import MERGES_FILE, VOCAB_FILE, VOCAB_SIZE, Vocabulary
 
-        model.vocabulary = Vocabulary.from_folder(path)
-        if model.vocabulary is not None and len(model.vocabulary) != config.vocab_size:
-            raise ModelLoadError(f"{path}: the tokenizer files have {len(model.vocabulary)} tokens, the text tower "
-                                 f"{config.vocab_size} rows")
+    # A trimmed text tower keeps its vocabulary beside its weights (vocab.json + merges.txt, as save_viclip writes).
+    folder = path if path.is_dir() else path.parent
+    has_files = (folder / VOCAB_FILE).is_file() or (folder / MERGES_FILE).is_file()
+    model.vocabulary = Vocabulary.from_folder(folder) if has_files else None
+    if model.vocabulary is not None and len(model.vocabulary) != config.vocab_size:
+        raise ModelLoadError(f"{path}: the tokenizer files have {len(model.vocabulary)} tokens, the text tower "
+                             f"{config.vocab_size} rows")
+    if model.vocabulary is None and config.vocab_size != VOCAB_SIZE:
+        raise ModelLoadError(f"{path}: the text tower has {config.vocab_size} token rows, not CLIP's {VOCAB_SIZE}, and no "
+                             "vocab.json + merges.txt say which tokens they are")
     return model.to(device=device, dtype=dtype).eval()
 
 
@@ -338,6 +343,11 @@ def save_viclip(model: ViCLIP, folder: str | os.PathLike, *, overwrite: bool = F
     vocabulary = getattr(model, "vocabulary", None)
     if vocabulary is not None:
         vocabulary.save(folder, overwrite=overwrite)
+    else:
+        from vidgen.models.tokenizer import MERGES_FILE, VOCAB_FILE
+
+        for name in (VOCAB_FILE, MERGES_FILE):  # a trimmed model saved here before: its files would not fit this one
+            (folder / name).unlink(missing_ok=True)
     atomic_write_text(config_path, json.dumps(meta, indent=2) + "\n", overwrite=overwrite)
     return folder
 

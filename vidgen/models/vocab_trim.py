@@ -39,60 +39,87 @@ def _base_vocabulary(folder: Path, rows: int) -> Vocabulary:
     return vocabulary
 
 
-def trim_clip_text_model(text_encoder, base: Vocabulary, new: Vocabulary):
-    """``text_encoder`` (a ``transformers`` CLIP text model, changed in place) with the rows of ``new``'s tokens."""
-    rows = torch.tensor(new.ids_in(base))
-    embedding = text_encoder.get_input_embeddings()
-    trimmed = torch.nn.Embedding(len(new), embedding.embedding_dim, dtype=embedding.weight.dtype)
+def _rows_of(embedding: torch.nn.Embedding, rows: list[int]) -> torch.nn.Embedding:
+    """A new embedding holding ``rows`` of ``embedding`` (same dtype and device)."""
+    weight = embedding.weight
+    out = torch.nn.Embedding(len(rows), weight.shape[1], dtype=weight.dtype, device=weight.device)
     with torch.no_grad():
-        trimmed.weight.copy_(embedding.weight[rows])
-    text_encoder.set_input_embeddings(trimmed)
-    index = new.encoder
-    text_encoder.config.vocab_size = len(new)
-    text_encoder.config.bos_token_id = index[SOT_TOKEN]
-    text_encoder.config.eos_token_id = index[EOT_TOKEN]
+        out.weight.copy_(weight[torch.tensor(rows, device=weight.device)])
+    return out
+
+
+def trim_clip_text_model(text_encoder, base: Vocabulary, new: Vocabulary):
+    """``text_encoder`` (a ``transformers`` CLIP text model, changed in place) with the rows of ``new``'s tokens;
+    its start, end and padding ids follow their tokens."""
+    text_encoder.set_input_embeddings(_rows_of(text_encoder.get_input_embeddings(), new.ids_in(base)))
+    index, config = new.encoder, text_encoder.config
+    pad = config.pad_token_id
+    pad_token = base.tokens[pad] if isinstance(pad, int) and 0 <= pad < len(base) else None
+    config.vocab_size = len(new)
+    config.bos_token_id = index[SOT_TOKEN]
+    config.eos_token_id = index[EOT_TOKEN]
+    if pad_token is not None:
+        config.pad_token_id = index.get(pad_token, index[EOT_TOKEN])
     return text_encoder
 
 
 def trim_viclip(model, new: Vocabulary):
     """``model`` (a ViCLIP, changed in place) with the text rows of ``new``'s tokens; it carries ``new`` from then on."""
     base = model.vocabulary if model.vocabulary is not None else Vocabulary.clip()
-    rows = torch.tensor(new.ids_in(base))
     tower = model.text_encoder
-    weight = tower.token_embedding.weight
-    trimmed = torch.nn.Embedding(len(new), weight.shape[1], dtype=weight.dtype, device=weight.device)
-    with torch.no_grad():
-        trimmed.weight.copy_(weight[rows])
-    tower.token_embedding = trimmed
+    tower.token_embedding = _rows_of(tower.token_embedding, new.ids_in(base))
     model.config = dataclasses.replace(model.config, vocab_size=len(new))
     tower.config = model.config
     model.vocabulary = new
     return model
 
 
-def _stored_dtype(config_path: Path) -> torch.dtype:
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"{path}: unreadable: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object")
+    return data
+
+
+def _stored_dtype(config: dict) -> torch.dtype:
     """The dtype a ``transformers`` config says its weights were saved in (float32 when it says none)."""
-    config = json.loads(config_path.read_text())
     name = config.get("dtype") or config.get("torch_dtype")
     return {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(name, torch.float32)
 
 
+def _is_model_folder(path: Path) -> bool:
+    """A pipeline folder or a ViCLIP folder: the only kinds ``trim_model_folder`` may replace."""
+    if (path / "model_index.json").is_file():
+        return True
+    try:
+        return json.loads((path / "config.json").read_text()).get("model_type") == "viclip"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def trim_model_folder(src: str | os.PathLike, dst: str | os.PathLike, texts: Iterable[str], *,
-                      overwrite: bool = False) -> dict:
+                      overwrite: bool = False, max_shard_bytes: int | None = None) -> dict:
     """Copy a model folder to ``dst`` with its text vocabulary trimmed to ``texts``.
 
-    ``src`` is a pipeline folder (``model_index.json``; its ``text_encoder/`` +
-    ``tokenizer/`` and, when present, ``viclip/`` are trimmed, the rest copied) or a
-    ViCLIP folder. Weights keep their stored dtype. ``dst`` is written beside itself and
-    renamed when complete; with ``overwrite`` it may replace an empty or model folder.
+    ``src`` is a pipeline folder (``model_index.json``: its ``text_encoder/`` + ``tokenizer/``
+    and, when present, ``viclip/`` are written anew, holding only their model files, and every
+    other file is copied) or a ViCLIP folder. Weights keep their stored dtype. ``dst`` is
+    written beside itself and renamed when complete; with ``overwrite`` it may replace an
+    empty folder or a model folder, never ``src`` nor a folder inside or around it.
+
+    Args:
+        max_shard_bytes: split the ViCLIP's weights into files of at most this size (see ``save_viclip``).
 
     Returns:
         ``{"tokens_before", "tokens_after", "bytes_before", "bytes_after"}``.
 
     Raises:
-        ModelLoadError: ``src`` is not such a folder or its parts disagree.
+        ModelLoadError: ``src`` is not such a folder, a part is unreadable, or the parts disagree.
         OutputError: ``dst`` exists (without ``overwrite``) or cannot be written.
-        InputError: ``texts`` is empty.
+        InputError: no texts, a text that is not a string, or ``dst`` overlapping ``src``.
     """
     from transformers import CLIPTextModel
 
@@ -101,34 +128,35 @@ def trim_model_folder(src: str | os.PathLike, dst: str | os.PathLike, texts: Ite
     from vidgen.models.viclip_io import load_viclip, read_viclip_weights, save_viclip
 
     src, dst = Path(src), Path(dst)
+    texts = list(texts)
+    if any(not isinstance(t, str) for t in texts):
+        raise InputError("the texts to keep the vocabulary of must be strings")
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise InputError("no texts to keep the vocabulary of")
+    a, b = src.resolve(), dst.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise InputError(f"trim {str(src)!r} into a folder apart from it, not {str(dst)!r}")
     is_pipeline = (src / "model_index.json").is_file()
     viclip_dir = src / "viclip" if is_pipeline else src
     if not is_pipeline and not (src / "config.json").is_file():
         raise ModelLoadError(f"{src}: neither a model folder (model_index.json) nor a ViCLIP folder (config.json)")
     report = {"bytes_before": sum(f.stat().st_size for f in src.rglob("*") if f.is_file())}
-    if dst.resolve() == src.resolve():
-        raise InputError(f"{src}: trim into another folder, not onto itself")
-
-    def replaceable(path: Path) -> bool:
-        return (path / "model_index.json").is_file() or (path / "config.json").is_file()
-
-    with atomic_folder(dst, overwrite=overwrite, replaceable=replaceable) as tmp:
+    new = None
+    with atomic_folder(dst, overwrite=overwrite, replaceable=_is_model_folder) as tmp:
         if is_pipeline:
-            shutil.copytree(src, tmp, dirs_exist_ok=True,
-                            ignore=lambda d, names: names if Path(d) in (src / "text_encoder", src / "tokenizer", viclip_dir) else [])
+            rewritten = (src / "text_encoder", src / "tokenizer", viclip_dir)
+            shutil.copytree(src, tmp, dirs_exist_ok=True, ignore=lambda d, names: names if Path(d) in rewritten else [])
             te_dir, tok_dir = src / "text_encoder", src / "tokenizer"
-            dtype = _stored_dtype(te_dir / "config.json")
             try:
-                text_encoder = CLIPTextModel.from_pretrained(str(te_dir), torch_dtype=dtype, use_safetensors=True)
-            except (OSError, ValueError) as e:
+                text_encoder = CLIPTextModel.from_pretrained(str(te_dir), torch_dtype=_stored_dtype(_read_json(te_dir / "config.json")),
+                                                             use_safetensors=True)
+            except (OSError, ValueError, RuntimeError) as e:
                 raise ModelLoadError(f"{te_dir}: cannot load the text encoder: {str(e).splitlines()[0]}") from None
             base = _base_vocabulary(tok_dir, text_encoder.config.vocab_size)
             new = base.trimmed(texts)
             trim_clip_text_model(text_encoder, base, new).save_pretrained(str(tmp / "text_encoder"), safe_serialization=True)
-            settings = json.loads((tok_dir / "tokenizer_config.json").read_text())
+            settings = _read_json(tok_dir / "tokenizer_config.json")
             tokenizer = hf_clip_tokenizer(settings.get("model_max_length", 77), pad_token=settings.get("pad_token"),
                                           vocabulary=new)
             tokenizer.save_pretrained(str(tmp / "tokenizer"))
@@ -136,17 +164,17 @@ def trim_model_folder(src: str | os.PathLike, dst: str | os.PathLike, texts: Ite
             report["tokens_before"] = len(base)
         if (viclip_dir / "config.json").is_file():
             state, _ = read_viclip_weights(viclip_dir)
-            dtype = next(t.dtype for t in state.values() if t.is_floating_point())
-            del state
+            table = state.get("text_encoder.token_embedding.weight")
+            dtype = table.dtype if table is not None else next(t.dtype for t in state.values() if t.is_floating_point())
+            del state, table
             model = load_viclip(viclip_dir, dtype=dtype)
-            base = model.vocabulary if model.vocabulary is not None else _base_vocabulary(viclip_dir, model.config.vocab_size)
+            base = model.vocabulary if model.vocabulary is not None else Vocabulary.clip()
             new_v = base.trimmed(texts)
-            if is_pipeline and new_v.tokens != new.tokens:
+            if new is not None and new_v.tokens != new.tokens:
                 raise ModelLoadError(f"{src}: the ViCLIP and the text encoder have different vocabularies")
             save_viclip(trim_viclip(model, new_v), tmp / "viclip" if is_pipeline else tmp, overwrite=True,
-                        max_shard_bytes=6 * 2**20)
+                        max_shard_bytes=max_shard_bytes)
             report.setdefault("tokens_before", len(base))
             new = new_v
     report.update(tokens_after=len(new), bytes_after=sum(f.stat().st_size for f in dst.rglob("*") if f.is_file()))
     return report
-

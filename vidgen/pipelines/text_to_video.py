@@ -316,9 +316,12 @@ class TextToVideoPipeline(DiffusionPipeline):
             callback_on_step_end_tensor_inputs: names passed to the callback.
             decode_chunk_size: frames per VAE decode call (lower saves memory).
             cross_attention_kwargs: passed to the attention processors.
-            guidance_interval: ``(lo, hi)`` timesteps (0-1000 scale): guidance runs only at steps with
-                ``lo <= t <= hi``; the others take the conditional prediction alone (one denoiser pass
-                instead of two). Guidance in a limited interval (Kynkaanniemi et al. 2024); ``None``: every step.
+            guidance_interval: ``(lo, hi)`` in the scheduler's timesteps (0-1000 for the usual 1000
+                training steps): guidance runs only at evaluations with ``lo <= t <= hi``; the others
+                take the conditional prediction alone (one denoiser pass instead of two). Guidance in a
+                limited interval (Kynkaanniemi et al. 2024); ``None``: every step. The decision is per
+                denoiser evaluation, so a second-order solver (heun, kdpm2) whose step straddles ``lo``
+                guides one of its two evaluations only.
 
         Returns:
             :class:`TextToVideoOutput` (or ``(frames,)`` when ``return_dict`` is false).
@@ -407,6 +410,8 @@ def check_guidance_interval(interval) -> tuple[float, float] | None:
     """
     if interval is None:
         return None
+    if not isinstance(interval, (list, tuple)):
+        raise InputError(f"guidance_interval must be two timesteps [lo, hi], got {interval!r}")
     try:
         lo, hi = (float(v) for v in interval)
     except (TypeError, ValueError):
