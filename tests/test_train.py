@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import torch
 from safetensors.torch import load_file
 
@@ -122,7 +123,8 @@ def test_checkpoint_exports_to_a_folder_the_sampler_opens(tiny_motion_model, tmp
     from vidgen.training.export import export_model
 
     cfg = tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=2", "validation.num_frames=3",
-                      "validation.height=16", "validation.width=16", "validation.steps=2")
+                      "validation.height=16", "validation.width=16", "validation.steps=2",
+                      "validation.guidance_interval=[200,1000]")
     result = train(cfg, dataset=ClipTensors(), collate_fn=collate)
     out = export_model(tmp_path / "run", tmp_path / "model")
     pipe = load_pipeline(out, device="cpu")
@@ -131,6 +133,7 @@ def test_checkpoint_exports_to_a_folder_the_sampler_opens(tiny_motion_model, tmp
     frames = pipe("clip number 1", num_frames=3, height=16, width=16, num_inference_steps=2).frames
     assert frames.shape == (1, 3, 16, 16, 3)
     assert (out / "sample_defaults.yaml").read_text().startswith("frames: 3")
+    assert yaml.safe_load((out / "sample_defaults.yaml").read_text())["guidance_interval"] == [200, 1000]
 
 
 def test_nan_losses_are_skipped_counted_and_bounded(tiny_motion_model, tmp_path):

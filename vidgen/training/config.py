@@ -238,6 +238,7 @@ class ValidationConfig:
     width: Optional[int] = None
     steps: int = 25
     guidance: float = 7.5
+    guidance_interval: Optional[list[float]] = None  # [lo, hi] timesteps where guidance runs; also the export's default
     scheduler: Optional[str] = None
     seed: int = 0
     fps: float = 8.0
@@ -247,7 +248,10 @@ class ValidationConfig:
     judge: bool = False  # score samples with the toy-world judge (toy-world prompts only)
 
     def __post_init__(self) -> None:
+        from vidgen.pipelines.text_to_video import check_guidance_interval
+
         _positive("validation", "every", self.every, allow_zero=True)
+        check_guidance_interval(self.guidance_interval)
 
 
 @dataclass

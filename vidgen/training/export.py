@@ -89,6 +89,7 @@ def export_model(
         pipe.save_pretrained(str(tmp), safe_serialization=True)
         v = cfg.validation
         defaults = dict(frames=v.num_frames, height=v.height, width=v.width, steps=v.steps, guidance=v.guidance,
+                        guidance_interval=list(v.guidance_interval) if v.guidance_interval is not None else None,
                         scheduler=v.scheduler, fps=v.fps, upscale=v.upscale)
         if cfg.train.context_prob > 0:
             defaults["pin"] = "clean"  # stories show the previous clip's frames as the model learnt them: clean

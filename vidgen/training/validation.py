@@ -34,7 +34,8 @@ def sample_validation_videos(cfg: TrainConfig, models, unet, step: int) -> list[
     try:
         for i, prompt in enumerate(v.prompts):
             frames = pipe(prompt, num_frames=v.num_frames, height=v.height, width=v.width, num_inference_steps=v.steps,
-                          guidance_scale=v.guidance, generator=torch.Generator().manual_seed(v.seed + i)).frames[0]
+                          guidance_scale=v.guidance, guidance_interval=v.guidance_interval,
+                          generator=torch.Generator().manual_seed(v.seed + i)).frames[0]
             path = write_video(out_dir / f"{i:03d}-{slugify(prompt)}.mp4", frames, fps=v.fps, overwrite=True,
                                upscale_factor=v.upscale)
             results.append((prompt, frames, path))
