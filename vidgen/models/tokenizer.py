@@ -159,12 +159,12 @@ class Vocabulary:
 
     @classmethod
     def clip(cls) -> "Vocabulary":
-        """CLIP's full vocabulary (the shipped merges file)."""
-        return cls(tuple(clip_vocab()), load_merges())
+        """CLIP's full vocabulary (the shipped merges file; built once)."""
+        return _clip_vocabulary()
 
-    @property
+    @functools.cached_property
     def encoder(self) -> dict[str, int]:
-        """Token -> id."""
+        """Token -> id (built once per vocabulary)."""
         return {tok: i for i, tok in enumerate(self.tokens)}
 
     def __len__(self) -> int:
@@ -180,10 +180,9 @@ class Vocabulary:
         full = CLIPBPETokenizer(vocabulary=self)
         made: set[str] = set()
         for text in texts:
-            for piece in full._pattern.findall(full.clean(text)):
-                symbols = "".join(full.byte_encoder[b] for b in piece.encode("utf-8"))
-                if symbols not in (SOT_TOKEN, EOT_TOKEN):
-                    apply_merges(list(symbols[:-1]) + [symbols[-1] + _END_OF_WORD], full.bpe_ranks, made)
+            for word in full.words(text):
+                if word not in (SOT_TOKEN, EOT_TOKEN):
+                    apply_merges(_word_parts(word), full.bpe_ranks, made)
         symbols = set(bytes_to_unicode().values())
         keep = made | symbols | {s + _END_OF_WORD for s in symbols} | {SOT_TOKEN, EOT_TOKEN}
         return Vocabulary(tuple(t for t in self.tokens if t in keep),
@@ -252,6 +251,30 @@ class Vocabulary:
             return cls(tuple(tokens), tuple(tuple(m) for m in merges))  # type: ignore[arg-type]
         except (OSError, UnicodeDecodeError, ValueError, KeyError, AttributeError, TypeError, InputError) as e:
             raise ModelLoadError(f"{folder}: unreadable tokenizer files: {str(e).splitlines()[0]}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _clip_vocabulary() -> Vocabulary:
+    return Vocabulary(tuple(clip_vocab()), load_merges())
+
+
+def table_vocabulary(vocabulary: Vocabulary | None, rows: int, where: str) -> Vocabulary | None:
+    """``vocabulary`` (``None``: CLIP's full one) checked against a token table of ``rows`` rows.
+
+    Raises:
+        ModelLoadError: the sizes differ (``where`` names the model in the message).
+    """
+    if vocabulary is None and rows != VOCAB_SIZE:
+        raise ModelLoadError(f"{where}: the text tower has {rows} token rows, not CLIP's {VOCAB_SIZE}, and no "
+                             "vocab.json + merges.txt say which tokens they are")
+    if vocabulary is not None and len(vocabulary) != rows:
+        raise ModelLoadError(f"{where}: the tokenizer files have {len(vocabulary)} tokens, the text tower {rows} rows")
+    return vocabulary
+
+
+def _word_parts(word: str) -> list[str]:
+    """A pre-token's byte symbols as BPE starts from them: the last one carries the end-of-word marker."""
+    return list(word[:-1]) + [word[-1] + _END_OF_WORD]
 
 
 # CLIP's pre-tokenisation: the special tokens, English contractions, runs of
@@ -329,7 +352,7 @@ class CLIPBPETokenizer:
             return cached
         if word in (SOT_TOKEN, EOT_TOKEN):
             return (word,)
-        result = apply_merges(list(word[:-1]) + [word[-1] + _END_OF_WORD], self.bpe_ranks)
+        result = apply_merges(_word_parts(word), self.bpe_ranks)
         if len(self._cache) >= self._CACHE_LIMIT:
             self._cache.clear()
         self._cache[word] = result
@@ -340,10 +363,13 @@ class CLIPBPETokenizer:
         if not isinstance(text, str):
             raise InputError(f"text to tokenise must be a string, got {type(text).__name__}")
         ids: list[int] = []
-        for piece in self._pattern.findall(self.clean(text)):
-            symbols = "".join(self.byte_encoder[b] for b in piece.encode("utf-8"))
-            ids.extend(self.encoder[t] for t in self.bpe(symbols))
+        for word in self.words(text):
+            ids.extend(self.encoder[t] for t in self.bpe(word))
         return ids
+
+    def words(self, text: str) -> list[str]:
+        """``text`` cleaned and pre-tokenised, each piece mapped to byte symbols (what :meth:`bpe` takes)."""
+        return ["".join(self.byte_encoder[b] for b in piece.encode("utf-8")) for piece in self._pattern.findall(self.clean(text))]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of token ids: the start token is dropped, decoding stops at the end token (padding follows it)."""

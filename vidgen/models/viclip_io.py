@@ -242,7 +242,7 @@ def load_viclip(
     *,
     size: str | ViCLIPConfig | None = None,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = torch.float32,
 ) -> ViCLIP:
     """Load a ViCLIP checkpoint strictly and return the model in eval mode.
 
@@ -255,7 +255,7 @@ def load_viclip(
         size: a named size or config; ``None`` reads it from ``config.json`` or
             infers it from the weights' shapes.
         device: where to put the model.
-        dtype: parameter dtype (float32 reproduces the reference scores).
+        dtype: parameter dtype (float32 reproduces the reference scores); ``None`` keeps the stored ones.
 
     Returns:
         :class:`ViCLIP` in eval mode.
@@ -273,18 +273,12 @@ def load_viclip(
     check_state_dict(model, state, repr(str(path)))
     # assign=True adopts the loaded tensors instead of copying them into fresh ones: one copy in memory.
     model.load_state_dict(state, strict=True, assign=True)
-    from vidgen.models.tokenizer import MERGES_FILE, VOCAB_FILE, VOCAB_SIZE, Vocabulary
+    from vidgen.models.tokenizer import MERGES_FILE, VOCAB_FILE, Vocabulary, table_vocabulary
 
     # A trimmed text tower keeps its vocabulary beside its weights (vocab.json + merges.txt, as save_viclip writes).
     folder = path if path.is_dir() else path.parent
     has_files = (folder / VOCAB_FILE).is_file() or (folder / MERGES_FILE).is_file()
-    model.vocabulary = Vocabulary.from_folder(folder) if has_files else None
-    if model.vocabulary is not None and len(model.vocabulary) != config.vocab_size:
-        raise ModelLoadError(f"{path}: the tokenizer files have {len(model.vocabulary)} tokens, the text tower "
-                             f"{config.vocab_size} rows")
-    if model.vocabulary is None and config.vocab_size != VOCAB_SIZE:
-        raise ModelLoadError(f"{path}: the text tower has {config.vocab_size} token rows, not CLIP's {VOCAB_SIZE}, and no "
-                             "vocab.json + merges.txt say which tokens they are")
+    model.vocabulary = table_vocabulary(Vocabulary.from_folder(folder) if has_files else None, config.vocab_size, str(path))
     return model.to(device=device, dtype=dtype).eval()
 
 
@@ -378,13 +372,13 @@ def viclip_text_to_clip_text_model(model: ViCLIP, with_projection: bool = False)
     """
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from vidgen.models.tokenizer import EOT_ID, SOT_ID
+    from vidgen.models.tokenizer import EOT_ID, EOT_TOKEN, SOT_ID, SOT_TOKEN
 
     c = model.config
     sot_id, eot_id = SOT_ID, EOT_ID
     if getattr(model, "vocabulary", None) is not None:
-        tokenizer = model.tokenizer()
-        sot_id, eot_id = tokenizer.sot_id, tokenizer.eot_id
+        index = model.vocabulary.encoder
+        sot_id, eot_id = index[SOT_TOKEN], index[EOT_TOKEN]
     hf_config = CLIPTextConfig(
         vocab_size=c.vocab_size, hidden_size=c.text_width, intermediate_size=4 * c.text_width,
         projection_dim=c.embed_dim, num_hidden_layers=c.text_layers, num_attention_heads=c.text_heads,

@@ -22,21 +22,15 @@ from typing import Iterable
 import torch
 
 from vidgen.errors import InputError, ModelLoadError
-from vidgen.models.tokenizer import EOT_TOKEN, SOT_TOKEN, VOCAB_SIZE, Vocabulary
+from vidgen.models.tokenizer import EOT_TOKEN, SOT_TOKEN, Vocabulary, table_vocabulary
 
 __all__ = ["trim_model_folder", "trim_viclip", "trim_clip_text_model"]
 
 
 def _base_vocabulary(folder: Path, rows: int) -> Vocabulary:
     """The vocabulary a table of ``rows`` rows was built for: the folder's own files, else CLIP's."""
-    vocabulary = Vocabulary.from_folder(folder)
-    if vocabulary is None:
-        if rows != VOCAB_SIZE:
-            raise ModelLoadError(f"{folder}: {rows} token rows and no tokenizer files to say which tokens they are")
-        vocabulary = Vocabulary.clip()
-    if len(vocabulary) != rows:
-        raise ModelLoadError(f"{folder}: the tokenizer has {len(vocabulary)} tokens, the text encoder {rows} rows")
-    return vocabulary
+    vocabulary = table_vocabulary(Vocabulary.from_folder(folder), rows, str(folder))
+    return vocabulary if vocabulary is not None else Vocabulary.clip()
 
 
 def _rows_of(embedding: torch.nn.Embedding, rows: list[int]) -> torch.nn.Embedding:
@@ -84,12 +78,6 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _stored_dtype(config: dict) -> torch.dtype:
-    """The dtype a ``transformers`` config says its weights were saved in (float32 when it says none)."""
-    name = config.get("dtype") or config.get("torch_dtype")
-    return {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(name, torch.float32)
-
-
 def _is_model_folder(path: Path) -> bool:
     """A pipeline folder or a ViCLIP folder: the only kinds ``trim_model_folder`` may replace."""
     if (path / "model_index.json").is_file():
@@ -125,7 +113,7 @@ def trim_model_folder(src: str | os.PathLike, dst: str | os.PathLike, texts: Ite
 
     from vidgen.io.files import atomic_folder
     from vidgen.models.tokenizer import hf_clip_tokenizer
-    from vidgen.models.viclip_io import load_viclip, read_viclip_weights, save_viclip
+    from vidgen.models.viclip_io import load_viclip, save_viclip
 
     src, dst = Path(src), Path(dst)
     texts = list(texts)
@@ -149,8 +137,7 @@ def trim_model_folder(src: str | os.PathLike, dst: str | os.PathLike, texts: Ite
             shutil.copytree(src, tmp, dirs_exist_ok=True, ignore=lambda d, names: names if Path(d) in rewritten else [])
             te_dir, tok_dir = src / "text_encoder", src / "tokenizer"
             try:
-                text_encoder = CLIPTextModel.from_pretrained(str(te_dir), torch_dtype=_stored_dtype(_read_json(te_dir / "config.json")),
-                                                             use_safetensors=True)
+                text_encoder = CLIPTextModel.from_pretrained(str(te_dir), torch_dtype="auto", use_safetensors=True)
             except (OSError, ValueError, RuntimeError) as e:
                 raise ModelLoadError(f"{te_dir}: cannot load the text encoder: {str(e).splitlines()[0]}") from None
             base = _base_vocabulary(tok_dir, text_encoder.config.vocab_size)
@@ -163,11 +150,7 @@ def trim_model_folder(src: str | os.PathLike, dst: str | os.PathLike, texts: Ite
             new.save(tmp / "tokenizer", overwrite=True)
             report["tokens_before"] = len(base)
         if (viclip_dir / "config.json").is_file():
-            state, _ = read_viclip_weights(viclip_dir)
-            table = state.get("text_encoder.token_embedding.weight")
-            dtype = table.dtype if table is not None else next(t.dtype for t in state.values() if t.is_floating_point())
-            del state, table
-            model = load_viclip(viclip_dir, dtype=dtype)
+            model = load_viclip(viclip_dir, dtype=None)  # the stored dtypes
             base = model.vocabulary if model.vocabulary is not None else Vocabulary.clip()
             new_v = base.trimmed(texts)
             if new is not None and new_v.tokens != new.tokens:

@@ -373,7 +373,7 @@ class TextToVideoPipeline(DiffusionPipeline):
         self._num_timesteps = len(timesteps)
         with self.progress_bar(total=len(timesteps)) as progress:
             for i, t in enumerate(timesteps):
-                scale = guidance_at(t, guidance_scale, guidance_interval) if do_cfg else guidance_scale
+                scale = guidance_at(t, guidance_scale, guidance_interval)
                 noise_pred = self.predict(latents, t, prompt_embeds, scale, cross_attention_kwargs)
                 latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
                 if callback_on_step_end is not None:
