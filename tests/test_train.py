@@ -327,7 +327,7 @@ def test_cached_text_can_be_replaced_by_the_base_text_encoder(tiny_motion_model,
     batch = {"latents": latents, "caption": ["a red circle", ""], "text_embeds": torch.full((2, 77, 32), float("nan"))}
 
     def loss(c):
-        return batch_loss(models, models.unet, batch, c, torch.Generator().manual_seed(0), True, "cpu")
+        return batch_loss(models, models.unet, batch, c, torch.Generator().manual_seed(0), True, "cpu").total
 
     assert torch.isfinite(loss(cfg))  # the NaN cache is not read
     assert torch.isnan(loss(tiny_config(tiny_motion_model, tmp_path / "run")))  # ...and by default it is
@@ -454,7 +454,7 @@ def test_batch_loss_asks_reversed_clips_for_the_clip_in_its_own_order(tiny_motio
         cfg = tiny_config(tiny_motion_model, tmp_path / "run", "model.prediction_type=v_prediction",
                           f"train.reverse_prob={prob}", "train.reverse_max_snr=1")
         loss = batch_loss(SimpleNamespace(noise_scheduler=sched), oracle, batch, cfg, torch.Generator().manual_seed(1),
-                          False, "cpu")
+                          False, "cpu").total
         assert loss.item() < 1e-6, (prob, loss.item())
     # The same draws, and with reversal the clips at low SNR (here most of them) were shown backwards.
     plain, reversed_ = shown

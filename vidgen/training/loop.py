@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 
@@ -108,13 +108,16 @@ def encode_video(models, pixels: torch.Tensor, generator: torch.Generator) -> to
     return latents.reshape(b, t, *latents.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
 
 
-def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Generator, motion: bool, device,
-               feature_loss=None, parts: dict | None = None) -> torch.Tensor:
-    """The diffusion loss of one micro-batch, plus ``train.feature_loss_weight`` x ``feature_loss``'s term when given.
+class BatchLoss(NamedTuple):
+    """One micro-batch's loss to backpropagate, and the unweighted feature-loss term logged beside it."""
 
-    With ``parts`` (a dict) and a ``feature_loss``, the unweighted feature term is also stored in
-    ``parts["feature"]`` as a float (0.0 when no clip of the batch qualified).
-    """
+    total: torch.Tensor
+    feature: float = 0.0  # 0.0 without a feature loss, or when no clip of the batch qualified
+
+
+def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Generator, motion: bool, device,
+               feature_loss=None) -> BatchLoss:
+    """The diffusion loss of one micro-batch, plus ``train.feature_loss_weight`` x ``feature_loss``'s term when given."""
     if "latents" in batch:
         latents = batch["latents"].to(device, torch.float32).contiguous()
     else:
@@ -152,15 +155,14 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
                              target.float())
     pred = unet(noisy, timesteps, encoder_hidden_states=states.to(noisy.dtype)).sample
     loss = diffusion_loss(pred, target, loss_weights(scheduler, timesteps, cfg.train.snr_gamma), context)
-    if feature_loss is not None:
-        # The target always implies the real clip as the clean sample (reversed or own-step inputs included).
-        term = feature_loss_term(feature_loss, scheduler, noisy, pred, latents, timesteps, cfg.train.feature_loss_min_snr,
-                                 context)
-        if term is not None:
-            loss = loss + cfg.train.feature_loss_weight * term
-        if parts is not None:
-            parts["feature"] = float(term.detach()) if term is not None else 0.0
-    return loss
+    if feature_loss is None:
+        return BatchLoss(loss)
+    # The target always implies the real clip as the clean sample (reversed or own-step inputs included).
+    term = feature_loss_term(feature_loss, scheduler, noisy, pred, latents, timesteps, cfg.train.feature_loss_min_snr,
+                             context)
+    if term is None:
+        return BatchLoss(loss)
+    return BatchLoss(loss + cfg.train.feature_loss_weight * term, float(term.detach()))
 
 
 def train(
@@ -297,7 +299,7 @@ def train(
     result = TrainResult(run_dir=run_dir, state=state, model=raw_unet)
     window_bad = False  # a non-finite loss in this accumulation window: skip its update
     window_loss, window_n = 0.0, 0
-    window_feature, parts = 0.0, {}  # the feature loss's own term, logged beside the total
+    window_feature = 0.0  # the feature loss's own term, logged beside the total
     tick, tick_samples = time.perf_counter(), 0
     last_checkpoint_step = state.step if resume_from is not None else -1
 
@@ -324,7 +326,8 @@ def train(
             state.samples_seen += batch_size * accelerator.num_processes
             tick_samples += batch_size * accelerator.num_processes
             with accelerator.accumulate(unet):
-                loss = batch_loss(models, unet, batch, cfg, generator, motion, accelerator.device, feature_loss, parts)
+                loss, feature_term = batch_loss(models, unet, batch, cfg, generator, motion, accelerator.device,
+                                                feature_loss)
                 # Every process must agree to skip, or DDP's gradient all-reduce would hang.
                 finite = accelerator.reduce(torch.isfinite(loss.detach()).float().reshape(1), "sum").item()
                 if finite < accelerator.num_processes or window_bad:
@@ -332,7 +335,7 @@ def train(
                 else:
                     accelerator.backward(loss)
                     window_loss += loss.detach().item()
-                    window_feature += parts.get("feature", 0.0)
+                    window_feature += feature_term
                     window_n += 1
                     if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
