@@ -6,6 +6,11 @@ For each: the wall time of the whole command (interpreter start, imports, model
 load, sampling, MP4 write) and the peak RSS of that process (os.wait4), then the
 time of the pipeline call alone with the model already loaded.
 
+Two references are timed in the same run, because this CPU's speed varies several-fold
+from day to day: a process that only imports what `vidgen sample` imports (the part
+of the wall time no change to vidgen's own code removes), and a fixed pure-Python loop
+(10**7 additions) that tells how fast the machine was while the figures were taken.
+
     python benchmarks/bench_default_model.py --repeats 5 --fast-scheduler dpm++ --fast-steps 7
 """
 
@@ -34,6 +39,24 @@ def run_cli(extra: list[str], out: Path) -> tuple[float, float]:
     if status:
         raise SystemExit(f"vidgen sample failed: {proc.stderr.read().decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024
+
+
+def run_python(code: str) -> float:
+    """Wall seconds of one `python -c CODE` process."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return time.perf_counter() - start
+
+
+IMPORTS = "import vidgen.cli.sample, vidgen.pipelines.text_to_video, vidgen.pipelines.loading"
+
+
+def python_loop() -> float:
+    start = time.perf_counter()
+    total = 0
+    for i in range(10**7):
+        total += i
+    return time.perf_counter() - start
 
 
 def sampling_only(extra: dict, repeats: int) -> list[float]:
@@ -69,7 +92,10 @@ def main() -> None:
         run_cli([], out)  # warm the page cache (first import from disk)
         walls = {"default": [], "fast": []}
         rss = {"default": [], "fast": []}
+        imports, loops = [], []
         for r in range(args.repeats):
+            imports.append(run_python(IMPORTS))
+            loops.append(python_loop())
             for name in (("default", "fast") if r % 2 == 0 else ("fast", "default")):
                 w, m = run_cli([] if name == "default" else fast_cli, out)
                 walls[name].append(w)
@@ -84,6 +110,7 @@ def main() -> None:
         "sampling_s_default": med(sampling["default"]), "sampling_s_fast": med(sampling["fast"]),
         "sampling_ratio_fast_over_default": round(statistics.median(sampling["fast"]) / statistics.median(sampling["default"]), 3),
         "wall_ratio_fast_over_default": round(statistics.median(walls["fast"]) / statistics.median(walls["default"]), 3),
+        "imports_s": med(imports), "python_loop_s": med(loops),
         "load_average": os.getloadavg(),
     }
     print(json.dumps(result, indent=1))
