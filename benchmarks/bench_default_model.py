@@ -29,23 +29,21 @@ from pathlib import Path
 PROMPT = "a red circle slides to the left on a white background"
 
 
-def run_cli(extra: list[str], out: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one `vidgen sample` process."""
-    cmd = [sys.executable, "-m", "vidgen", "sample", "--prompt", PROMPT, "--out", str(out), "--overwrite", "--no-progress", *extra]
+def run_timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one process."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if status:
-        raise SystemExit(f"vidgen sample failed: {proc.stderr.read().decode()[-2000:]}")
+        raise SystemExit(f"{' '.join(cmd[1:4])} failed: {proc.stderr.read().decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024
 
 
-def run_python(code: str) -> float:
-    """Wall seconds of one `python -c CODE` process."""
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True)
-    return time.perf_counter() - start
+def run_cli(extra: list[str], out: Path) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one `vidgen sample` process."""
+    return run_timed([sys.executable, "-m", "vidgen", "sample", "--prompt", PROMPT, "--out", str(out), "--overwrite",
+                      "--no-progress", *extra])
 
 
 IMPORTS = "import vidgen.cli.sample, vidgen.pipelines.text_to_video, vidgen.pipelines.loading"
@@ -94,7 +92,7 @@ def main() -> None:
         rss = {"default": [], "fast": []}
         imports, loops = [], []
         for r in range(args.repeats):
-            imports.append(run_python(IMPORTS))
+            imports.append(run_timed([sys.executable, "-c", IMPORTS])[0])
             loops.append(python_loop())
             for name in (("default", "fast") if r % 2 == 0 else ("fast", "default")):
                 w, m = run_cli([] if name == "default" else fast_cli, out)

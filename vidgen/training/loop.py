@@ -155,11 +155,9 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
                              target.float())
     pred = unet(noisy, timesteps, encoder_hidden_states=states.to(noisy.dtype)).sample
     loss = diffusion_loss(pred, target, loss_weights(scheduler, timesteps, cfg.train.snr_gamma), context)
-    if feature_loss is None:
-        return BatchLoss(loss)
     # The target always implies the real clip as the clean sample (reversed or own-step inputs included).
-    term = feature_loss_term(feature_loss, scheduler, noisy, pred, latents, timesteps, cfg.train.feature_loss_min_snr,
-                             context)
+    term = None if feature_loss is None else feature_loss_term(feature_loss, scheduler, noisy, pred, latents, timesteps,
+                                                               cfg.train.feature_loss_min_snr, context)
     if term is None:
         return BatchLoss(loss)
     return BatchLoss(loss + cfg.train.feature_loss_weight * term, float(term.detach()))
