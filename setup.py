@@ -45,6 +45,16 @@ EXTRAS["test"] = sorted(
     | set(EXTRAS["data"]) | set(EXTRAS["train"])
 )
 
+# The shipped default model: the top-level checkpoints/ folder, installed as vidgen/checkpoints/
+# (vidgen.assets.shipped_model_dir() finds the checkout's folder or the installed copy). Only what
+# sampling and scoring read goes in, plus the model card; examples/ (GIFs, contact sheet) stays out.
+# The part folders are listed as packages too (data-only, no __init__.py), else setuptools warns
+# "Package would be ignored" for each. A new part folder must be added to MODEL_PARTS
+# (tests/integration/test_install.py checks the wheel holds every model file).
+MODEL_PACKAGE, MODEL_SOURCE = "vidgen.checkpoints", "checkpoints"
+MODEL_PARTS = ("scheduler", "text_encoder", "tokenizer", "unet", "vae", "viclip")
+MODEL_FILES = ["model_index.json", "sample_defaults.yaml", "eval_summary.json", "README.md"] + [f"{part}/*" for part in MODEL_PARTS]
+
 setup(
     name="vidgen",
     version="0.1.0",
@@ -53,8 +63,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["vidgen", "vidgen.*"]),
-    package_data={"vidgen": ["models/assets/*"]},
+    packages=find_packages(include=["vidgen", "vidgen.*"]) + [MODEL_PACKAGE] + [f"{MODEL_PACKAGE}.{p}" for p in MODEL_PARTS],
+    package_dir={MODEL_PACKAGE: MODEL_SOURCE},
+    package_data={"vidgen": ["models/assets/*"], MODEL_PACKAGE: MODEL_FILES},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import torch
 
+from vidgen.assets import shipped_model_dir
 from vidgen.errors import ConfigError, ModelLoadError, first_line
 from vidgen.models.viclip import CONFIGS, ViCLIP, ViCLIPConfig, config_name, get_config
 
@@ -26,8 +27,9 @@ INDEX_NAME = "model.safetensors.index.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "viclip"
 
-# Where `vidgen score` looks when no --viclip is given (the toy world ships one there).
-DEFAULT_VICLIP_DIR = Path(__file__).resolve().parent.parent.parent / "checkpoints" / "viclip"
+# Where `vidgen score` looks when no --viclip is given (the toy world ships one there): the
+# checkout's checkpoints/viclip, or the copy an install carries.
+DEFAULT_VICLIP_DIR = shipped_model_dir() / "viclip"
 
 
 
@@ -193,7 +195,7 @@ def _config_from_json(data: Mapping[str, Any], source: str) -> ViCLIPConfig | No
 
 
 def default_viclip_path() -> Path:
-    """The shipped ViCLIP folder (``checkpoints/viclip/`` at the repository's top level).
+    """The shipped ViCLIP folder: ``checkpoints/viclip/`` (the checkout's, or the copy an install carries).
 
     Raises:
         ModelLoadError: none is there.

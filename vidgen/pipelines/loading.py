@@ -6,24 +6,26 @@ import json
 import os
 from pathlib import Path
 
+from vidgen.assets import shipped_model_dir
 from vidgen.errors import ModelLoadError, first_line
 
 REQUIRED_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
 DENOISER_CLASSES = ("UNetMotionModel", "UNet3DConditionModel")
 WEIGHTED_COMPONENTS = ("vae", "text_encoder", "unet")
 
-# Where the shipped default model lives (a diffusers folder at the repository's top level).
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent.parent / "checkpoints"
+# Where the shipped default model lives: the checkout's top-level checkpoints/, or the copy an install carries.
+DEFAULT_MODEL_DIR = shipped_model_dir()
 
 
 def default_model_dir() -> Path:
-    """The shipped default model folder.
+    """The shipped default model folder: the checkout's ``checkpoints/``, or the copy an install carries.
 
     Raises:
-        ModelLoadError: no model is shipped at ``checkpoints/``.
+        ModelLoadError: no model is shipped there.
     """
     if not (DEFAULT_MODEL_DIR / "model_index.json").is_file():
-        raise ModelLoadError(f"no --model given and no default model found at {str(DEFAULT_MODEL_DIR)!r}")
+        raise ModelLoadError(f"no --model given and no default model found at {str(DEFAULT_MODEL_DIR)!r} "
+                             "(no model_index.json there); pass --model DIR")
     return DEFAULT_MODEL_DIR
 
 
