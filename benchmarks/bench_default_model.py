@@ -61,14 +61,12 @@ def sampling_only(extra: dict, repeats: int) -> list[float]:
     import torch
 
     from vidgen.pipelines.loading import load_pipeline
-    from vidgen.pipelines.sample import SampleConfig, model_sample_defaults
-    from vidgen.config import load_config
-    from vidgen.pipelines.loading import default_model_dir
+    from vidgen.pipelines.sample import SampleConfig
+    from vidgen.pipelines.settings import load_job_config, pipeline_kwargs
 
-    d = load_config(SampleConfig, files=[model_sample_defaults(default_model_dir(), SampleConfig)])
+    d = load_job_config(SampleConfig).sampling
     pipe = load_pipeline(device="cpu", scheduler=extra.get("scheduler") or d.scheduler)
-    kwargs = dict(num_frames=d.frames, height=d.height, width=d.width, guidance_scale=d.guidance,
-                  guidance_interval=d.guidance_interval, num_inference_steps=extra.get("steps") or d.steps)
+    kwargs = {**pipeline_kwargs(d), "num_inference_steps": extra.get("steps") or d.steps}
     pipe(PROMPT, generator=torch.Generator().manual_seed(0), **kwargs)  # warm-up
     times = []
     for i in range(repeats):

@@ -3,7 +3,7 @@
 Rendering is timed side by side with a peer, OpenCV's anti-aliased drawing
 (``LINE_AA`` with 4 fractional bits) of the same scenes, reporting the median
 of several repeats, the ratio, and each renderer's worst area error against the
-analytic area. Dataset writing times :func:`vidgen.data.toyworld.generate` for
+analytic area. Dataset writing times :func:`vidgen.toyworld.generate` for
 both layouts. The judge is scored on clean ground-truth clips of every
 attribute combination, raw and after an MP4 round trip, at each resolution.
 
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vidgen.data import toyworld as tw
-from vidgen.metrics.judge import SHAPE_FILL, judge_accuracy, judge_frames, judge_video
+from vidgen import toyworld as tw
+from vidgen.toyworld.judge import SHAPE_FILL, judge_accuracy, judge_frames, judge_video
 
 
 def render_cv2(scene: tw.Scene, num_frames: int, size: int) -> np.ndarray:

@@ -29,7 +29,7 @@ EXAMPLES = [
 
 def _fp16_copy(model: Path, viclip: Path, dst: Path) -> None:
     """The model and ViCLIP stored in fp16, their text vocabulary trimmed to the toy world's words."""
-    from vidgen.data.toyworld.captions import vocabulary_texts
+    from vidgen.toyworld.captions import vocabulary_texts
     from vidgen.models.vocab_trim import trim_model_folder
 
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".fp16-") as full:
@@ -76,7 +76,8 @@ def _viclip_recall(viclip: Path, config: Path) -> dict[str, float]:
     """Re-measure the ViCLIP's held-out Recall@K with today's eval set (unambiguous captions)."""
     from vidgen.config import load_config
     from vidgen.models.viclip_io import load_viclip
-    from vidgen.training.viclip import ViCLIPTrainConfig, heldout_retrieval
+    from vidgen.toyworld.streams import heldout_retrieval
+    from vidgen.training.viclip import ViCLIPTrainConfig
 
     return heldout_retrieval(load_viclip(viclip).float().eval(), load_config(ViCLIPTrainConfig, files=[config]))
 
@@ -102,7 +103,7 @@ def _examples(model: Path, out: Path, guidance: float) -> list[tuple[str, str]]:
     import yaml
 
     from vidgen.io.writer import to_uint8_frames, write_video
-    from vidgen.metrics.judge import faithfulness, judge_frames
+    from vidgen.toyworld.judge import faithfulness, judge_frames
     from vidgen.pipelines.loading import load_pipeline
     from vidgen.pipelines.sample import slugify
 
@@ -163,7 +164,8 @@ def _reports(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from vidgen.errors import VidgenError
-    from vidgen.metrics.toyeval import EvalConfig, format_table, run_toyworld_eval
+    from vidgen.pipelines.settings import load_job_config
+    from vidgen.toyworld.suites import EvalConfig, format_table, run_toyworld_eval
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, type=Path, help="exported model folder (vidgen export)")
@@ -189,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             diff = _max_frame_diff(args.model, tmp, EXAMPLES[:3], guidance)
             if diff > args.fp16_tolerance:
                 raise VidgenError(f"fp16 storage changes sampled frames by {diff:.4f} > {args.fp16_tolerance}; not shipping it")
-            report = run_toyworld_eval(EvalConfig(model=str(tmp), n=args.n, out=str(args.run / "eval"), overwrite=True,
-                                                  save_videos=False))
+            report = run_toyworld_eval(load_job_config(EvalConfig, overrides={
+                "model": str(tmp), "n": args.n, "out": str(args.run / "eval"), "overwrite": True}))
             examples = _examples(tmp, tmp / "examples", guidance)
             shutil.copy(args.run / "eval" / "contact_sheet.png", tmp / "examples" / "contact_sheet.png")
             reports = _reports(args)

@@ -35,7 +35,7 @@ ATTRS = ("color", "shape", "motion", "background", "size")
 def _labels(captions: list[str]):
     import torch
 
-    from vidgen.data.toyworld.captions import parse_caption
+    from vidgen.toyworld.captions import parse_caption
 
     parsed = [parse_caption(c) for c in captions]
     vocab = {a: sorted({p[a] for p in parsed if p.get(a)}) for a in ATTRS}
@@ -88,8 +88,8 @@ def separation(encoder, tokenizer) -> dict[str, float]:
 
 def _counterparts(captions: list[str], rng) -> list[str]:
     """Each caption with its motion (or, one time in three, its shape) swapped for a random other one."""
-    from vidgen.data.toyworld.captions import parse_caption, swap_attribute
-    from vidgen.data.toyworld.world import Motion, Shape
+    from vidgen.toyworld.captions import parse_caption, swap_attribute
+    from vidgen.toyworld.world import Motion, Shape
 
     out = []
     for text in captions:

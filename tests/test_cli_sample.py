@@ -33,14 +33,14 @@ def test_writes_mp4_with_asked_frames_size_and_fps(tiny_model, tmp_path, capsys)
     assert (info.num_frames, info.width, info.height, info.fps, info.codec) == (7, 24, 16, 12.0, "h264")
     assert read_frames(out).shape == (7, 16, 24, 3)
     resolved = load_config(SampleConfig, files=[out.with_suffix(".yaml")])
-    assert resolved.prompts == ["a red circle moves left"] and resolved.frames == 7 and resolved.seed == 0
+    assert resolved.prompts == ["a red circle moves left"] and resolved.sampling.frames == 7 and resolved.sampling.seed == 0
 
 
 def test_same_seed_gives_the_same_video(tiny_motion_model, tmp_path):
     common = ["--model", tiny_motion_model, "--prompt", "a blue square", "--frames", 4, "--height", 16, "--width", 16, "--seed", 5, *FAST]
     assert run_cli(*common, "--out", tmp_path / "a.mp4") == 0
     assert run_cli(*common, "--out", tmp_path / "b.mp4") == 0
-    assert run_cli(*common, "--out", tmp_path / "c.mp4", "seed=6") == 0
+    assert run_cli(*common, "--out", tmp_path / "c.mp4", "sampling.seed=6") == 0
     a, b, c = (read_frames(tmp_path / f"{n}.mp4") for n in "abc")
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -66,13 +66,13 @@ def test_folder_output_prompts_file_copies_gif_and_upscale(tiny_motion_model, tm
 
 def test_config_file_and_jsonl_prompts(tiny_motion_model, tmp_path):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("frames: 2\nheight: 16\nwidth: 16\nsteps: 2\nscheduler: unipc\nguidance: 3.0\n")
+    cfg.write_text("sampling:\n  frames: 2\n  height: 16\n  width: 16\n  steps: 2\n  scheduler: unipc\n  guidance: 3.0\n")
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(json.dumps({"prompt": "a purple circle"}) + "\n")
     out = tmp_path / "one.mp4"
     assert run_cli("--model", tiny_motion_model, "--config", cfg, "--prompts-file", prompts, "--out", out, "--no-progress") == 0
     assert probe(out).num_frames == 2
-    assert load_config(SampleConfig, files=[out.with_suffix(".yaml")]).scheduler == "unipc"
+    assert load_config(SampleConfig, files=[out.with_suffix(".yaml")]).sampling.scheduler == "unipc"
 
 
 def test_model_folder_defaults_layer(tiny_motion_model, tmp_path):
@@ -87,10 +87,10 @@ def test_model_folder_defaults_layer(tiny_motion_model, tmp_path):
     # A guidance interval from the folder reaches the sidecar; the flag replaces it.
     (model / "sample_defaults.yaml").write_text("frames: 3\nheight: 16\nwidth: 16\nsteps: 2\nguidance_interval: [200, 1000]\n")
     assert run_cli("--model", model, "--prompt", "x", "--out", out, "--overwrite", "--no-progress") == 0
-    assert yaml.safe_load(out.with_suffix(".yaml").read_text())["guidance_interval"] == [200, 1000]
+    assert yaml.safe_load(out.with_suffix(".yaml").read_text())["sampling"]["guidance_interval"] == [200, 1000]
     assert run_cli("--model", model, "--prompt", "x", "--out", out, "--overwrite", "--no-progress",
                    "--guidance-interval", 0, 1000) == 0
-    assert yaml.safe_load(out.with_suffix(".yaml").read_text())["guidance_interval"] == [0, 1000]
+    assert yaml.safe_load(out.with_suffix(".yaml").read_text())["sampling"]["guidance_interval"] == [0, 1000]
 
 
 def _bad_model_folders(tiny_motion_model, tmp_path):
@@ -110,8 +110,8 @@ def _bad_model_folders(tiny_motion_model, tmp_path):
         ("size", ["--prompt", "x", "--height", 15], "height=15 is not divisible by the VAE factor 2"),
         ("frames", ["--prompt", "x", "--frames", 40], "exceeds this model's limit of 32 frames"),
         ("scheduler", ["--prompt", "x", "--scheduler", "warp"], "unknown scheduler 'warp'"),
-        ("config key", ["--prompt", "x", "stesp=3"], "unknown config key 'stesp'.*did you mean 'steps'"),
-        ("config type", ["--prompt", "x", "frames=many"], "bad value for key 'frames'"),
+        ("config key", ["--prompt", "x", "stesp=3"], "unknown config key 'stesp'.*did you mean 'sampling.steps'"),
+        ("config type", ["--prompt", "x", "sampling.frames=many"], "bad value for key 'sampling.frames'"),
         ("device", ["--prompt", "x", "--device", "tpu"], "unknown device 'tpu'"),
         ("guidance interval", ["--prompt", "x", "--guidance-interval", 500, 100], "guidance_interval must satisfy"),
     ],

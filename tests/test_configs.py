@@ -29,7 +29,7 @@ def test_internvid_aes_configs_layer_on_their_base():
 
 
 def test_toy_recipe_configs_load():
-    from vidgen.data.toyworld import ToyWorldConfig
+    from vidgen.toyworld import ToyWorldConfig
     from vidgen.training.vae import VAETrainConfig
     from vidgen.training.viclip import ViCLIPTrainConfig, build_model
 

@@ -5,6 +5,7 @@ These tests use the real shipped weights (no download: they are in the repositor
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,8 @@ def test_shipped_folder_is_complete_and_small():
 
 
 def test_shipped_vocabulary_is_the_toy_worlds_and_tokenises_its_captions_as_clip():
-    from vidgen.data.toyworld import make_sample
-    from vidgen.data.toyworld.captions import vocabulary_texts
+    from vidgen.toyworld import make_sample
+    from vidgen.toyworld.captions import vocabulary_texts
     from vidgen.models.tokenizer import CLIPBPETokenizer, Vocabulary
     from vidgen.models.viclip_io import load_viclip
 
@@ -61,7 +62,7 @@ def test_shipped_vocabulary_is_the_toy_worlds_and_tokenises_its_captions_as_clip
 
 def test_the_judge_reads_back_what_the_prompts_ask_for(pipe):
     from vidgen.io.writer import to_uint8_frames
-    from vidgen.metrics.judge import faithfulness, judge_frames
+    from vidgen.toyworld.judge import faithfulness, judge_frames
 
     guidance = yaml.safe_load((DEFAULT_MODEL_DIR / "sample_defaults.yaml").read_text())["guidance"]
     agree, motion = {}, {}
@@ -110,7 +111,7 @@ def test_shipped_viclip_ranks_generated_clips_with_their_own_captions(pipe):
 
 def test_continuity_beats_independent_clips_on_the_shipped_model(pipe):
     from vidgen.io.writer import to_uint8_frames
-    from vidgen.metrics.story import boundary_measures, toy_story_scripts
+    from vidgen.toyworld.suites import boundary_measures, toy_story_scripts
     from vidgen.pipelines.story import StoryPipeline
 
     story = StoryPipeline(pipe)
@@ -132,17 +133,14 @@ def test_default_model_path_is_inside_the_repository():
 
 def test_the_tiny_training_config_fine_tunes_on_the_shipped_parts(tmp_path):
     """configs/train/tiny.yaml as the README runs it: toy-world clips, the shipped VAE and text encoder."""
-    from vidgen.config import load_config
-    from vidgen.training.config import TrainConfig
-    from vidgen.training.loop import train
-
     data = tmp_path / "toy_tiny"
     assert main(["data", "toyworld", "-o", str(data), "num_videos=4", "width=32", "height=32", "layout=clips",
                  "--no-progress"]) == 0
-    cfg = load_config(TrainConfig, files=[Path(__file__).resolve().parent.parent / "configs/train/tiny.yaml"],
-                      overrides=[f"output_dir={tmp_path / 'run'}", f"model.base={DEFAULT_MODEL_DIR}", f"data.path={data}",
-                                 f"data.rows={data / 'rows.jsonl'}", "train.max_steps=3", "logging.tracker=none",
-                                 "logging.progress=false"])
-    result = train(cfg)
-    assert result.state.step == 3 and all(np.isfinite(result.losses))
-    assert (tmp_path / "run" / "checkpoint-000003" / "trainer_state.json").is_file()
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(Path(__file__).resolve().parent.parent / "configs/train/tiny.yaml"),
+                 f"output_dir={run}", f"model.base={DEFAULT_MODEL_DIR}", f"data.path={data}", f"data.rows={data / 'rows.jsonl'}",
+                 "train.max_steps=3", "logging.tracker=none", "logging.progress=false"]) == 0
+    assert (run / "checkpoint-000003" / "trainer_state.json").is_file()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [3] and all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+    assert any("val/judge_all" in r for r in rows)  # the toy world's judge scored the validation video

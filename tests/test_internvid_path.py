@@ -34,7 +34,8 @@ def test_rows_to_a_trained_model_folder(tiny_motion_model, tmp_path):
     run = tmp_path / "run"
     cli("train", f"model.base={tiny_motion_model}", "model.denoiser=base", "data.source=latents", f"data.path={cache}",
         f"output_dir={run}", "train.max_steps=2", "data.batch_size=2", "logging.tracker=none", "logging.progress=false",
-        "validation.num_frames=4", "validation.height=16", "validation.width=16", "validation.steps=2")
+        "validation.sampling.frames=4", "validation.sampling.height=16", "validation.sampling.width=16",
+        "validation.sampling.steps=2")
     cli("export", run, "--out", tmp_path / "model")
     cli("sample", "--model", tmp_path / "model", "--prompt", first["Caption"], "--out", tmp_path / "out.mp4", "--no-progress")
     assert probe(tmp_path / "out.mp4").num_frames == 4

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from vidgen.data import toyworld as tw
+from vidgen import toyworld as tw
 from vidgen.errors import InputError
-from vidgen.metrics.judge import (
+from vidgen.toyworld.judge import (
     FILL_SPLIT,
     boundary_jump,
     faithfulness,

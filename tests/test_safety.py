@@ -93,11 +93,11 @@ def test_story_overlap_must_fit_every_clip_that_is_continued():
 def test_story_checks_outputs_before_generating_and_overwrite_drops_stale_clips(tiny_motion_model, tmp_path, capsys):
     out = tmp_path / "story"
     base = ["story", "--model", str(tiny_motion_model), "--frames-per-clip", "4", "--overlap", "1", "--steps", "2",
-            "--out", str(out), "height=16", "width=16"]
+            "--out", str(out), "sampling.height=16", "sampling.width=16"]
     assert main(base + ["--prompt", "a", "--prompt", "b", "--prompt", "c"]) == 0
     before = (out / "story.mp4").stat().st_mtime_ns
     assert main(base + ["--prompt", "a", "--prompt", "b", "--fps", "0"]) == 2
-    assert "--fps must be positive" in capsys.readouterr().err
+    assert "sampling.fps must be a positive number, got 0.0" in capsys.readouterr().err
     assert main(base + ["--prompt", "a", "--prompt", "b"]) == 2
     assert "exists (pass --overwrite" in capsys.readouterr().err
     assert (out / "story.mp4").stat().st_mtime_ns == before

@@ -12,23 +12,24 @@ from vidgen.cli.main import main
 from vidgen.config import load_config
 
 
-TINY_VICLIP = ["size=tiny", "model.image_size=16", "model.num_frames=4", "model.patch_size=8", "data.render_size=16",
-               "steps=3", "batch_size=4", "eval_clips=6", "log_every=1", "mixed_precision=no"]
+TINY_VICLIP = ["size=tiny", "model.image_size=16", "model.num_frames=4", "model.patch_size=8", "data.source=toyworld",
+               "data.stream.render_size=16", "steps=3", "batch_size=4", "eval_clips=6", "log_every=1", "mixed_precision=no"]
 
 
 @pytest.fixture(scope="module")
 def tiny_parts(tmp_path_factory):
     """A 3-step VAE (16x16, factor 2) and a 3-step tiny ViCLIP, trained with the real entry points."""
+    from vidgen.toyworld.streams import VAE_SOURCES, VICLIP_STREAMS
     from vidgen.training.vae import VAETrainConfig, train_vae
     from vidgen.training.viclip import ViCLIPTrainConfig, train_viclip
 
     root = tmp_path_factory.mktemp("toy_recipe")
     vae_cfg = load_config(VAETrainConfig, overrides=[
-        f"output_dir={root / 'vae'}", "model.block_out_channels=[32,32]", "data.size=16", "steps=3", "batch_size=4",
-        "eval_clips=2", "log_every=1", "mixed_precision=no"])
-    vae_report = train_vae(vae_cfg, progress=False)
+        f"output_dir={root / 'vae'}", "model.block_out_channels=[32,32]", "data.source=toyworld", "data.size=16",
+        "data.stream.eval_clips=2", "steps=3", "batch_size=4", "log_every=1", "mixed_precision=no"])
+    vae_report = train_vae(vae_cfg, progress=False, sources=VAE_SOURCES)
     vc_cfg = load_config(ViCLIPTrainConfig, overrides=[f"output_dir={root / 'viclip'}", *TINY_VICLIP])
-    vc_report = train_viclip(vc_cfg, progress=False)
+    vc_report = train_viclip(vc_cfg, progress=False, streams=VICLIP_STREAMS)
     return root, vae_report, vc_report
 
 
@@ -46,7 +47,8 @@ def test_reconstruction_report_of_a_perfect_autoencoder_reads_the_true_shapes():
     """An identity "VAE" reconstructs exactly: every judge reading is right and the fills are the shapes' own."""
     from types import SimpleNamespace
 
-    from vidgen.training.vae import VAETrainConfig, reconstruction_report
+    from vidgen.toyworld.streams import ToyFrames
+    from vidgen.training.vae import VAETrainConfig
 
     class Identity:
         def encode(self, x):
@@ -55,8 +57,9 @@ def test_reconstruction_report_of_a_perfect_autoencoder_reads_the_true_shapes():
         def decode(self, z):
             return SimpleNamespace(sample=z)
 
-    cfg = load_config(VAETrainConfig, overrides=["output_dir=unused", "data.size=32", "eval_clips=24"])
-    report = reconstruction_report(Identity(), cfg)
+    cfg = load_config(VAETrainConfig, overrides=["output_dir=unused", "data.source=toyworld", "data.size=32",
+                                                 "data.stream.eval_clips=24"])
+    report = ToyFrames(cfg.data).report(Identity())
     assert report["judge_shape"] == report["judge_color"] == 1.0 and report["psnr_db"] > 40
     assert {"fill_circle", "fill_square", "fill_triangle"} <= report.keys()
     assert report["fill_circle"] == pytest.approx(math.pi / 4, abs=0.03)
@@ -76,7 +79,8 @@ def test_viclip_trainer_writes_a_loadable_model_with_recall(tiny_parts):
 def test_a_trained_viclip_is_re_measured_on_the_same_held_out_clips(tiny_parts):
     """finalize_default_model re-measures the shipped ViCLIP this way; it must match the training report."""
     from vidgen.models.viclip_io import load_viclip
-    from vidgen.training.viclip import ViCLIPTrainConfig, heldout_retrieval
+    from vidgen.toyworld.streams import heldout_retrieval
+    from vidgen.training.viclip import ViCLIPTrainConfig
 
     root, _, report = tiny_parts
     cfg = load_config(ViCLIPTrainConfig, overrides=["output_dir=unused", *TINY_VICLIP])
@@ -89,11 +93,12 @@ def test_a_trained_viclip_is_re_measured_on_the_same_held_out_clips(tiny_parts):
 def test_viclip_stream_adds_reversed_twins_with_the_opposite_direction(tmp_path):
     import numpy as np
 
-    from vidgen.data.toyworld import is_held_out, make_sample, parse_caption
-    from vidgen.metrics.judge import judge_frames
+    from vidgen.toyworld import is_held_out, make_sample, parse_caption
+    from vidgen.toyworld.judge import judge_frames
+    from vidgen.errors import ConfigError
     from vidgen.metrics.preprocess import get_preprocess
-    from vidgen.models.tokenizer import CLIPBPETokenizer
-    from vidgen.training.viclip import ToyStream, ViCLIPTrainConfig, reversed_twin
+    from vidgen.toyworld.streams import reversed_twin, viclip_stream
+    from vidgen.training.viclip import ViCLIPTrainConfig
 
     opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}
     rng = np.random.default_rng(0)
@@ -114,13 +119,16 @@ def test_viclip_stream_adds_reversed_twins_with_the_opposite_direction(tmp_path)
     assert twins >= 10
 
     cfg = load_config(ViCLIPTrainConfig, overrides=[f"output_dir={tmp_path}", "size=tiny", "batch_size=20",
-                                                   "data.reversed_twins=0.3", "data.render_size=16"])
-    stream = ToyStream(cfg, get_preprocess("demo", 4, 16), CLIPBPETokenizer(32), 4)
-    video, ids, sample_ids = stream.batch(0)
-    assert video.shape[0] == ids.shape[0] == sample_ids.shape[0] == 20
-    assert len(set(sample_ids.tolist())) >= 15  # twins differ from their originals in the direction
-    with pytest.raises(Exception, match="reversed_twins"):
-        load_config(ViCLIPTrainConfig, overrides=[f"output_dir={tmp_path}", "data.reversed_twins=1.0"])
+                                                   "data.source=toyworld", "data.stream.reversed_twins=0.3",
+                                                   "data.stream.render_size=16"])
+    stream = viclip_stream(cfg, get_preprocess("demo", 4, 16))
+    videos, captions, groups = stream.batch(0, cfg.batch_size)
+    assert videos.shape[:2] == (20, 4) and len(captions) == groups.shape[0] == 20
+    assert len(set(groups.tolist())) >= 15  # twins differ from their originals in the direction
+    bad = load_config(ViCLIPTrainConfig, overrides=[f"output_dir={tmp_path}", "data.source=toyworld",
+                                                    "data.stream.reversed_twins=1.0"])
+    with pytest.raises(ConfigError, match="data.stream.reversed_twins"):
+        viclip_stream(bad, get_preprocess("demo", 4, 16))
 
 
 @pytest.mark.parametrize("temporal_init", ["zeros", "normal"])
@@ -128,7 +136,7 @@ def test_viclip_temporal_init_decides_whether_a_fresh_model_sees_frame_order(tmp
     import numpy as np
     import torch
 
-    from vidgen.data.toyworld import make_sample
+    from vidgen.toyworld import make_sample
     from vidgen.metrics.preprocess import get_preprocess
     from vidgen.training.viclip import ViCLIPTrainConfig, build_model
 
@@ -155,6 +163,7 @@ def test_viclip_locked_to_a_pipeline_text_encoder_keeps_that_encoder(tiny_parts,
     from vidgen.errors import ConfigError
     from vidgen.models.tokenizer import CLIPBPETokenizer
     from vidgen.models.viclip_io import load_viclip, viclip_text_to_clip_text_model
+    from vidgen.toyworld.streams import VICLIP_STREAMS
     from vidgen.training.viclip import ViCLIPTrainConfig, build_model, train_viclip
 
     root = tiny_parts[0]
@@ -167,7 +176,7 @@ def test_viclip_locked_to_a_pipeline_text_encoder_keeps_that_encoder(tiny_parts,
     overrides = [f"init_text={root / 'viclip' / 'viclip'}", f"text_encoder={tmp_path / 'text_encoder'}",
                  "freeze_text=true", "train_text_projection=true", *TINY_VICLIP, "steps=4"]
     train_viclip(load_config(ViCLIPTrainConfig, overrides=[f"output_dir={tmp_path / 'final'}", *overrides]),
-                 progress=False)
+                 progress=False, streams=VICLIP_STREAMS)
     final = load_viclip(tmp_path / "final" / "viclip")
     ids = CLIPBPETokenizer(32)(["a red circle moves left", "a blue square moves up on a white background"])
     with torch.no_grad():
@@ -197,6 +206,7 @@ def test_base_folder_trains_and_validates_with_judge_and_viclip(tiny_parts, tmp_
     from transformers import CLIPTokenizer
 
     from vidgen.models.assemble import write_base_folder
+    from vidgen.toyworld.streams import SCORERS
     from vidgen.training.loop import train
 
     root, _, _ = tiny_parts
@@ -205,9 +215,10 @@ def test_base_folder_trains_and_validates_with_judge_and_viclip(tiny_parts, tmp_
     assert tok.model_max_length == 32 and tok("a red circle", padding="max_length").input_ids[-1] == 0
     cfg = tiny_config(base, tmp_path / "run", "model.denoiser=fresh", "model.preset=tiny", "train.max_steps=2",
                       "model.prediction_type=v_prediction", "validation.prompts=[a red circle moves left on a white background]",
-                      "validation.num_frames=4", "validation.height=16", "validation.width=16", "validation.steps=2",
-                      f"validation.viclip={root / 'viclip' / 'viclip'}", "validation.judge=true")
-    result = train(cfg, dataset=ClipTensors(size=16), collate_fn=collate)
+                      "validation.sampling.frames=4", "validation.sampling.height=16", "validation.sampling.width=16",
+                      "validation.sampling.steps=2", f"validation.viclip={root / 'viclip' / 'viclip'}",
+                      "validation.scorers=[judge]")
+    result = train(cfg, dataset=ClipTensors(size=16), collate_fn=collate, scorers=SCORERS)
     assert {"clipsim", "judge_color", "judge_shape", "judge_motion", "judge_background", "judge_all"} <= result.validation.keys()
     assert (tmp_path / "run" / "validation" / "step-000002" / "000-a-red-circle-moves-left-on-a-white-background.mp4").is_file()
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -218,7 +229,7 @@ def test_eval_suite_writes_table_json_and_contact_sheet(tiny_motion_model, tiny_
     root, _, _ = tiny_parts
     out = tmp_path / "eval"
     rc = main(["eval", "--model", str(tiny_motion_model), "--viclip", str(root / "viclip" / "viclip"), "--n", "4",
-               "--out", str(out), "--steps", "2", "frames=4", "height=16", "width=16"])
+               "--out", str(out), "--steps", "2", "sampling.frames=4", "sampling.height=16", "sampling.width=16"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| held_out | 2 |" in printed and "| seen | 2 |" in printed
@@ -235,8 +246,8 @@ def test_eval_suite_writes_table_json_and_contact_sheet(tiny_motion_model, tiny_
 
 
 def test_eval_prompts_cover_held_out_pairs():
-    from vidgen.data.toyworld import is_held_out, parse_caption
-    from vidgen.metrics.toyeval import EvalConfig, eval_prompts
+    from vidgen.toyworld import is_held_out, parse_caption
+    from vidgen.toyworld.suites import EvalConfig, eval_prompts
 
     plan = eval_prompts(EvalConfig(n=120))
     held = [p for p in plan if p[1] == "held_out"]
@@ -251,7 +262,7 @@ def test_every_config_the_recipe_script_names_exists_and_loads():
     import re
     from pathlib import Path
 
-    from vidgen.data.toyworld import ToyWorldConfig
+    from vidgen.toyworld import ToyWorldConfig
     from vidgen.training.config import TrainConfig
     from vidgen.training.vae import VAETrainConfig
     from vidgen.training.viclip import ViCLIPTrainConfig
@@ -360,7 +371,7 @@ def test_text_encoder_tuning_pushes_direction_captions_apart(tiny_parts, tmp_pat
     import importlib.util
     from pathlib import Path
 
-    from vidgen.data.toyworld import make_sample
+    from vidgen.toyworld import make_sample
     from vidgen.models.assemble import write_base_folder
 
     root = tiny_parts[0]

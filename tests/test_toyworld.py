@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from vidgen.data import toyworld as tw
+from vidgen import toyworld as tw
 from vidgen.errors import InputError, OutputError
 
 # --------------------------------------------------------------------------- spec
@@ -195,7 +195,7 @@ def test_generated_captions_state_what_their_mentioned_fields_say():
 
 
 def test_vocabulary_texts_hold_every_word_of_captions_stories_and_swaps():
-    from vidgen.data.toyworld.captions import vocabulary_texts
+    from vidgen.toyworld.captions import vocabulary_texts
 
     known = {w for text in vocabulary_texts() for w in re.findall(r"[a-z]+", text.lower())}
     used = set()
@@ -339,7 +339,7 @@ def _rows(path):
 
 def test_generate_writes_internvid_rows_and_frame_exact_source_videos(tmp_path):
     from vidgen.io import probe, read_frames
-    from vidgen.metrics.judge import judge_frames
+    from vidgen.toyworld.judge import judge_frames
 
     summary = tw.generate(tmp_path / "ds", seed=11, **SMALL)
     rows = _rows(summary.rows_path)
@@ -436,7 +436,7 @@ def test_config_layers_through_load_config():
 
 
 def test_a_failed_write_leaves_no_rows_file(tmp_path, monkeypatch):
-    from vidgen.data.toyworld import dataset
+    from vidgen.toyworld import dataset
 
     calls = []
 

@@ -122,9 +122,9 @@ def test_checkpoint_exports_to_a_folder_the_sampler_opens(tiny_motion_model, tmp
     from vidgen.pipelines import load_pipeline
     from vidgen.training.export import export_model
 
-    cfg = tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=2", "validation.num_frames=3",
-                      "validation.height=16", "validation.width=16", "validation.steps=2",
-                      "validation.guidance_interval=[200,1000]")
+    cfg = tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=2", "validation.sampling.frames=3",
+                      "validation.sampling.height=16", "validation.sampling.width=16", "validation.sampling.steps=2",
+                      "validation.sampling.guidance_interval=[200,1000]")
     result = train(cfg, dataset=ClipTensors(), collate_fn=collate)
     out = export_model(tmp_path / "run", tmp_path / "model")
     pipe = load_pipeline(out, device="cpu")
@@ -177,8 +177,7 @@ def test_gradient_checkpointing(tiny_motion_model, tiny_unet3d_model, tmp_path):
 
 @pytest.mark.parametrize("options", [("model.prediction_type=v_prediction", "train.snr_gamma=5.0"),
                                      ("train.offset_noise=0.1", "data.image_ratio=0.5", "train.mixed_precision=bf16"),
-                                     ("model.prediction_type=v_prediction", "train.self_input_prob=0.5",
-                                      "train.context_prob=0.5", "train.reverse_prob=0.5")])
+                                     ("model.prediction_type=v_prediction", "train.context_prob=0.5", "train.reverse_prob=0.5")])
 def test_objective_options_train(tiny_motion_model, tmp_path, options):
     result = train(tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=3", *options), dataset=ClipTensors(), collate_fn=collate)
     assert len(result.losses) == 3 and all(np.isfinite(result.losses))
@@ -270,35 +269,6 @@ def test_objective_formulas():
     assert loss_weights(sched, t, None) is None
 
 
-@pytest.mark.parametrize("kind", ["epsilon", "v_prediction"])
-def test_own_step_input_of_a_perfect_denoiser_is_the_noised_clip(kind):
-    """A denoiser that knows the clip and the noise steps exactly onto add_noise's input; an imperfect one does not."""
-    from diffusers import DDPMScheduler
-
-    from vidgen.training.objective import own_step_input, target_for, target_from_input
-
-    # (epsilon cannot give the clean clip at zero SNR, so only v-prediction gets the zero-terminal-SNR schedule)
-    sched = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, prediction_type=kind,
-                          rescale_betas_zero_snr=kind == "v_prediction")
-    x0, eps, t = torch.randn(4, 4, 2, 4, 4), torch.randn(4, 4, 2, 4, 4), torch.tensor([0, 300, 980, 999])
-    calls = []
-
-    def perfect(x, timesteps):
-        calls.append(timesteps.clone())
-        return target_for(sched, x0, eps, timesteps)
-
-    noisy, chosen = own_step_input(sched, perfect, x0, eps, t, 40, 1.0, torch.Generator().manual_seed(0))
-    assert chosen.tolist() == [True, True, True, False]  # the last timestep has no step above it
-    assert calls[0].tolist() == [40, 340, 999, 999]
-    torch.testing.assert_close(noisy, sched.add_noise(x0, eps, t), atol=1e-4, rtol=0)
-    blurred, _ = own_step_input(sched, lambda x, ts: perfect(x, ts) + 0.1, x0, eps, t, 40, 1.0, torch.Generator())
-    assert (blurred - noisy)[:3].abs().amax() > 0.01 and torch.equal(blurred[3], noisy[3])
-    # The target asks for the real clip from whatever input: its implied clean prediction is x0.
-    target = target_from_input(sched, blurred[1:3], x0[1:3], t[1:3])
-    assert target.shape == x0[1:3].shape and torch.isfinite(target).all()
-    assert own_step_input(sched, perfect, x0, eps, t, 40, 0.0, torch.Generator())[1] is None
-
-
 def test_corrupt_clips_in_a_folder_are_skipped_and_counted(tiny_motion_model, tmp_path):
     """The folder data path end to end: real MP4 clips with sidecar captions, one of them corrupt."""
     from vidgen.io import write_video
@@ -327,7 +297,7 @@ def test_cached_text_can_be_replaced_by_the_base_text_encoder(tiny_motion_model,
     batch = {"latents": latents, "caption": ["a red circle", ""], "text_embeds": torch.full((2, 77, 32), float("nan"))}
 
     def loss(c):
-        return batch_loss(models, models.unet, batch, c, torch.Generator().manual_seed(0), True, "cpu").total
+        return batch_loss(models, models.unet, batch, c, torch.Generator().manual_seed(0), True, "cpu")
 
     assert torch.isfinite(loss(cfg))  # the NaN cache is not read
     assert torch.isnan(loss(tiny_config(tiny_motion_model, tmp_path / "run")))  # ...and by default it is
@@ -454,7 +424,7 @@ def test_batch_loss_asks_reversed_clips_for_the_clip_in_its_own_order(tiny_motio
         cfg = tiny_config(tiny_motion_model, tmp_path / "run", "model.prediction_type=v_prediction",
                           f"train.reverse_prob={prob}", "train.reverse_max_snr=1")
         loss = batch_loss(SimpleNamespace(noise_scheduler=sched), oracle, batch, cfg, torch.Generator().manual_seed(1),
-                          False, "cpu").total
+                          False, "cpu")
         assert loss.item() < 1e-6, (prob, loss.item())
     # The same draws, and with reversal the clips at low SNR (here most of them) were shown backwards.
     plain, reversed_ = shown

@@ -75,6 +75,9 @@ def _check_keys(schema: type, data: Mapping[str, Any], source: str) -> None:
         if parent and parent not in known:
             continue  # the parent is reported already
         close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.5)
+        if not close:  # a key given without its section (steps=30 for sampling.steps=30)
+            by_leaf = {k.rsplit(".", 1)[-1]: k for k in sorted(known, key=lambda k: k.count("."), reverse=True)}
+            close = [by_leaf[m] for m in difflib.get_close_matches(key.rsplit(".", 1)[-1], sorted(by_leaf), n=1, cutoff=0.5)]
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown config key {key!r} in {source}{hint}")
 

@@ -5,6 +5,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+# argparse dest -> field of the sampling section (vidgen.pipelines.settings.SamplingSettings)
+SAMPLING_FLAGS = {
+    "frames": "sampling.frames",
+    "height": "sampling.height",
+    "width": "sampling.width",
+    "steps": "sampling.steps",
+    "scheduler": "sampling.scheduler",
+    "guidance": "sampling.guidance",
+    "guidance_interval": "sampling.guidance_interval",
+    "negative_prompt": "sampling.negative_prompt",
+    "seed": "sampling.seed",
+    "fps": "sampling.fps",
+    "upscale": "sampling.upscale",
+}
+
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     """``--config FILE`` (repeatable) and trailing ``key=value`` overrides."""
@@ -14,22 +29,46 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value",
-        help="config overrides applied last, e.g. steps=30 guidance=9",
+        help="config overrides applied last, e.g. sampling.steps=30 sampling.guidance=9",
     )
 
 
+def add_sampling_args(parser: argparse.ArgumentParser, frames_flag: str = "--frames", what: str = "video") -> None:
+    """The flags of the ``sampling`` section, in their own group (defaults: the model folder's, else built in)."""
+    from vidgen.pipelines.schedulers import scheduler_names
+
+    how = parser.add_argument_group("sampling (default: the model folder's sample_defaults.yaml)")
+    how.add_argument(frames_flag, dest="frames", type=int, metavar="N", help=f"frames per {what}")
+    how.add_argument("--height", type=int, metavar="H", help="height in pixels (a multiple of the VAE factor)")
+    how.add_argument("--width", type=int, metavar="W", help="width in pixels (a multiple of the VAE factor)")
+    how.add_argument("--steps", type=int, metavar="N", help="denoising steps")
+    how.add_argument("--scheduler", metavar="NAME", help=f"{', '.join(scheduler_names())} (default: the model's own)")
+    how.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance scale (1 = off)")
+    how.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LO", "HI"),
+                     help="guide only at timesteps LO..HI (0-1000); other steps run the prompt alone, "
+                          "one denoiser pass instead of two (0 1000: every step)")
+    how.add_argument("--negative-prompt", metavar="TEXT", help="what to steer away from (default: empty prompt)")
+    how.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
+    how.add_argument("--fps", type=float, metavar="N", help="frames per second of written videos")
+    how.add_argument("--upscale", type=int, metavar="K", help="enlarge written videos K times (for small models)")
+
+
 def flag_overrides(args: argparse.Namespace, fields: dict[str, str]) -> dict[str, Any]:
-    """Map the flags the user actually gave (not ``None``) onto config field names.
+    """Map the flags the user actually gave (not ``None``) onto config fields, nested at dots.
 
     Args:
         args: parsed arguments.
-        fields: ``{argparse dest: config field}``.
+        fields: ``{argparse dest: config field}``, e.g. ``{"steps": "sampling.steps"}``.
     """
-    out = {}
+    out: dict[str, Any] = {}
     for dest, name in fields.items():
         value = getattr(args, dest, None)
         if value is not None and value != []:
-            out[name] = value
+            *parents, leaf = name.split(".")
+            section = out
+            for parent in parents:
+                section = section.setdefault(parent, {})
+            section[leaf] = value
     return out
 
 

@@ -372,7 +372,7 @@ def run_cache(args: argparse.Namespace) -> int:
 
 def run_toyworld(args: argparse.Namespace) -> int:
     from vidgen.config import load_config
-    from vidgen.data.toyworld import ToyWorldConfig, generate
+    from vidgen.toyworld import ToyWorldConfig, generate
 
     config = load_config(ToyWorldConfig, files=args.config, overrides=args.settings)
     summary = generate(args.out, config, overwrite=args.overwrite, progress=not args.no_progress, workers=args.workers)

@@ -15,9 +15,8 @@ import os
 import sys
 from typing import Sequence
 
-# Subcommand modules, in the order ``vidgen --help`` lists them. A module that
-# is not present yet (its issue has not landed) is skipped.
-COMMANDS = ("sample", "story", "score", "eval", "data", "train", "export", "bench")
+# Subcommand modules, in the order ``vidgen --help`` lists them.
+COMMANDS = ("sample", "story", "score", "eval", "data", "train", "export")
 
 DESCRIPTION = """\
 vidgen: text-to-video generation around InternVid and ViCLIP.
@@ -42,14 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"vidgen.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"vidgen.cli.{name}":
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(f"vidgen.cli.{name}").register(sub)
     return parser
+
+
+def with_default_subcommand(argv: Sequence[str]) -> list[str]:
+    """``vidgen CMD ...`` -> ``vidgen CMD DEFAULT ...`` for a command with a default subcommand (``vidgen train
+    --config X`` trains the denoiser) when no subcommand (or help) follows the command."""
+    argv = list(argv)
+    position = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if position is None or argv[position] not in COMMANDS:
+        return argv
+    module = importlib.import_module(f"vidgen.cli.{argv[position]}")
+    default = getattr(module, "DEFAULT_SUBCOMMAND", None)
+    rest = argv[position + 1 :]
+    if default and not (rest and (rest[0] in module.SUBCOMMANDS or rest[0] in ("-h", "--help"))):
+        argv.insert(position + 1, default)
+    return argv
 
 
 def _quiet_libraries(verbose: bool) -> None:
@@ -72,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vidgen.errors import VidgenError
 
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(with_default_subcommand(sys.argv[1:] if argv is None else argv))
     # key=value overrides may follow options (`--config a.yaml steps=3`); argparse leaves them over.
     if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
         args.overrides = list(args.overrides or []) + extra

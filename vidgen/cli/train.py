@@ -1,4 +1,9 @@
-"""``vidgen train``: fine-tune or train a text-to-video denoiser; ``vidgen train plot RUN``: its curves."""
+"""``vidgen train``: train a text-to-video denoiser (or a VAE / ViCLIP), or plot a run's curves.
+
+``vidgen train [--config FILE ...] [key=value ...]`` is short for ``vidgen train denoiser ...``.
+The toy world's data streams and its judge are handed to the generic trainers here, by the
+names configs use (``data.source: toyworld``, ``validation.scorers: [judge]``).
+"""
 
 from __future__ import annotations
 
@@ -6,83 +11,100 @@ import argparse
 
 from vidgen.cli.common import add_config_args
 
-HELP = "train a text-to-video model (or its VAE / ViCLIP; 'plot RUN' draws a run's curves)"
+HELP = "train a text-to-video denoiser (default), a VAE or a ViCLIP; plot a run's curves"
 
 DESCRIPTION = """\
-Train the denoiser of a text-to-video model with Accelerate. Settings: the
-built-in defaults, then --config files (a file may start from another with
-_base_: FILE), then key=value overrides. The same command runs on several GPUs
-or nodes under `accelerate launch`.
+Train with layered settings: the built-in defaults, then --config files (a file
+may start from another with _base_: FILE), then key=value overrides. The same
+command runs on several GPUs or nodes under `accelerate launch`.
 
   vidgen train --config configs/train/tiny.yaml train.max_steps=50
   vidgen train --config configs/train/tiny.yaml --resume latest
   accelerate launch --num_processes 8 -m vidgen train --config configs/train/internvid_aes_256.yaml
-  vidgen train plot runs/tiny                  (writes runs/tiny/curves.png)
-  vidgen train vae --config configs/toy/vae.yaml        (the toy world's AutoencoderKL)
-  vidgen train viclip --config configs/toy/viclip.yaml  (the toy world's ViCLIP and text encoder)"""
+  vidgen train vae --config configs/toy/vae.yaml
+  vidgen train viclip --config configs/toy/viclip.yaml
+  vidgen train plot runs/tiny"""
+
+SUBCOMMANDS = ("denoiser", "vae", "viclip", "plot")
+DEFAULT_SUBCOMMAND = "denoiser"  # `vidgen train --config X` is `vidgen train denoiser --config X`
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = sub.add_parser("train", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    kinds = parser.add_subparsers(dest="train_command", metavar="WHAT", title="what to train", required=True)
+
+    p = kinds.add_parser("denoiser", help="the text-to-video denoiser (the default: `vidgen train --config ...`)",
+                         description="Train the denoiser of a text-to-video model with Accelerate.")
     p.add_argument("--resume", metavar="latest|PATH", help="continue from the run's newest complete checkpoint, or from PATH")
-    p.add_argument("--out", metavar="PNG", help="with 'plot': where to write the figure (default RUN/curves.png)")
     add_config_args(p)
-    p.set_defaults(func=main)
+    p.set_defaults(func=run_denoiser)
+
+    p = kinds.add_parser("vae", help="an image VAE (AutoencoderKL) on frames of a folder or the toy world",
+                         description="Train an AutoencoderKL on video frames (configs/toy/vae.yaml: the toy world's).")
+    add_config_args(p)
+    p.set_defaults(func=run_vae)
+
+    p = kinds.add_parser("viclip", help="a ViCLIP, contrastively, on captioned clips of a folder or the toy world",
+                         description="Train a ViCLIP contrastively (configs/toy/viclip.yaml: the toy world's).")
+    add_config_args(p)
+    p.set_defaults(func=run_viclip)
+
+    p = kinds.add_parser("plot", help="draw a run's loss, learning rate, throughput and validation curves as a PNG",
+                         description="Plot a training run's metrics.jsonl.")
+    p.add_argument("run", metavar="RUN", help="training run folder")
+    p.add_argument("--out", metavar="PNG", help="where to write the figure (default RUN/curves.png)")
+    p.set_defaults(func=run_plot)
 
 
-def _plot(args: argparse.Namespace) -> int:
-    from vidgen.errors import InputError
-    from vidgen.training.plot import plot_run
-
-    if len(args.overrides) != 2:
-        raise InputError("usage: vidgen train plot RUN [--out PNG]")
-    print(f"wrote {plot_run(args.overrides[1], args.out)}")
-    return 0
-
-
-def _vae(args: argparse.Namespace) -> int:
-    import json
-
-    from vidgen.config import load_config
-    from vidgen.training.vae import VAETrainConfig, train_vae
-
-    cfg = load_config(VAETrainConfig, files=args.config, overrides=args.overrides[1:])
-    report = train_vae(cfg)
-    print(f"wrote {cfg.output_dir}/vae: {json.dumps({k: round(v, 4) for k, v in report.items()})}")
-    return 0
-
-
-def _viclip(args: argparse.Namespace) -> int:
-    import json
-
-    from vidgen.config import load_config
-    from vidgen.training.viclip import ViCLIPTrainConfig, train_viclip
-
-    cfg = load_config(ViCLIPTrainConfig, files=args.config, overrides=args.overrides[1:])
-    report = train_viclip(cfg)
-    print(f"wrote {cfg.output_dir}/viclip: {json.dumps({k: round(v, 4) for k, v in report.items()})}")
-    return 0
-
-
-def main(args: argparse.Namespace) -> int:
+def _config(schema, args: argparse.Namespace):
     from vidgen.config import load_config
     from vidgen.errors import InputError
+
+    if not args.config and not args.overrides:
+        raise InputError(f"give a config: vidgen {args.command} {args.train_command} --config FILE.yaml [key=value ...]")
+    return load_config(schema, files=args.config, overrides=args.overrides)
+
+
+def run_denoiser(args: argparse.Namespace) -> int:
+    from vidgen.toyworld.streams import SCORERS
     from vidgen.training.config import TrainConfig
     from vidgen.training.loop import train
 
-    if args.overrides and args.overrides[0] == "plot":
-        return _plot(args)
-    if args.overrides and args.overrides[0] == "vae":
-        return _vae(args)
-    if args.overrides and args.overrides[0] == "viclip":
-        return _viclip(args)
-    if not args.config and not args.overrides:
-        raise InputError("give a config: vidgen train --config configs/train/NAME.yaml [key=value ...]")
-    cfg = load_config(TrainConfig, files=args.config, overrides=args.overrides)
-    result = train(cfg, resume=args.resume)
+    result = train(_config(TrainConfig, args), resume=args.resume, scorers=SCORERS)
     print(f"finished at step {result.state.step}; checkpoint {result.checkpoint}")
     if result.validation:
         shown = {k: round(v, 4) for k, v in result.validation.items() if isinstance(v, float)}
         if shown:
             print(f"validation: {shown}")
+    return 0
+
+
+def run_vae(args: argparse.Namespace) -> int:
+    import json
+
+    from vidgen.toyworld.streams import VAE_SOURCES
+    from vidgen.training.vae import VAETrainConfig, train_vae
+
+    cfg = _config(VAETrainConfig, args)
+    report = train_vae(cfg, sources=VAE_SOURCES)
+    print(f"wrote {cfg.output_dir}/vae: {json.dumps({k: round(v, 4) for k, v in report.items()})}")
+    return 0
+
+
+def run_viclip(args: argparse.Namespace) -> int:
+    import json
+
+    from vidgen.toyworld.streams import VICLIP_STREAMS
+    from vidgen.training.viclip import ViCLIPTrainConfig, train_viclip
+
+    cfg = _config(ViCLIPTrainConfig, args)
+    report = train_viclip(cfg, streams=VICLIP_STREAMS)
+    print(f"wrote {cfg.output_dir}/viclip: {json.dumps({k: round(v, 4) for k, v in report.items()})}")
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from vidgen.training.plot import plot_run
+
+    print(f"wrote {plot_run(args.run, args.out)}")
     return 0

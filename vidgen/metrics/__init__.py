@@ -1,1 +1,1 @@
-"""Scores: ViCLIP and CLIP CLIPSIM, retrieval, and the toy-world judge."""
+"""Scores: ViCLIP and CLIP CLIPSIM, retrieval, story continuity, reports."""

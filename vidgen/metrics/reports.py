@@ -99,8 +99,8 @@ def summary_lines(report: ScoreReport) -> list[str]:
         else:
             lines.append(f"{title}: no video scored")
     for folder, m in (report.stories or {}).items():
-        lines.append(f"story {folder}: boundary jump median {m['median_jump_px']:.2f} px, pixel change x{m['median_pixel_change']:.2f}, "
-                     f"motion as captioned {m['motion_accuracy']:.2f}, colour kept {m['color_kept']}, shape kept {m['shape_kept']}")
+        lines.append(f"story {folder}: pixel change at clip boundaries x{m['median_pixel_change']:.2f} of the change "
+                     f"inside clips (median of {len(m['boundaries'])})")
     if report.skipped:
         lines.append(f"skipped {len(report.skipped)} video(s):")
         lines.extend(f"  {s.video}: {s.reason}" for s in report.skipped)

@@ -121,7 +121,7 @@ def run_score(
     from tqdm.auto import tqdm
 
     from vidgen.metrics.preprocess import decode_frames
-    from vidgen.metrics.story import is_story_folder, story_folder_measures
+    from vidgen.metrics.story import is_story_folder, story_continuity
     from vidgen.metrics.retrieval import cosine_matrix, paired_cosine, ranked, recall_at_k, retrieval_probs
 
     items, candidates = collect_items(cfg.videos, cfg.prompts, cfg.captions, cfg.retrieve)
@@ -222,7 +222,7 @@ def run_score(
             report.retrieval["recall"] = recall_at_k(cos, known)
     stories = [v for v in cfg.videos if is_story_folder(v)]
     if stories:
-        report.stories = {str(v): story_folder_measures(v) for v in stories}
+        report.stories = {str(v): story_continuity(v) for v in stories}
     for path in (cfg.out, cfg.html):
         if path:
             write_report(report, path, overwrite=cfg.overwrite)

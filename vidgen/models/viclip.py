@@ -256,18 +256,6 @@ class VisionTransformer(nn.Module):
         x = self.transformer(self.embed(video, masking_prob))
         return self.ln_post(x[:, 0]) @ self.proj.to(x.dtype)
 
-    def layer_states(self, video: torch.Tensor) -> list[torch.Tensor]:
-        """Every transformer block's output ``[B, 1 + N*T', width]`` (class token first), no masking.
-
-        The intermediate features a perceptual (LPIPS-style) loss compares; see
-        :mod:`vidgen.training.feature_loss`.
-        """
-        x, states = self.embed(video, 0.0), []
-        for block in self.transformer.resblocks:
-            x = block(x)
-            states.append(x)
-        return states
-
     def embed(self, video: torch.Tensor, masking_prob: float = 0.0) -> torch.Tensor:
         """Patch (tubelet) tokens with their position and frame embeddings, the class token first, after ``ln_pre``."""
         self.check_input(video)

@@ -10,82 +10,36 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from vidgen.errors import InputError, OutputError
+from vidgen.pipelines.settings import SamplingSettings
 
 FORMATS = ("mp4", "gif")
-MODEL_SAMPLE_DEFAULTS = "sample_defaults.yaml"  # optional layer a model folder can ship
-
-
-def model_sample_defaults(model_dir: str | Path, settings) -> dict:
-    """The model folder's ``sample_defaults.yaml`` restricted to the fields of the dataclass ``settings``
-    (or to the key names ``settings`` lists).
-
-    One file serves ``vidgen sample``, ``story`` and ``eval``: each takes the keys it knows
-    (a story-only key such as ``pin`` is not an unknown key to ``sample``). ``{}`` when absent.
-    """
-    import yaml
-
-    path = Path(model_dir) / MODEL_SAMPLE_DEFAULTS
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a mapping of sampling settings")
-    from vidgen.pipelines.story import STORY_SETTINGS
-
-    known = {f.name for f in dataclasses.fields(SampleConfig)} | set(STORY_SETTINGS)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(f"{path}: unknown sampling setting(s) {', '.join(map(repr, unknown))}; "
-                         f"known: {', '.join(sorted(known))}")
-    names = {f.name for f in dataclasses.fields(settings)} if dataclasses.is_dataclass(settings) else set(settings)
-    return {k: v for k, v in data.items() if k in names}
 
 
 @dataclass
 class SampleConfig:
-    """Everything ``vidgen sample`` needs; every field is a ``key=value`` override."""
+    """Everything ``vidgen sample`` needs; every field is a ``key=value`` override (``sampling.steps=30``)."""
 
     prompts: list[str] = field(default_factory=list)
     prompts_file: Optional[str] = None
     model: Optional[str] = None
     out: str = "outputs"
-    frames: int = 16
-    fps: float = 8.0
-    height: Optional[int] = None
-    width: Optional[int] = None
-    steps: int = 25
-    guidance: float = 7.5
-    guidance_interval: Optional[list[float]] = None  # [lo, hi] timesteps where guidance runs; None: every step
-    seed: int = 0
-    scheduler: Optional[str] = None
-    negative_prompt: str = ""
     num_videos: int = 1
     batch_size: int = 1
     device: str = "auto"
     dtype: str = "fp32"
     attention: str = "auto"
     format: str = "mp4"
-    upscale: int = 1
     upscale_mode: str = "nearest"
     decode_chunk_size: int = 16
     overwrite: bool = False
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise InputError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        for name in ("frames", "steps", "num_videos", "batch_size", "upscale", "decode_chunk_size"):
+        for name in ("num_videos", "batch_size", "decode_chunk_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.fps <= 0:
-            raise InputError(f"fps must be positive, got {self.fps}")
-        if self.guidance < 0:
-            raise InputError(f"guidance must be >= 0, got {self.guidance}")
-        from vidgen.pipelines.text_to_video import check_guidance_interval
-
-        check_guidance_interval(self.guidance_interval)
 
 
 @dataclass
@@ -143,7 +97,7 @@ def plan_jobs(cfg: SampleConfig) -> list[SampleJob]:
     A single video goes to ``cfg.out`` when it ends in ``.mp4``/``.gif``;
     otherwise ``cfg.out`` is a folder and files are named
     ``{index:03d}-{prompt-slug}-s{seed}.{format}``. Copy ``j`` of each prompt
-    uses seed ``cfg.seed + j``.
+    uses seed ``cfg.sampling.seed + j``.
 
     Raises:
         InputError: no prompts, or an empty prompt.
@@ -168,7 +122,7 @@ def plan_jobs(cfg: SampleConfig) -> list[SampleJob]:
     for i, prompt in enumerate(prompts):
         for j in range(cfg.num_videos):
             index = i * cfg.num_videos + j
-            seed = cfg.seed + j
+            seed = cfg.sampling.seed + j
             path = out if single_file else out / f"{index:03d}-{slugify(prompt)}-s{seed}.{output_format(cfg)}"
             jobs.append(SampleJob(index=index, prompt=prompt.strip(), seed=seed, path=path))
     seen = set()
@@ -212,38 +166,26 @@ def run_sample(
     from vidgen.io.files import atomic_write_text
     from vidgen.io.writer import write_video
     from vidgen.pipelines.loading import load_pipeline
+    from vidgen.pipelines.settings import pipeline_kwargs
 
     jobs = plan_jobs(cfg)
     cfg = dataclasses.replace(cfg, format=output_format(cfg))
+    s = cfg.sampling
     if pipe is None:
-        pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=cfg.scheduler, attention=cfg.attention)
-    height, width = cfg.height, cfg.width
-    if height is None or width is None:
-        dh, dw = pipe.default_size
-        height, width = height or dh, width or dw
+        pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler, attention=cfg.attention)
+    height, width = s.height or pipe.default_size[0], s.width or pipe.default_size[1]
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     written = []
     for start in range(0, len(jobs), cfg.batch_size):
         chunk = jobs[start : start + cfg.batch_size]
         generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in chunk]
-        result = pipe(
-            prompt=[job.prompt for job in chunk],
-            negative_prompt=cfg.negative_prompt or None,
-            num_frames=cfg.frames,
-            height=height,
-            width=width,
-            num_inference_steps=cfg.steps,
-            guidance_scale=cfg.guidance,
-            guidance_interval=cfg.guidance_interval,
-            generator=generators,
-            decode_chunk_size=cfg.decode_chunk_size,
-            output_type="np",
-        )
+        result = pipe(prompt=[job.prompt for job in chunk], generator=generators, decode_chunk_size=cfg.decode_chunk_size,
+                      output_type="np", **pipeline_kwargs(s, height, width))
         for job, frames in zip(chunk, result.frames):
-            write_video(job.path, frames, fps=cfg.fps, format=cfg.format, overwrite=cfg.overwrite,
-                        upscale_factor=cfg.upscale, upscale_mode=cfg.upscale_mode)
-            resolved = dataclasses.replace(cfg, prompts=[job.prompt], prompts_file=None, seed=job.seed,
-                                           num_videos=1, height=height, width=width, out=str(job.path))
+            write_video(job.path, frames, fps=s.fps, format=cfg.format, overwrite=cfg.overwrite,
+                        upscale_factor=s.upscale, upscale_mode=cfg.upscale_mode)
+            resolved = dataclasses.replace(cfg, prompts=[job.prompt], prompts_file=None, num_videos=1, out=str(job.path),
+                                           sampling=dataclasses.replace(s, seed=job.seed, height=height, width=width))
             try:
                 atomic_write_text(sidecar_path(job.path), to_yaml(resolved), overwrite=cfg.overwrite)
             except OutputError:

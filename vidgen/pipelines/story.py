@@ -32,11 +32,8 @@ import numpy as np
 import torch
 
 from vidgen.errors import InputError
+from vidgen.pipelines.settings import MODES, PINS, check_guidance_interval
 
-MODES = ("continuity", "independent")
-PINS = ("noised", "clean")
-STORY_SETTINGS = ("overlap", "mode", "shared_noise", "resample", "pin")
-"""Story-only keys a model folder's ``sample_defaults.yaml`` may hold besides ``vidgen sample``'s."""
 
 
 @dataclass
@@ -213,8 +210,6 @@ class StoryPipeline:
         Raises:
             InputError: an empty caption, an overlap that does not fit, or a bad argument.
         """
-        from vidgen.pipelines.text_to_video import check_guidance_interval
-
         segs = [s if isinstance(s, StorySegment) else StorySegment(str(s)) for s in segments]
         self._check(segs, num_frames, overlap, mode, resample, pin)
         guidance_interval = check_guidance_interval(guidance_interval)

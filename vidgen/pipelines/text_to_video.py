@@ -21,6 +21,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from vidgen.errors import InputError
+from vidgen.pipelines.settings import check_guidance_interval
 from vidgen.models.t2v import is_motion_unet, max_frames
 
 logger = logging.getLogger(__name__)
@@ -400,25 +401,6 @@ class TextToVideoPipeline(DiffusionPipeline):
         if not return_dict:
             return (video,)
         return TextToVideoOutput(frames=video)
-
-
-def check_guidance_interval(interval) -> tuple[float, float] | None:
-    """``None`` or ``(lo, hi)`` with ``0 <= lo <= hi``, as floats.
-
-    Raises:
-        InputError: anything else.
-    """
-    if interval is None:
-        return None
-    if not isinstance(interval, (list, tuple)):
-        raise InputError(f"guidance_interval must be two timesteps [lo, hi], got {interval!r}")
-    try:
-        lo, hi = (float(v) for v in interval)
-    except (TypeError, ValueError):
-        raise InputError(f"guidance_interval must be two timesteps [lo, hi], got {interval!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi < lo:
-        raise InputError(f"guidance_interval must satisfy 0 <= lo <= hi, got {interval!r}")
-    return lo, hi
 
 
 def guidance_at(t, guidance_scale: float, interval: tuple[float, float] | None) -> float:

@@ -2,8 +2,9 @@
 
 No pretrained video weights can be downloaded, so vidgen trains its default
 model on this procedurally generated world. Every clip's attributes (colour,
-shape, motion, background) are known, so captions can be checked and the judge
-in :mod:`vidgen.toyworld.judge` can read a generated video back.
+shape, motion, background) are known, so captions can be checked and a
+deterministic judge can read a generated video back. This package holds all of
+it; vidgen's general packages never import it (an import contract in CI says so).
 
 The world (:mod:`.world`):
 
@@ -20,7 +21,10 @@ The world (:mod:`.world`):
 
 Modules: :mod:`.world` (vocabulary, scenes, held-out pairs), :mod:`.captions`
 (caption templates and the parser), :mod:`.render` (anti-aliased rendering,
-in-memory samples and stories), :mod:`.dataset` (InternVid-shaped files).
+in-memory samples and stories), :mod:`.dataset` (InternVid-shaped files,
+``vidgen data toyworld``), :mod:`.judge` (reads a video back), :mod:`.suites`
+(``vidgen eval``), :mod:`.streams` (data sources for ``vidgen train vae|viclip``
+and the judge as a validation scorer).
 """
 
 from vidgen.toyworld.captions import (

@@ -1,11 +1,15 @@
-"""``vidgen eval --suite toyworld``: how faithfully a model renders toy-world prompts.
+"""The toy world's evaluation suites (``vidgen eval``): how faithfully a model renders toy-world prompts.
 
-N prompts are drawn from the attribute combinations seen in training and from
-the held-out ones, sampled with the model, read back by the deterministic judge
-(colour, shape, motion, background), and scored with the toy ViCLIP against
-real clips of the same attributes. The result is a table (per-attribute
-accuracy, seen vs held-out, CLIPSIM of generated vs real clips), a JSON file
-with every prompt's verdict, and a contact sheet.
+* ``--suite toyworld``: N prompts drawn from the attribute combinations seen in
+  training and from the held-out ones, sampled with the model, read back by the
+  judge (colour, shape, motion, background), and scored with the toy ViCLIP
+  against real clips of the same attributes. The result is a table
+  (per-attribute accuracy, seen vs held-out, CLIPSIM of generated vs real clips),
+  a JSON file with every prompt's verdict, and a contact sheet.
+* ``--suite story``: N three-clip stories of one object whose motion changes,
+  generated with continuity and as independent clips; the judge tracks the
+  object across each boundary (``jump_px``) and reads every clip's attributes.
+* ``--story DIR``: the same measures of one written story folder.
 """
 
 from __future__ import annotations
@@ -15,34 +19,33 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from vidgen.errors import InputError
+from vidgen.metrics.story import median_finite, pixel_changes, story_parts
+from vidgen.pipelines.settings import SamplingSettings, StorySettings
+from vidgen.toyworld.captions import canonical_caption, make_caption
+from vidgen.toyworld.judge import boundary_jump, faithfulness, judge_frames
+from vidgen.toyworld.render import make_story, render_clip
+from vidgen.toyworld.world import all_attrs, sample_scene
 
 ATTRS = ("color", "shape", "motion", "background")
+SUITES = ("toyworld", "story")
 
 
 @dataclass
 class EvalConfig:
-    """``vidgen eval`` settings (sampling settings default to the model folder's ``sample_defaults.yaml``)."""
+    """``vidgen eval`` settings (sampling and story settings default to the model folder's ``sample_defaults.yaml``)."""
 
     suite: str = "toyworld"  # toyworld | story
-    story: Optional[str] = None  # measure an existing story folder instead of generating
+    story_folder: Optional[str] = None  # measure an existing story folder instead of generating
     model: Optional[str] = None
-    viclip: Optional[str] = None  # default: {model}/viclip, else checkpoints/viclip
+    viclip: Optional[str] = None  # default: {model}/viclip, else the shipped ViCLIP
     n: Optional[int] = None  # prompts (toyworld, default 120) or stories (story, default 30)
     held_out_fraction: float = 0.5
     captions: str = "canonical"  # canonical (every attribute stated) | varied (the training templates)
-    seed: int = 0
-    frames: Optional[int] = None
-    height: Optional[int] = None
-    width: Optional[int] = None
-    steps: Optional[int] = None
-    guidance: Optional[float] = None
-    guidance_interval: Optional[list[float]] = None  # None: the model folder's (sample_defaults.yaml), else every step
-    scheduler: Optional[str] = None
     batch_size: int = 8
     device: str = "auto"
     dtype: str = "fp32"
@@ -50,16 +53,12 @@ class EvalConfig:
     save_videos: bool = False
     contact_rows: int = 24
     overwrite: bool = False
-    overlap: int = 2  # story suite: latent frames each clip shares with the previous one
-    resample: Optional[int] = None  # story suite: RePaint rounds per step (vidgen story --resample); default from the model folder, else 0
-    pin: Optional[str] = None  # story suite: noised | clean (vidgen story --pin); default from the model folder, else noised
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)  # sampling.seed: prompt order and sampling seeds
+    story: StorySettings = field(default_factory=StorySettings)  # story suite: how clips continue one another
 
     def __post_init__(self) -> None:
-        if self.suite not in ("toyworld", "story"):
-            raise InputError(f"unknown eval suite {self.suite!r}; available: toyworld, story")
-        from vidgen.pipelines.text_to_video import check_guidance_interval
-
-        check_guidance_interval(self.guidance_interval)
+        if self.suite not in SUITES:
+            raise InputError(f"unknown eval suite {self.suite!r}; available: {', '.join(SUITES)}")
         if self.n is None:
             self.n = 120 if self.suite == "toyworld" else 30
         if self.n < 1 or self.batch_size < 1:
@@ -68,10 +67,6 @@ class EvalConfig:
             raise InputError(f"held_out_fraction must lie in [0, 1], got {self.held_out_fraction}")
         if self.captions not in ("canonical", "varied"):
             raise InputError(f"captions must be canonical or varied, got {self.captions!r}")
-        if self.overlap < 0 or (self.resample or 0) < 0:
-            raise InputError(f"overlap and resample must be >= 0, got {self.overlap} and {self.resample}")
-        if self.pin not in (None, "noised", "clean"):
-            raise InputError(f"pin must be noised or clean, got {self.pin!r}")
 
 
 @dataclass
@@ -101,9 +96,7 @@ def eval_prompts(cfg: EvalConfig) -> list[tuple[str, str, Any, dict]]:
     Combinations are drawn without replacement (cycling when N exceeds them), so
     the suite covers the world evenly.
     """
-    from vidgen.toyworld import all_attrs, canonical_caption, make_caption, sample_scene
-
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.sampling.seed)
     n_held = int(round(cfg.n * cfg.held_out_fraction))
     plan = []
     for split, count, pool in (("held_out", n_held, all_attrs("held_out")), ("seen", cfg.n - n_held, all_attrs("train"))):
@@ -179,14 +172,37 @@ def contact_sheet(rows: list[tuple[str, np.ndarray, dict[str, bool]]], path: Pat
     return path
 
 
+def prepare_out(cfg: EvalConfig) -> Path:
+    """The results folder, refusing to replace earlier results without ``overwrite``."""
+    from vidgen.errors import OutputError
+    from vidgen.io.files import ensure_writable_dir
+
+    out = ensure_writable_dir(cfg.out)
+    if (out / "results.json").exists() and not cfg.overwrite:
+        raise OutputError(f"{str(out / 'results.json')!r} exists (pass --overwrite to replace it)")
+    return out
+
+
+def load_model(cfg: EvalConfig, pipe=None):
+    """``(pipeline, model folder, height, width)``: the model (loaded unless given) and the frame size it samples."""
+    from vidgen.pipelines.loading import default_model_dir, load_pipeline
+
+    model_dir = Path(cfg.model) if cfg.model else default_model_dir()
+    if pipe is None:
+        pipe = load_pipeline(model_dir, device=cfg.device, dtype=cfg.dtype, scheduler=cfg.sampling.scheduler)
+    s = cfg.sampling
+    return pipe, model_dir, s.height or pipe.default_size[0], s.width or pipe.default_size[1]
+
+
 def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callable[[int, int], None] | None = None) -> EvalReport:
     """Sample, judge and score ``cfg.n`` toy-world prompts; write results to ``cfg.out``.
 
     Args:
-        cfg: the eval settings.
+        cfg: the eval settings (resolve them with :func:`vidgen.pipelines.settings.load_job_config` to start
+            from the model folder's sampling defaults).
         pipe: a loaded pipeline (``None``: load ``cfg.model`` or the shipped model).
-        viclip: a loaded ViCLIP (``None``: from ``cfg.viclip``, the model folder, or
-            ``checkpoints/viclip``; skipped with CLIPSIM reported as missing if none exists).
+        viclip: a loaded ViCLIP (``None``: from ``cfg.viclip``, the model folder, or the shipped
+            ViCLIP; skipped with CLIPSIM reported as missing if none exists).
         progress: called with ``(done, total)`` after each batch.
 
     Returns:
@@ -194,46 +210,41 @@ def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callabl
     """
     import torch
 
-    from vidgen.toyworld import render_clip, sample_scene
     from vidgen.io.files import atomic_write_text
     from vidgen.io.writer import to_uint8_frames, write_video
-    from vidgen.toyworld.judge import faithfulness, judge_frames
     from vidgen.pipelines.sample import slugify
+    from vidgen.pipelines.settings import pipeline_kwargs
 
     out = prepare_out(cfg)
-    settings = eval_settings(cfg, pipe)
-    pipe, model_dir, defaults = settings.pipe, settings.model_dir, settings.defaults
-    frames_n, steps, guidance, scheduler = settings.frames, settings.steps, settings.guidance, settings.scheduler
-    height, width = settings.height, settings.width
+    s = cfg.sampling
+    pipe, model_dir, height, width = load_model(cfg, pipe)
     scorer = _viclip_scorer(cfg, model_dir, viclip)
 
     plan = eval_prompts(cfg)
-    report = EvalReport(config={**asdict(cfg), "model": str(model_dir), "frames": frames_n, "steps": steps,
-                                "guidance": guidance, "guidance_interval": settings.guidance_interval,
-                                "scheduler": scheduler, "height": height, "width": width})
+    report = EvalReport(config={**asdict(cfg), "model": str(model_dir),
+                                "sampling": {**asdict(s), "height": height, "width": width}})
     contact = []
-    rng = np.random.default_rng(cfg.seed + 1)
+    rng = np.random.default_rng(s.seed + 1)
     start = time.perf_counter()
     for b in range(0, len(plan), cfg.batch_size):
         chunk = plan[b : b + cfg.batch_size]
-        generators = [torch.Generator().manual_seed(cfg.seed + b + k) for k in range(len(chunk))]
-        videos = pipe([p for p, *_ in chunk], num_frames=frames_n, height=height, width=width, num_inference_steps=steps,
-                      guidance_scale=guidance, guidance_interval=settings.guidance_interval, generator=generators).frames
+        generators = [torch.Generator().manual_seed(s.seed + b + k) for k in range(len(chunk))]
+        videos = pipe([p for p, *_ in chunk], generator=generators, **pipeline_kwargs(s, height, width)).frames
         for k, ((prompt, split, attrs, stated), video) in enumerate(zip(chunk, videos)):
             frames = to_uint8_frames(video)
             judged = judge_frames(frames)
             fth = faithfulness(judged, stated)
             item = EvalItem(b + k, prompt, split, stated, {a: getattr(judged, a, None) for a in ATTRS}, dict(fth.matches))
             if scorer is not None:
-                real = render_clip(sample_scene(rng, attrs=attrs), frames_n, (width, height))
+                real = render_clip(sample_scene(rng, attrs=attrs), s.frames, (width, height))
                 sims = _clipsim(scorer, [frames, real], prompt)
                 item.clipsim, item.clipsim_real = sims
             report.items.append(item)
             if len(contact) < cfg.contact_rows:
                 contact.append((prompt, frames, item.matches))
             if cfg.save_videos:
-                write_video(out / "videos" / f"{item.index:03d}-{slugify(prompt)}.mp4", frames, fps=defaults.fps,
-                            overwrite=True, upscale_factor=defaults.upscale)
+                write_video(out / "videos" / f"{item.index:03d}-{slugify(prompt)}.mp4", frames, fps=s.fps,
+                            overwrite=True, upscale_factor=s.upscale)
         if progress:
             progress(min(b + cfg.batch_size, len(plan)), len(plan))
     report.summary = _summary(report.items)
@@ -246,51 +257,141 @@ def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callabl
     return report
 
 
+# --- stories -----------------------------------------------------------------------------------------------
+
+
+def boundary_measures(parts: Sequence[np.ndarray], scale: float = 1.0) -> list[dict[str, float]]:
+    """Jump (model pixels) and relative pixel change at each boundary between consecutive parts.
+
+    Args:
+        parts: each clip's frames as they appear in the stitched video (uint8 ``[T, H, W, 3]``).
+        scale: video pixels per model pixel (the upscale factor of written videos).
+    """
+    return [{"jump_px": boundary_jump(a, b) / scale, "pixel_change": change}
+            for a, b, change in zip(parts, parts[1:], pixel_changes(parts))]
+
+
+def clip_verdicts(parts: Sequence[np.ndarray], captions: Sequence[str]) -> list[dict[str, Any]]:
+    """The judge's reading of each part against its caption's toy-world attributes."""
+    rows = []
+    for frames, caption in zip(parts, captions):
+        result = judge_frames(frames)
+        rows.append({"caption": caption, "color": result.color, "shape": result.shape, "motion": result.motion,
+                     "matches": dict(faithfulness(result, caption).matches)})
+    return rows
+
+
+def summarize_story(boundaries: list[dict[str, float]], clips: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median jump and pixel change; per-clip motion accuracy; colour and shape kept across the story."""
+    motion = [c["matches"]["motion"] for c in clips if "motion" in c["matches"]]
+    kept = {}
+    for attr in ("color", "shape"):
+        verdicts = [c[attr] for c in clips]
+        stated = [c["matches"].get(attr) for c in clips if attr in c["matches"]]
+        kept[attr] = bool(verdicts and len(set(verdicts)) == 1 and verdicts[0] is not None and all(stated))
+    return {
+        "median_jump_px": median_finite([b["jump_px"] for b in boundaries]),
+        "median_pixel_change": median_finite([b["pixel_change"] for b in boundaries]),
+        "motion_accuracy": float(np.mean(motion)) if motion else math.nan,
+        "color_kept": kept["color"], "shape_kept": kept["shape"],
+    }
+
+
+def story_folder_measures(folder: str | Path) -> dict[str, Any]:
+    """Continuity and per-clip judge verdicts of a written story folder (``vidgen story`` output).
+
+    Raises:
+        DataError: not a story folder; VideoError: an unreadable stitched video.
+    """
+    captions, parts, scale = story_parts(folder)
+    boundaries = boundary_measures(parts, scale)
+    verdicts = clip_verdicts(parts, captions)
+    return {"folder": str(folder), "boundaries": boundaries, "clips": verdicts, **summarize_story(boundaries, verdicts)}
+
+
 @dataclass
-class EvalSettings:
-    """A loaded model and the sampling settings an eval uses (flags over the model's defaults)."""
+class StoryEvalResult:
+    """Per mode (``continuity``, ``independent``) the pooled measures, plus every story's details."""
 
-    pipe: Any
-    model_dir: Path
-    defaults: Any  # the model folder's SampleConfig
-    frames: int
-    steps: int
-    guidance: float
-    scheduler: Optional[str]
-    height: int
-    width: int
-    guidance_interval: Optional[list[float]] = None
+    summary: dict[str, dict[str, float]] = field(default_factory=dict)
+    stories: list[dict[str, Any]] = field(default_factory=list)
 
 
-def prepare_out(cfg: EvalConfig) -> Path:
-    """The results folder, refusing to replace earlier results without ``overwrite``."""
-    from vidgen.errors import OutputError
-    from vidgen.io.files import ensure_writable_dir
-
-    out = ensure_writable_dir(cfg.out)
-    if (out / "results.json").exists() and not cfg.overwrite:
-        raise OutputError(f"{str(out / 'results.json')!r} exists (pass --overwrite to replace it)")
-    return out
+def toy_story_scripts(n: int, seed: int, num_clips: int = 3) -> list[list[str]]:
+    """``n`` toy-world story scripts: one object (colour, shape, background fixed) whose motion changes clip to clip."""
+    return [[canonical_caption(s.attrs) for s in make_story(i, seed=seed, num_clips=num_clips, num_frames=2, size=16)]
+            for i in range(n)]
 
 
-def eval_settings(cfg: EvalConfig, pipe=None) -> EvalSettings:
-    """Load the model (unless given) and resolve frames/steps/guidance/scheduler/size."""
-    from vidgen.config import load_config
-    from vidgen.pipelines.loading import default_model_dir, load_pipeline
-    from vidgen.pipelines.sample import SampleConfig, model_sample_defaults
+def _pool(stories: list[dict[str, Any]], mode: str) -> dict[str, float]:
+    jumps = [b["jump_px"] for s in stories for b in s[mode]["boundaries"] if not math.isnan(b["jump_px"])]
+    changes = [b["pixel_change"] for s in stories for b in s[mode]["boundaries"]]
+    motion = [c["matches"]["motion"] for s in stories for c in s[mode]["clips"] if "motion" in c["matches"]]
+    return {
+        "stories": len(stories),
+        "boundaries": sum(len(s[mode]["boundaries"]) for s in stories),
+        "median_jump_px": median_finite(jumps),
+        "mean_jump_px": float(np.mean(jumps)) if jumps else math.nan,
+        "jump_found": len(jumps),
+        "median_pixel_change": median_finite(changes),
+        "motion_accuracy": float(np.mean(motion)) if motion else math.nan,
+        "color_kept": float(np.mean([s[mode]["color_kept"] for s in stories])),
+        "shape_kept": float(np.mean([s[mode]["shape_kept"] for s in stories])),
+    }
 
-    model_dir = Path(cfg.model) if cfg.model else default_model_dir()
-    defaults = load_config(SampleConfig, files=[model_sample_defaults(model_dir, SampleConfig)])
-    scheduler = cfg.scheduler or defaults.scheduler
-    if pipe is None:
-        pipe = load_pipeline(model_dir, device=cfg.device, dtype=cfg.dtype, scheduler=scheduler)
-    return EvalSettings(
-        pipe=pipe, model_dir=model_dir, defaults=defaults, frames=cfg.frames or defaults.frames,
-        steps=cfg.steps or defaults.steps, guidance=cfg.guidance if cfg.guidance is not None else defaults.guidance,
-        scheduler=scheduler, height=cfg.height or defaults.height or pipe.default_size[0],
-        width=cfg.width or defaults.width or pipe.default_size[1],
-        guidance_interval=cfg.guidance_interval if cfg.guidance_interval is not None else defaults.guidance_interval,
-    )
+
+def format_story_table(summary: dict[str, dict[str, float]]) -> str:
+    lines = ["| mode | stories | boundary jump median (px) | mean (px) | pixel change (x inside-clip) | motion as captioned | colour kept | shape kept |",
+             "|---|---|---|---|---|---|---|---|"]
+    for mode, r in summary.items():
+        lines.append(f"| {mode} | {r['stories']} | {r['median_jump_px']:.2f} | {r['mean_jump_px']:.2f} | {r['median_pixel_change']:.2f} | "
+                     f"{100 * r['motion_accuracy']:.1f}% | {100 * r['color_kept']:.1f}% | {100 * r['shape_kept']:.1f}% |")
+    return "\n".join(lines)
+
+
+def run_story_eval(cfg: EvalConfig, pipe=None, num_clips: int = 3, progress=None) -> StoryEvalResult:
+    """Generate ``cfg.n`` three-clip toy stories with continuity and as independent clips; measure both.
+
+    Args:
+        cfg: the eval settings (``suite="story"``; its ``story`` section sets the continuity).
+        pipe: a loaded pipeline (``None``: load the configured model).
+        num_clips: clips per story.
+        progress: called with ``(done, total)`` after each story.
+
+    Returns:
+        The result (also written as ``results.json`` and ``table.md`` in ``cfg.out``).
+    """
+    from vidgen.io.files import atomic_write_text
+    from vidgen.io.writer import to_uint8_frames
+    from vidgen.pipelines.settings import pipeline_kwargs, read_model_defaults
+    from vidgen.pipelines.story import StoryPipeline, default_resample
+
+    out = prepare_out(cfg)
+    s, st = cfg.sampling, cfg.story
+    pipe, model_dir, height, width = load_model(cfg, pipe)
+    resample = default_resample(pipe, read_model_defaults(model_dir).story) if st.resample is None else st.resample
+    story = StoryPipeline(pipe)
+    result = StoryEvalResult()
+    scripts = toy_story_scripts(cfg.n, s.seed, num_clips)
+    for i, captions in enumerate(scripts):
+        entry: dict[str, Any] = {"captions": captions}
+        for mode in ("continuity", "independent"):
+            made = story(captions, overlap=st.overlap, seed=s.seed + 1000 * i, mode=mode, resample=resample, pin=st.pin,
+                         **pipeline_kwargs(s, height, width))
+            parts = [to_uint8_frames(c.new_frames) for c in made.clips]
+            boundaries = boundary_measures(parts)
+            clips = clip_verdicts(parts, captions)
+            entry[mode] = {"boundaries": boundaries, "clips": clips, **summarize_story(boundaries, clips)}
+        result.stories.append(entry)
+        if progress:
+            progress(i + 1, len(scripts))
+    result.summary = {mode: _pool(result.stories, mode) for mode in ("continuity", "independent")}
+    config = {"suite": "story", "n": cfg.n, "model": str(model_dir), "story": {**asdict(st), "resample": resample},
+              "sampling": {**asdict(s), "height": height, "width": width}}
+    atomic_write_text(out / "results.json", json.dumps({"config": config, "summary": result.summary,
+                                                        "stories": result.stories}, indent=1, default=str))
+    atomic_write_text(out / "table.md", format_story_table(result.summary) + "\n")
+    return result
 
 
 class _Scorer:
@@ -299,10 +400,9 @@ class _Scorer:
 
 
 def _viclip_scorer(cfg: EvalConfig, model_dir: Path, viclip) -> Optional[_Scorer]:
+    from vidgen.errors import ModelLoadError
     from vidgen.metrics.clipsim import ViCLIPScorer
     from vidgen.models.viclip_io import default_viclip_path, load_viclip
-
-    from vidgen.errors import ModelLoadError
 
     if viclip is not None:
         return _Scorer(ViCLIPScorer(viclip), Path("<given>"))

@@ -13,6 +13,7 @@ from typing import Optional
 from omegaconf import MISSING
 
 from vidgen.errors import ConfigError
+from vidgen.pipelines.settings import SamplingSettings
 
 DENOISER_SOURCES = ("fresh", "base", "inflate")
 TRAINABLE = ("all", "temporal", "lora")
@@ -169,20 +170,6 @@ class TrainLoopConfig:
     # kohya's trainers name it. A narrow low range fine-tunes the detail levels of a trained model.
     min_timestep: int = 0
     max_timestep: Optional[int] = None
-    # Exposure bias: with probability self_input_prob a clip's input at t is not the noised clip but the
-    # denoiser's own deterministic (DDIM) step to t from the clip noised to t + self_input_gap, under the
-    # same noise, made without gradients; the target stays the real clip. Sampling feeds the denoiser
-    # its own steps, whose small errors (soft edges) it otherwise takes for the signal and compounds.
-    self_input_prob: float = 0.0
-    self_input_gap: int = 40
-    # A perceptual term (vidgen.training.feature_loss): the clean prediction and the real clip, decoded by the VAE,
-    # compared in every block of a frozen ViCLIP video tower, LPIPS-style; weighted by feature_loss_weight and
-    # taken on clips noised to an SNR of at least feature_loss_min_snr. feature_loss_viclip: the ViCLIP (a folder or
-    # file vidgen score reads); feature_loss_preprocess: its input normalisation (demo: ImageNet's, vbench: CLIP's).
-    feature_loss_weight: float = 0.0
-    feature_loss_viclip: Optional[str] = None
-    feature_loss_min_snr: float = 0.1
-    feature_loss_preprocess: str = "demo"
     ema_decay: Optional[float] = 0.9999  # null disables EMA
     ema_update_after: int = 0
     nan_max_skips: int = 20  # stop after this many non-finite losses
@@ -202,14 +189,6 @@ class TrainLoopConfig:
         if not 0.0 < self.reverse_max_snr <= 1.0:
             # Above SNR 1 the clip is plainly visible: reversing it would teach the model to reorder what it sees.
             raise ConfigError(f"train.reverse_max_snr must lie in (0, 1], got {self.reverse_max_snr}")
-        if not 0.0 <= self.self_input_prob <= 1.0:
-            raise ConfigError(f"train.self_input_prob must lie in [0, 1], got {self.self_input_prob}")
-        _positive("train", "self_input_gap", self.self_input_gap)
-        _positive("train", "feature_loss_weight", self.feature_loss_weight, allow_zero=True)
-        _positive("train", "feature_loss_min_snr", self.feature_loss_min_snr, allow_zero=True)
-        _choice("train", "feature_loss_preprocess", self.feature_loss_preprocess, ("demo", "vbench"))
-        if self.feature_loss_weight > 0 and not self.feature_loss_viclip:
-            raise ConfigError("train.feature_loss_weight > 0 needs train.feature_loss_viclip (a ViCLIP folder or file)")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must lie in (0, 1) or be null, got {self.ema_decay}")
         if self.min_timestep < 0 or (self.max_timestep is not None and self.max_timestep <= self.min_timestep):
@@ -233,25 +212,13 @@ class ValidationConfig:
 
     every: int = 0  # steps between validations; 0: only at the end when prompts are given
     prompts: list[str] = field(default_factory=list)
-    num_frames: int = 16
-    height: Optional[int] = None
-    width: Optional[int] = None
-    steps: int = 25
-    guidance: float = 7.5
-    guidance_interval: Optional[list[float]] = None  # [lo, hi] timesteps where guidance runs; also the export's default
-    scheduler: Optional[str] = None
-    seed: int = 0
-    fps: float = 8.0
-    upscale: int = 1
     use_ema: bool = True
-    viclip: Optional[str] = None  # ViCLIP checkpoint for CLIPSIM of the samples
-    judge: bool = False  # score samples with the toy-world judge (toy-world prompts only)
+    viclip: Optional[str] = None  # ViCLIP checkpoint: the samples' CLIPSIM is logged when set
+    scorers: list[str] = field(default_factory=list)  # further scorers by name, as the caller provides them (toy world: judge)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)  # also the exported model's sample defaults
 
     def __post_init__(self) -> None:
-        from vidgen.pipelines.text_to_video import check_guidance_interval
-
         _positive("validation", "every", self.every, allow_zero=True)
-        check_guidance_interval(self.guidance_interval)
 
 
 @dataclass

@@ -26,7 +26,7 @@ def export_model(
 
     The denoiser comes from the checkpoint (its EMA weights by default); the VAE,
     text encoder, tokenizer and scheduler from the run's ``model.base``. The
-    validation settings become the folder's ``sample_defaults.yaml``, so
+    validation's sampling settings become the folder's ``sample_defaults.yaml``, so
     ``vidgen sample --model OUT`` samples the way training validated. LoRA runs
     are exported with the adapters fused into the weights.
 
@@ -44,10 +44,8 @@ def export_model(
         ModelLoadError: no usable checkpoint.
         OutputError: ``out`` exists without ``overwrite``.
     """
-    import yaml
-
     from vidgen.config import load_config
-    from vidgen.pipelines.sample import MODEL_SAMPLE_DEFAULTS
+    from vidgen.pipelines.settings import write_model_defaults
     from vidgen.pipelines.text_to_video import TextToVideoPipeline
     from vidgen.training.config import TrainConfig
     from vidgen.training.models import load_training_models, select_trainable
@@ -87,11 +85,6 @@ def export_model(
                                unet=unet, scheduler=models.sampling_scheduler)
     with atomic_folder(out, overwrite=overwrite, replaceable=is_model_folder) as tmp:
         pipe.save_pretrained(str(tmp), safe_serialization=True)
-        v = cfg.validation
-        defaults = dict(frames=v.num_frames, height=v.height, width=v.width, steps=v.steps, guidance=v.guidance,
-                        guidance_interval=list(v.guidance_interval) if v.guidance_interval is not None else None,
-                        scheduler=v.scheduler, fps=v.fps, upscale=v.upscale)
-        if cfg.train.context_prob > 0:
-            defaults["pin"] = "clean"  # stories show the previous clip's frames as the model learnt them: clean
-        (tmp / MODEL_SAMPLE_DEFAULTS).write_text(yaml.safe_dump({k: x for k, x in defaults.items() if x is not None}, sort_keys=False))
+        # A model trained with context frames continues stories from the previous clip's frames as it learnt them: clean.
+        write_model_defaults(tmp, cfg.validation.sampling, {"pin": "clean"} if cfg.train.context_prob > 0 else None)
     return out

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -29,12 +29,11 @@ from vidgen.training.checkpoint import (
     truncate_metrics,
 )
 from vidgen.training.config import TrainConfig
-from vidgen.training.feature_loss import build_feature_loss, feature_loss_term
+from vidgen.training.validation import VideoScorer, check_scorers, run_validation
 from vidgen.training.objective import (
     context_mask,
     diffusion_loss,
     loss_weights,
-    own_step_input,
     reverse_mask,
     reverse_order,
     sample_noise,
@@ -108,16 +107,8 @@ def encode_video(models, pixels: torch.Tensor, generator: torch.Generator) -> to
     return latents.reshape(b, t, *latents.shape[1:]).permute(0, 2, 1, 3, 4).contiguous()
 
 
-class BatchLoss(NamedTuple):
-    """One micro-batch's loss to backpropagate, and the unweighted feature-loss term logged beside it."""
-
-    total: torch.Tensor
-    feature: float = 0.0  # 0.0 without a feature loss, or when no clip of the batch qualified
-
-
-def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Generator, motion: bool, device,
-               feature_loss=None) -> BatchLoss:
-    """The diffusion loss of one micro-batch, plus ``train.feature_loss_weight`` x ``feature_loss``'s term when given."""
+def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Generator, motion: bool, device) -> torch.Tensor:
+    """The diffusion loss of one micro-batch."""
     if "latents" in batch:
         latents = batch["latents"].to(device, torch.float32).contiguous()
     else:
@@ -136,15 +127,7 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
                                  cfg.train.min_timestep, cfg.train.max_timestep)
     states = text.repeat_interleave(latents.shape[2], dim=0) if motion else text
     target = target_for(scheduler, latents, noise, timesteps)
-    if cfg.train.self_input_prob > 0:
-        noisy, own = own_step_input(scheduler, lambda x, t: unet(x, t, encoder_hidden_states=states.to(x.dtype)).sample,
-                                    latents, noise, timesteps, cfg.train.self_input_gap, cfg.train.self_input_prob,
-                                    generator)
-        if own is not None:
-            target = torch.where(own[:, None, None, None, None], target_from_input(scheduler, noisy, latents, timesteps),
-                                 target.float())
-    else:
-        noisy = scheduler.add_noise(latents, noise, timesteps)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
     context = context_mask(latents.shape[0], latents.shape[2], cfg.train.context_prob, cfg.train.context_frames, generator)
     noisy = with_context(noisy, latents, context)
     reverse = reverse_mask(scheduler, timesteps, latents.shape[2], cfg.train.reverse_prob, cfg.train.reverse_max_snr,
@@ -154,13 +137,7 @@ def batch_loss(models, unet, batch: dict, cfg: TrainConfig, generator: torch.Gen
         target = torch.where(reverse[:, None, None, None, None], target_from_input(scheduler, noisy, latents, timesteps),
                              target.float())
     pred = unet(noisy, timesteps, encoder_hidden_states=states.to(noisy.dtype)).sample
-    loss = diffusion_loss(pred, target, loss_weights(scheduler, timesteps, cfg.train.snr_gamma), context)
-    # The target always implies the real clip as the clean sample (reversed or own-step inputs included).
-    term = None if feature_loss is None else feature_loss_term(feature_loss, scheduler, noisy, pred, latents, timesteps,
-                                                               cfg.train.feature_loss_min_snr, context)
-    if term is None:
-        return BatchLoss(loss)
-    return BatchLoss(loss + cfg.train.feature_loss_weight * term, float(term.detach()))
+    return diffusion_loss(pred, target, loss_weights(scheduler, timesteps, cfg.train.snr_gamma), context)
 
 
 def train(
@@ -170,6 +147,7 @@ def train(
     dataset=None,
     collate_fn: Callable | None = None,
     on_step: Callable[[TrainerState, float], None] | None = None,
+    scorers: Mapping[str, VideoScorer] | None = None,
 ) -> TrainResult:
     """Train the denoiser described by ``cfg``.
 
@@ -180,6 +158,7 @@ def train(
             (items as :func:`vidgen.training.data.build_dataset` yields them).
         collate_fn: batch collation for ``dataset``.
         on_step: called after every optimiser step (tests and tools watch progress with it).
+        scorers: validation scorers by name, for the ones ``validation.scorers`` names.
 
     Returns:
         :class:`TrainResult`.
@@ -198,8 +177,9 @@ def train(
     from vidgen.models.t2v import is_motion_unet
     from vidgen.training.data import skipped_count
     from vidgen.training.models import enable_gradient_checkpointing, load_training_models, select_trainable
-    from vidgen.training.validation import run_validation
 
+    scorers = dict(scorers or {})
+    check_scorers(cfg, scorers)
     run_dir = Path(cfg.output_dir)
     if cfg.logging.tracker != "none":
         try:
@@ -234,10 +214,6 @@ def train(
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.mixed_precision, torch.float32)
     models.vae.to(accelerator.device, weight_dtype)
     models.text_encoder.to(accelerator.device, weight_dtype)
-    feature_loss = None
-    if cfg.train.feature_loss_weight > 0:
-        feature_loss = build_feature_loss(cfg.train.feature_loss_viclip, cfg.train.feature_loss_preprocess, models.vae,
-                                          accelerator.device)
     unet.train()
 
     # Data.
@@ -297,7 +273,6 @@ def train(
     result = TrainResult(run_dir=run_dir, state=state, model=raw_unet)
     window_bad = False  # a non-finite loss in this accumulation window: skip its update
     window_loss, window_n = 0.0, 0
-    window_feature = 0.0  # the feature loss's own term, logged beside the total
     tick, tick_samples = time.perf_counter(), 0
     last_checkpoint_step = state.step if resume_from is not None else -1
 
@@ -324,8 +299,7 @@ def train(
             state.samples_seen += batch_size * accelerator.num_processes
             tick_samples += batch_size * accelerator.num_processes
             with accelerator.accumulate(unet):
-                loss, feature_term = batch_loss(models, unet, batch, cfg, generator, motion, accelerator.device,
-                                                feature_loss)
+                loss = batch_loss(models, unet, batch, cfg, generator, motion, accelerator.device)
                 # Every process must agree to skip, or DDP's gradient all-reduce would hang.
                 finite = accelerator.reduce(torch.isfinite(loss.detach()).float().reshape(1), "sum").item()
                 if finite < accelerator.num_processes or window_bad:
@@ -333,7 +307,6 @@ def train(
                 else:
                     accelerator.backward(loss)
                     window_loss += loss.detach().item()
-                    window_feature += feature_term
                     window_n += 1
                     if accelerator.sync_gradients and cfg.optim.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
@@ -345,11 +318,11 @@ def train(
             if not window_bad and accelerator.scaler is not None and optimizer.step_was_skipped:
                 # fp16 loss scaling found inf/nan gradients and lowered the scale: no update happened.
                 state.overflow_skips += 1
-                window_loss, window_feature, window_n = 0.0, 0.0, 0
+                window_loss, window_n = 0.0, 0
                 continue
             if window_bad:
                 state.nan_skips += 1
-                window_bad, window_loss, window_feature, window_n = False, 0.0, 0.0, 0
+                window_bad, window_loss, window_n = False, 0.0, 0
                 accelerator.print(f"step {state.step}: non-finite loss, update skipped ({state.nan_skips} so far)")
                 if state.nan_skips > cfg.train.nan_max_skips:
                     raise TrainingError(f"{state.nan_skips} non-finite losses (train.nan_max_skips={cfg.train.nan_max_skips}); stopping")
@@ -358,15 +331,12 @@ def train(
             if ema is not None:
                 ema.step(params)
             step_loss = window_loss / max(window_n, 1)
-            step_feature = window_feature / max(window_n, 1)
-            window_loss, window_feature, window_n = 0.0, 0.0, 0
+            window_loss, window_n = 0.0, 0
             result.losses.append(step_loss)
             if state.step % cfg.train.log_every == 0 or state.step == cfg.train.max_steps:
                 now = time.perf_counter()
                 record = {"step": state.step, "loss": step_loss, "lr": lr_scheduler.get_last_lr()[0],
                           "samples_per_s": tick_samples / max(now - tick, 1e-9), "epoch": state.epoch}
-                if feature_loss is not None:
-                    record["feature_loss"] = step_feature  # unweighted; "loss" holds weight x this
                 tick, tick_samples = now, 0
                 if accelerator.is_main_process:
                     with open(metrics_path, "a", encoding="utf-8") as f:
@@ -381,7 +351,7 @@ def train(
             if state.step % cfg.checkpoint.every == 0 and state.step < cfg.train.max_steps:
                 checkpoint()
             if cfg.validation.every and cfg.validation.prompts and state.step % cfg.validation.every == 0:
-                result.validation = _validate(run_validation, cfg, models, raw_unet, ema, params, state, accelerator, metrics_path)
+                result.validation = _validate(run_validation, cfg, models, raw_unet, ema, params, state, accelerator, metrics_path, scorers)
             if state.step >= cfg.train.max_steps:
                 break
         else:
@@ -397,7 +367,7 @@ def train(
     if last_checkpoint_step != state.step:
         checkpoint()
     if cfg.validation.prompts and (not cfg.validation.every or state.step % cfg.validation.every):
-        result.validation = _validate(run_validation, cfg, models, raw_unet, ema, params, state, accelerator, metrics_path)
+        result.validation = _validate(run_validation, cfg, models, raw_unet, ema, params, state, accelerator, metrics_path, scorers)
     if progress is not None:
         progress.close()
     accelerator.end_training()
@@ -421,11 +391,11 @@ def _fresh_accelerator_state() -> None:
         AcceleratorState._reset_state(reset_partial_state=True)
 
 
-def _validate(run_validation, cfg, models, unet, ema, params, state, accelerator, metrics_path) -> dict[str, Any]:
+def _validate(run_validation, cfg, models, unet, ema, params, state, accelerator, metrics_path, scorers) -> dict[str, Any]:
     """Validation on the main process only; its scores are logged and appended to metrics.jsonl."""
     scores: dict[str, Any] = {}
     if accelerator.is_main_process:
-        scores = run_validation(cfg, models, unet, ema, params, state.step)
+        scores = run_validation(cfg, models, unet, ema, params, state.step, scorers)
         numeric = {f"val/{k}": v for k, v in scores.items() if isinstance(v, (int, float)) and math.isfinite(v)}
         with open(metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"step": state.step, **numeric}) + "\n")

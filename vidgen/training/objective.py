@@ -6,8 +6,6 @@ draws exactly the noise the uninterrupted run would have drawn.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from vidgen.errors import ConfigError
@@ -148,57 +146,6 @@ def target_from_input(scheduler, noisy: torch.Tensor, latents: torch.Tensor, tim
     if prediction_type(scheduler) == "epsilon":
         return (noisy.float() - alpha * latents.float()) / sigma
     return (alpha * noisy.float() - latents.float()) / sigma
-
-
-def clean_from_output(scheduler, noisy: torch.Tensor, output: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-    """The clean sample a denoiser output implies: ``x0 = (x_t - sigma eps) / alpha`` or ``x0 = alpha x_t - sigma v``.
-
-    The inverse of :func:`target_from_input`.
-
-    Raises:
-        ConfigError: an unsupported ``prediction_type`` in the scheduler config.
-    """
-    a = scheduler.alphas_cumprod.to(noisy.device)[timesteps].float()
-    shape = (-1,) + (1,) * (noisy.dim() - 1)
-    alpha, sigma = a.sqrt().view(shape), (1.0 - a).sqrt().view(shape)
-    if prediction_type(scheduler) == "epsilon":
-        return (noisy.float() - sigma * output.float()) / alpha.clamp(min=1e-8)
-    return alpha * noisy.float() - sigma * output.float()
-
-
-def own_step_input(
-    scheduler, denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], latents: torch.Tensor,
-    noise: torch.Tensor, timesteps: torch.Tensor, gap: int, prob: float, generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Inputs at ``timesteps`` made by the denoiser's own DDIM step from ``timesteps + gap``, for a share ``prob`` of clips.
-
-    Each chosen clip is noised to ``t + gap`` (clamped to the last timestep) with ``noise``, the
-    denoiser's output there (``denoise(x, t)``, run without gradients) gives its clean and noise
-    estimates, and the deterministic DDIM update takes them to ``t``. The rest get the plain
-    ``add_noise`` input. Pair with :func:`target_from_input` so the target stays the real clip.
-
-    Returns:
-        ``(noisy, chosen)``: the inputs ``[B, C, F, h, w]`` and the ``[B]`` bool mask of clips given
-        their own step (``None`` when none was drawn or every chosen clip sat at the last timestep).
-    """
-    noisy = scheduler.add_noise(latents, noise, timesteps)
-    last = scheduler.config.num_train_timesteps - 1
-    chosen = (torch.rand(latents.shape[0], generator=generator) < prob).to(timesteps.device) & (timesteps < last)
-    if not bool(chosen.any()):
-        return noisy, None
-    higher = (timesteps + gap).clamp(max=last)
-    start = scheduler.add_noise(latents, noise, higher)
-    with torch.no_grad():
-        out = denoise(start, higher).float()
-    a = scheduler.alphas_cumprod.to(latents.device)
-    shape = (-1,) + (1,) * (latents.dim() - 1)
-    alpha_hi, sigma_hi = a[higher].sqrt().view(shape), (1.0 - a[higher]).sqrt().view(shape)
-    clean = clean_from_output(scheduler, start, out, higher)
-    # v = alpha * eps - sigma * x0
-    eps = out if prediction_type(scheduler) == "epsilon" else sigma_hi * start.float() + alpha_hi * out
-    alpha, sigma = a[timesteps].sqrt().view(shape), (1.0 - a[timesteps]).sqrt().view(shape)
-    stepped = (alpha * clean + sigma * eps).to(noisy.dtype)
-    return torch.where(chosen.view(shape), stepped, noisy), chosen
 
 
 def with_context(noisy: torch.Tensor, latents: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

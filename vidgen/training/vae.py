@@ -1,10 +1,14 @@
 """Training a small image VAE (``diffusers.AutoencoderKL``) for a latent video model.
 
-The toy world has no pretrained VAE to borrow, so vidgen trains one on the
-world's frames: reconstruction (MSE) plus a small KL term (the recipe of
-Rombach et al. 2022 without the perceptual and adversarial terms, which flat
-synthetic frames do not need). After training the latent scale is measured so
-that scaled latents have unit variance, as the diffusion model expects.
+For a world with no pretrained VAE to borrow (the toy world is one), train one
+on its frames: reconstruction (MSE) plus a small KL term (the recipe of Rombach
+et al. 2022 without the perceptual and adversarial terms, which flat synthetic
+frames do not need). After training the latent scale is measured so that scaled
+latents have unit variance, as the diffusion model expects.
+
+Frames come from a source: ``data.source: folder`` samples frames of the video
+files under ``data.path``; other sources are named frame sources the caller
+passes in (``vidgen train vae`` adds the toy world's, ``data.source: toyworld``).
 
     vidgen train vae --config configs/toy/vae.yaml
 """
@@ -16,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Mapping, Optional, Protocol
 
 import numpy as np
 import torch
@@ -36,17 +40,12 @@ class VAEModelConfig:
 
 @dataclass
 class VAEDataConfig:
-    source: str = "toyworld"  # toyworld: rendered on the fly | folder: video files under `path`
+    source: str = "folder"  # folder: video files under `path` | a named frame source given to train_vae
     path: Optional[str] = None
     size: int = 32
     frames_per_clip: int = 4  # frames taken from each clip into a batch
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.source not in ("toyworld", "folder"):
-            raise ConfigError(f"data.source must be toyworld or folder, got {self.source!r}")
-        if self.source == "folder" and not self.path:
-            raise ConfigError("data.path is required with data.source=folder")
+    stream: dict = field(default_factory=dict)  # settings of a named source (its own schema)
 
 
 @dataclass
@@ -64,7 +63,6 @@ class VAETrainConfig:
     mixed_precision: str = "bf16"  # no | bf16 (CPU autocast) | fp16 (CUDA)
     seed: int = 0
     log_every: int = 50
-    eval_clips: int = 64  # clips reconstructed at the end for the report
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0:
@@ -72,19 +70,34 @@ class VAETrainConfig:
         self.mixed_precision = normalize_precision(self.mixed_precision)
 
 
-def _toy_frames(cfg: VAEDataConfig, batch: int, start: int) -> Iterator[np.ndarray]:
-    from vidgen.data.toyworld import make_sample
+class FrameSource(Protocol):
+    """What ``train_vae`` reads: endless batches of RGB frames, and optionally its own report on a trained VAE."""
 
-    index = start
-    per_clip = max(1, cfg.frames_per_clip)
-    while True:
-        frames = []
-        while len(frames) < batch:
-            clip = make_sample(index, seed=cfg.seed, num_frames=per_clip, size=cfg.size, split="all",
-                               degraded_fraction=0.1).frames
-            frames.extend(clip)
-            index += 1
-        yield np.stack(frames[:batch])
+    def batches(self, batch_size: int, start: int) -> Iterator[np.ndarray]:
+        """``uint8 [B, H, W, 3]`` batches, the first from position ``start`` of the source."""
+        ...
+
+    def report(self, vae) -> dict[str, float]:
+        """Measures of the trained ``vae`` on this source's frames (``{}`` when it has none)."""
+        ...
+
+
+FrameSourceFactory = Callable[["VAEDataConfig"], FrameSource]
+
+
+class FolderFrames:
+    """Frames of the video files under a folder, drawn at random (``frames_per_clip`` from each clip)."""
+
+    def __init__(self, cfg: VAEDataConfig):
+        if not cfg.path:
+            raise ConfigError("data.path must name a folder of videos with data.source=folder")
+        self.cfg = cfg
+
+    def batches(self, batch_size: int, start: int) -> Iterator[np.ndarray]:
+        return _folder_frames(self.cfg, batch_size, self.cfg.seed + start)
+
+    def report(self, vae) -> dict[str, float]:
+        return {}
 
 
 def _folder_frames(cfg: VAEDataConfig, batch: int, seed: int) -> Iterator[np.ndarray]:
@@ -108,13 +121,21 @@ def _folder_frames(cfg: VAEDataConfig, batch: int, seed: int) -> Iterator[np.nda
         yield np.stack(frames[:batch])
 
 
-def frame_batches(cfg: VAETrainConfig, start_step: int = 0) -> Iterator[torch.Tensor]:
-    """Batches ``[B, 3, H, W]`` in [-1, 1] from the configured source."""
-    if cfg.data.source == "toyworld":
-        source = _toy_frames(cfg.data, cfg.batch_size, start_step * cfg.batch_size)
-    else:
-        source = _folder_frames(cfg.data, cfg.batch_size, cfg.seed + start_step)
-    for frames in source:
+def make_frame_source(cfg: VAEDataConfig, sources: Mapping[str, FrameSourceFactory] | None = None) -> FrameSource:
+    """The frame source ``cfg.source`` names: ``folder`` or one of ``sources``.
+
+    Raises:
+        ConfigError: an unknown source name.
+    """
+    factories: dict[str, FrameSourceFactory] = {"folder": FolderFrames, **(sources or {})}
+    if cfg.source not in factories:
+        raise ConfigError(f"data.source must be one of {', '.join(factories)}, got {cfg.source!r}")
+    return factories[cfg.source](cfg)
+
+
+def frame_batches(source: FrameSource, batch_size: int, start: int = 0) -> Iterator[torch.Tensor]:
+    """Batches ``[B, 3, H, W]`` in [-1, 1] from ``source``."""
+    for frames in source.batches(batch_size, start):
         yield torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
@@ -137,44 +158,17 @@ def latent_scale(vae, batches: Iterator[torch.Tensor], num_batches: int = 8) -> 
     return float(1.0 / torch.cat(values).std())
 
 
-@torch.no_grad()
-def reconstruction_report(vae, cfg: VAETrainConfig) -> dict[str, float]:
-    """PSNR of reconstructed clips and, for the toy world, how often the judge still reads them right.
-
-    Also the median fill ratio the judge measures on reconstructions of each shape (``fill_circle``,
-    ``fill_square``, ``fill_triangle``; ground truth pi/4, 1 and about 0.57, the circle/square split
-    at 0.893): how much of a square's corners the VAE keeps, i.e. the margin a denoiser has left.
-    """
-    from vidgen.data.toyworld import make_sample
-    from vidgen.metrics.judge import faithfulness, judge_frames
-
-    psnrs, agree = [], {"color": 0, "shape": 0, "motion": 0, "background": 0}
-    fills: dict[str, list[float]] = {}
-    n = cfg.eval_clips
-    for i in range(n):
-        sample = make_sample(10_000_000 + i, seed=cfg.data.seed + 1, num_frames=8, size=cfg.data.size, split="all")
-        x = torch.from_numpy(sample.frames).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        rec = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
-        mse = float(((rec - x) / 2).pow(2).mean())
-        psnrs.append(10 * math.log10(1.0 / max(mse, 1e-10)))
-        frames = ((rec + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        judged = judge_frames(frames)
-        scores = faithfulness(judged, sample.attrs).matches
-        for k in agree:
-            agree[k] += int(bool(scores.get(k)))
-        if "fill_ratio" in judged.diagnostics:
-            fills.setdefault(sample.attrs.shape.value, []).append(float(judged.diagnostics["fill_ratio"]))
-    report = {"psnr_db": float(np.mean(psnrs))}
-    report.update({f"judge_{k}": v / n for k, v in agree.items()})
-    report.update({f"fill_{shape}": float(np.median(v)) for shape, v in sorted(fills.items())})
-    return report
-
-
-def train_vae(cfg: VAETrainConfig, progress: bool = True) -> dict[str, float]:
+def train_vae(cfg: VAETrainConfig, progress: bool = True,
+              sources: Mapping[str, FrameSourceFactory] | None = None) -> dict[str, float]:
     """Train the VAE and save it to ``{output_dir}/vae`` with its measured ``scaling_factor``.
 
+    Args:
+        cfg: the settings.
+        progress: show a progress bar.
+        sources: named frame sources besides ``folder`` (``{name: factory(data config)}``).
+
     Returns:
-        The final report: loss, PSNR, judge agreement on reconstructions, scale, seconds.
+        The final report: loss, scale, seconds, and the source's own measures of the trained VAE.
     """
     from diffusers.optimization import get_scheduler
     from tqdm.auto import tqdm
@@ -183,6 +177,7 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True) -> dict[str, float]:
 
     if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("mixed_precision=fp16 needs a CUDA GPU; use bf16 or no")
+    source = make_frame_source(cfg.data, sources)
     torch.manual_seed(cfg.seed)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     vae = build_vae(cfg.model).to(device).train()
@@ -192,7 +187,7 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True) -> dict[str, float]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "vae_metrics.jsonl"
-    batches = frame_batches(cfg)
+    batches = frame_batches(source, cfg.batch_size)
     start = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc="vae", disable=not progress, dynamic_ncols=True)
     for step in bar:
@@ -216,11 +211,10 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True) -> dict[str, float]:
             bar.set_postfix(mse=f"{rec_loss.item():.5f}")
     vae.eval()
     vae.to("cpu", torch.float32)
-    scale = latent_scale(vae, frame_batches(cfg, start_step=cfg.steps + 1))
+    scale = latent_scale(vae, frame_batches(source, cfg.batch_size, start=(cfg.steps + 1) * cfg.batch_size))
     vae.register_to_config(scaling_factor=scale)
     vae.save_pretrained(str(out / "vae"), safe_serialization=True)
     report = {"final_rec_mse": rec_loss.item(), "scaling_factor": scale, "seconds": time.perf_counter() - start}
-    if cfg.data.source == "toyworld":
-        report.update(reconstruction_report(vae, cfg))
+    report.update(source.report(vae))
     atomic_write_text(out / "vae_report.json", json.dumps(report, indent=1))
     return report

@@ -1,10 +1,14 @@
-"""Training a ViCLIP contrastively (video-text InfoNCE): the toy world's scorer and text encoder.
+"""Training a ViCLIP contrastively (video-text InfoNCE).
 
-``vidgen train viclip --config configs/toy/viclip.yaml`` trains on the toy
-world rendered on the fly (an endless stream, so no epoch overfits). Video tokens are randomly masked during training as
+``vidgen train viclip --config FILE`` trains on captioned clips from a stream:
+``data.source: folder`` reads a clip folder (captions from InternVid rows or
+sidecar ``.txt`` files, as ``vidgen data clips`` writes them); other sources are
+named streams the caller passes in (``vidgen train viclip`` adds the toy world's,
+``data.source: toyworld``). Video tokens are randomly masked during training as
 ViCLIP does (Wang et al. 2023, InternVid Sec. 4), which also makes each step
-cheaper; evaluation never masks. Clips whose stated attributes all agree count
-as positives of each other, so identical toy scenes are not pushed apart.
+cheaper; evaluation never masks. Clips a stream marks with the same group id
+(e.g. the same caption) count as positives of each other, so identical scenes
+are not pushed apart.
 """
 
 from __future__ import annotations
@@ -13,28 +17,27 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol
 
-import torch
 import numpy as np
+import torch
 from omegaconf import MISSING
 
-from vidgen.errors import ConfigError, ModelLoadError
+from vidgen.errors import ConfigError, DataError, ModelLoadError, VideoError
 from vidgen.training.config import normalize_precision
 
 
 @dataclass
 class ViCLIPDataConfig:
-    render_size: int = 32  # toy-world frame size before the model's preprocessing
-    seed: int = 0
-    # Share of each batch filled with time-reversed twins of its moving clips, captioned with the
-    # opposite direction: hard negatives that only frame order separates (without them the video
-    # tower learns colour/shape/background and hardly tells "left" from "right").
-    reversed_twins: float = 0.0
+    """Where the captioned clips come from."""
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.reversed_twins < 1.0:
-            raise ConfigError(f"data.reversed_twins must be in [0, 1), got {self.reversed_twins}")
+    source: str = "folder"  # folder | a named stream given to train_viclip (vidgen train viclip: toyworld)
+    path: Optional[str] = None  # folder: the clip folder
+    rows: Optional[str] = None  # folder: InternVid rows giving each clip's caption (else sidecar .txt files)
+    eval_path: Optional[str] = None  # folder: held-out clips for Recall@K (none: no retrieval report)
+    eval_rows: Optional[str] = None
+    seed: int = 0
+    stream: dict = field(default_factory=dict)  # settings of a named stream (its own schema)
 
 
 @dataclass
@@ -67,7 +70,7 @@ class ViCLIPTrainConfig:
     mixed_precision: str = "bf16"
     seed: int = 0
     log_every: int = 50
-    eval_clips: int = 100  # held-out real clips with distinct attributes for Recall@K
+    eval_clips: int = 100  # held-out clips Recall@K is measured on (when the stream has them)
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 1:
@@ -77,6 +80,92 @@ class ViCLIPTrainConfig:
             raise ConfigError("train_text_projection only applies with freeze_text (otherwise the whole tower trains)")
         if self.temporal_init not in ("zeros", "normal"):
             raise ConfigError(f"temporal_init must be 'zeros' or 'normal', got {self.temporal_init!r}")
+
+
+class PairBatch(NamedTuple):
+    """Preprocessed clips ``[B, T, 3, S, S]``, their captions, and group ids ``[B]`` (equal ids: positives)."""
+
+    videos: torch.Tensor
+    captions: list[str]
+    groups: torch.Tensor
+
+
+class PairStream(Protocol):
+    """What ``train_viclip`` reads: batches by step number (so a run is reproducible) and a held-out set."""
+
+    def batch(self, step: int, size: int) -> PairBatch: ...
+
+    def eval_pairs(self, count: int) -> PairBatch | None: ...
+
+
+StreamFactory = Callable[[ViCLIPTrainConfig, Any], PairStream]  # (config, VideoPreprocess) -> stream
+
+
+class FolderPairs:
+    """Captioned clips of a folder, each epoch in a shuffled order fixed by (seed, epoch).
+
+    Unreadable or too-short clips are skipped and counted (``skipped``). Clips with the same
+    caption share a group id.
+
+    Raises:
+        DataError: the folder holds no clip with a caption.
+    """
+
+    def __init__(self, path: str, rows: Optional[str], preprocess, seed: int = 0, held_out: "FolderPairs | None" = None):
+        from vidgen.data.datasets import folder_items
+
+        self.items, missing = folder_items(path, rows)
+        if not self.items:
+            raise DataError(f"no clips with captions found in {path!r} ({missing} missing)")
+        self.preprocess, self.seed, self.held_out, self.skipped = preprocess, seed, held_out, 0
+        groups: dict[str, int] = {}
+        self.groups = [groups.setdefault(caption, len(groups)) for _, _, caption in self.items]
+        self._orders: dict[int, np.ndarray] = {}
+
+    def _item(self, position: int) -> int:
+        epoch, k = divmod(position, len(self.items))
+        if epoch not in self._orders:
+            self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.items))}
+        return int(self._orders[epoch][k])
+
+    def _read(self, positions) -> PairBatch | None:
+        videos, captions, groups = [], [], []
+        for position in positions:
+            index = self._item(position)
+            _, path, caption = self.items[index]
+            try:
+                video, _ = self.preprocess.load(path)
+            except VideoError:
+                self.skipped += 1
+                continue
+            videos.append(video)
+            captions.append(caption)
+            groups.append(self.groups[index])
+        if not videos:
+            return None
+        return PairBatch(torch.stack(videos), captions, torch.tensor(groups))
+
+    def batch(self, step: int, size: int) -> PairBatch:
+        start, n = step * size, len(self.items)
+        for extra in range(n):  # unreadable clips: read further until the batch is full
+            got = self._read(range(start, start + size + extra))
+            if got is not None and len(got.captions) >= size:
+                return PairBatch(got.videos[:size], got.captions[:size], got.groups[:size])
+        raise DataError(f"fewer than {size} readable clips in the folder ({self.skipped} unreadable)")
+
+    def eval_pairs(self, count: int) -> PairBatch | None:
+        """The first ``count`` readable clips of the held-out folder (in its fixed order), if there is one."""
+        if self.held_out is None:
+            return None
+        return self.held_out._read(range(min(count, len(self.held_out.items))))
+
+
+def folder_stream(cfg: ViCLIPTrainConfig, preprocess) -> PairStream:
+    """The ``folder`` source: ``data.path`` for training, ``data.eval_path`` (when given) for Recall@K."""
+    if not cfg.data.path:
+        raise ConfigError("data.path must name a clip folder with data.source=folder")
+    held_out = FolderPairs(cfg.data.eval_path, cfg.data.eval_rows, preprocess, cfg.data.seed) if cfg.data.eval_path else None
+    return FolderPairs(cfg.data.path, cfg.data.rows, preprocess, cfg.data.seed, held_out)
 
 
 def build_model(cfg: ViCLIPTrainConfig):
@@ -119,108 +208,16 @@ def build_model(cfg: ViCLIPTrainConfig):
     return model
 
 
-def _attr_id(attrs) -> int:
-    from vidgen.data.toyworld import Background, Color, Motion, Shape
-
-    parts = [list(Color).index(attrs.color), list(Shape).index(attrs.shape), list(Motion).index(attrs.motion),
-             list(Background).index(attrs.background)]
-    return ((parts[0] * 3 + parts[1]) * 5 + parts[2]) * 3 + parts[3]
-
-
-def _sample_id(sample) -> int:
-    """Clips whose caption states the same attributes share an id (size words make a finer id)."""
-    size = sample.caption.mentioned.get("size")
-    return _attr_id(sample.attrs) * 3 + (0 if size is None else 1 + (size == "large"))
-
-
-def reversed_twin(sample, rng: np.random.Generator):
-    """``sample`` played backwards, captioned with the opposite direction; ``None`` when that has no
-    twin (a still object) or would be a held-out attribute combination."""
-    import dataclasses
-
-    from vidgen.data.toyworld import MOTION_VECTORS, ToySample, is_held_out, make_caption
-
-    dx, dy = MOTION_VECTORS[sample.attrs.motion]
-    if (dx, dy) == (0, 0):
-        return None
-    backwards = next(m for m, v in MOTION_VECTORS.items() if v == (-dx, -dy))
-    attrs = dataclasses.replace(sample.attrs, motion=backwards)
-    if is_held_out(attrs):
-        return None
-    # Frame k of n sits at start + direction * travel * k / n: the last frame is the twin's first.
-    scene, last = sample.scene, (len(sample.frames) - 1) / len(sample.frames)
-    scene = dataclasses.replace(scene, attrs=attrs, x0=scene.x0 + dx * scene.travel * last,
-                                y0=scene.y0 + dy * scene.travel * last)
-    return ToySample(scene, np.ascontiguousarray(sample.frames[::-1]), make_caption(scene, rng))
-
-
-class ToyStream:
-    """Batches of (preprocessed video, token ids, sample ids) from the toy world's endless training split."""
-
-    def __init__(self, cfg: ViCLIPTrainConfig, preprocess, tokenizer, num_frames: int):
-        self.cfg, self.preprocess, self.tokenizer, self.num_frames = cfg, preprocess, tokenizer, num_frames
-
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from vidgen.data.toyworld import make_sample
-
-        size = self.cfg.batch_size
-        want_twins = int(round(size * self.cfg.data.reversed_twins))
-        start = step * size
-        samples, twins, index = [], [], 0
-        rng = np.random.default_rng([self.cfg.data.seed, 104_729, step])
-        while len(samples) + len(twins) < size:
-            sample = make_sample(start + index, seed=self.cfg.data.seed, num_frames=self.num_frames,
-                                 size=self.cfg.data.render_size, split="train", degraded_fraction=0.05)
-            index += 1
-            samples.append(sample)
-            if len(twins) < want_twins and len(samples) + len(twins) < size:
-                twin = reversed_twin(sample, rng)
-                if twin is not None:
-                    twins.append(twin)
-        samples += twins
-        video = torch.stack([self.preprocess.transform(s.frames) for s in samples])
-        ids = self.tokenizer([s.caption.text for s in samples])
-        return video, ids, torch.tensor([_sample_id(s) for s in samples])
-
-
-def held_out_clips(count: int, seed: int, num_frames: int, size: int):
-    """``count`` fresh toy clips (a seed training never uses) with pairwise-distinct attributes.
-
-    Each caption is drawn from the training templates until it states the background
-    too, so every caption fits exactly one of the clips and Recall@1 is well defined.
-    """
-    import dataclasses
-
-    from vidgen.data.toyworld import make_caption, make_sample
-
-    chosen, seen, index = [], set(), 0
-    while len(chosen) < count:
-        sample = make_sample(index, seed=seed, num_frames=num_frames, size=size, split="all")
-        index += 1
-        key = _attr_id(sample.attrs)
-        if key not in seen:
-            seen.add(key)
-            rng = np.random.default_rng([seed, index])
-            while sample.caption.mentioned.get("background") is None:
-                sample = dataclasses.replace(sample, caption=make_caption(sample.scene, rng))
-            chosen.append(sample)
-        if index > 100_000:
-            raise ConfigError(f"cannot find {count} clips with distinct attributes")
-    return chosen
-
-
 @torch.no_grad()
-def retrieval_eval(model, preprocess, tokenizer, samples) -> dict[str, float]:
-    """Text->video and video->text Recall@1/5 of ``samples`` against their own captions."""
+def retrieval_eval(model, tokenizer, pairs: PairBatch) -> dict[str, float]:
+    """Text->video and video->text Recall@1/5 of ``pairs`` against their own captions."""
     from vidgen.metrics.retrieval import recall_at_k
 
     model.eval()
-    video = torch.stack([preprocess.transform(s.frames) for s in samples])
-    ids = tokenizer([s.caption.text for s in samples])
-    v = torch.nn.functional.normalize(model.encode_video(video).float(), dim=-1)
-    t = torch.nn.functional.normalize(model.encode_text(ids).float(), dim=-1)
+    v = torch.nn.functional.normalize(model.encode_video(pairs.videos).float(), dim=-1)
+    t = torch.nn.functional.normalize(model.encode_text(tokenizer(pairs.captions)).float(), dim=-1)
     cosines = v @ t.T  # [videos, texts]; video i's caption is text i
-    recall = recall_at_k(cosines, range(len(samples)), ks=(1, 5))
+    recall = recall_at_k(cosines, range(len(pairs.captions)), ks=(1, 5))
     return {
         "t2v_recall@1": recall["text_to_video"][1], "t2v_recall@5": recall["text_to_video"][5],
         "v2t_recall@1": recall["video_to_text"][1], "v2t_recall@5": recall["video_to_text"][5],
@@ -228,29 +225,29 @@ def retrieval_eval(model, preprocess, tokenizer, samples) -> dict[str, float]:
     }
 
 
-def heldout_retrieval(model, cfg: ViCLIPTrainConfig) -> dict[str, float]:
-    """Recall@K of a trained ``model`` on the held-out clips that ``train_viclip`` with ``cfg`` reports on.
+def make_stream(cfg: ViCLIPTrainConfig, preprocess, streams: Mapping[str, StreamFactory] | None = None) -> PairStream:
+    """The stream ``cfg.data.source`` names: ``folder`` or one of ``streams``.
 
-    Lets a ViCLIP be re-measured after training (e.g. when the eval set's captions changed).
+    Raises:
+        ConfigError: an unknown source name.
     """
-    from vidgen.metrics.preprocess import get_preprocess
-
-    c = model.config
-    return retrieval_eval(model, get_preprocess(cfg.preprocess, c.num_frames, c.image_size),
-                          model.tokenizer(), _eval_set(cfg, c))
-
-
-def _eval_set(cfg: ViCLIPTrainConfig, model_config):
-    """The held-out clips Recall@K is measured on (a seed the training data never uses)."""
-    return held_out_clips(cfg.eval_clips, seed=cfg.data.seed + 7919, num_frames=model_config.num_frames,
-                          size=cfg.data.render_size)
+    factories: dict[str, StreamFactory] = {"folder": folder_stream, **(streams or {})}
+    if cfg.data.source not in factories:
+        raise ConfigError(f"data.source must be one of {', '.join(factories)}, got {cfg.data.source!r}")
+    return factories[cfg.data.source](cfg, preprocess)
 
 
-def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any]:
+def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True,
+                 streams: Mapping[str, StreamFactory] | None = None) -> dict[str, Any]:
     """Train ViCLIP contrastively; save it to ``{output_dir}/viclip`` (config.json + model.safetensors).
 
+    Args:
+        cfg: the settings.
+        progress: show a progress bar.
+        streams: named data sources besides ``folder`` (``{name: factory(cfg, preprocess)}``).
+
     Returns:
-        The final report: loss, temperature, Recall@K on held-out clips, seconds.
+        The final report: loss, temperature, seconds, and Recall@K on held-out clips when the stream has them.
     """
     from diffusers.optimization import get_scheduler
     from tqdm.auto import tqdm
@@ -268,7 +265,7 @@ def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any
     c = model.config
     preprocess = get_preprocess(cfg.preprocess, c.num_frames, c.image_size)
     tokenizer = model.tokenizer()
-    stream = ToyStream(cfg, preprocess, tokenizer, c.num_frames)
+    stream = make_stream(cfg, preprocess, streams)
     if cfg.freeze_text:
         model.text_encoder.requires_grad_(False)
         model.text_encoder.text_projection.requires_grad_(cfg.train_text_projection)
@@ -284,14 +281,21 @@ def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "viclip_metrics.jsonl"
-    eval_set = _eval_set(cfg, c)
+    eval_set = stream.eval_pairs(cfg.eval_clips)
+
+    def evaluate() -> dict[str, float]:
+        if eval_set is None:
+            return {}
+        videos = eval_set.videos.to(next(model.parameters()).device)
+        return retrieval_eval(model, tokenizer, eval_set._replace(videos=videos))
+
     start = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc="viclip", disable=not progress, dynamic_ncols=True)
     for step in bar:
-        video, ids, sample_ids = stream.batch(step)
+        batch = stream.batch(step, cfg.batch_size)
         with torch.autocast(device_type=device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            out_v, out_t, _ = model(video.to(device), ids.to(device))
-        loss = contrastive_loss(out_v.float(), out_t.float(), model.temp, sample_ids.to(device))
+            out_v, out_t, _ = model(batch.videos.to(device), tokenizer(batch.captions).to(device))
+        loss = contrastive_loss(out_v.float(), out_t.float(), model.temp, batch.groups.to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -301,7 +305,7 @@ def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any
             record: dict[str, Any] = {"step": step + 1, "loss": loss.item(), "temp": model.temp.item(),
                                       "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - start}
             if (step + 1) % (cfg.log_every * 10) == 0 or step + 1 == cfg.steps:
-                record.update(retrieval_eval(model, preprocess, tokenizer, eval_set))
+                record.update(evaluate())
                 model.train()
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
@@ -309,6 +313,6 @@ def train_viclip(cfg: ViCLIPTrainConfig, progress: bool = True) -> dict[str, Any
     model.eval().to("cpu", torch.float32)
     save_viclip(model, out / "viclip", overwrite=True)
     report = {"final_loss": loss.item(), "temp": model.temp.item(), "seconds": time.perf_counter() - start}
-    report.update(retrieval_eval(model, preprocess, tokenizer, eval_set))
+    report.update(evaluate())
     atomic_write_text(out / "viclip_report.json", json.dumps(report, indent=1))
     return report
