@@ -41,27 +41,24 @@ def _fp16_copy(model: Path, viclip: Path, dst: Path) -> None:
 
 def _fp16_full_copy(model: Path, viclip: Path, dst: Path) -> None:
     import torch
-    import yaml
 
     from vidgen.models.viclip_io import load_viclip, save_viclip
     from vidgen.pipelines.loading import load_pipeline
+    from vidgen.pipelines.settings import SamplingSettings, read_model_defaults, write_model_defaults
 
     pipe = load_pipeline(model, device="cpu")
     for name in ("unet", "vae", "text_encoder"):
         getattr(pipe, name).to(torch.float16)
     # Shards of at most 6 MB keep every file in the repository small.
     pipe.save_pretrained(str(dst), safe_serialization=True, max_shard_size="6MB")
-    # Stories continue a clip with one RePaint resampling round per step: the median jump of the object at a
-    # clip boundary 2.12 -> 1.93 px over 30 toy stories (benchmarks/RESULTS.md), at about twice a continuing clip's cost.
-    text = (model / "sample_defaults.yaml").read_text()
-    settings = yaml.safe_load(text) or {}
-    if "resample" not in settings and settings.get("scheduler") == "ddim":
-        text = text.rstrip("\n") + "\nresample: 1\n"
-    # No guidance below timestep 200 (the last 5 of 25 steps): guidance there takes the corners off squares; shape
-    # 64.2 -> 70.8%, CLIPSIM ratio 0.910 -> 0.948 over 120 prompts, the same gain on a second seed (benchmarks/RESULTS.md).
-    if "guidance_interval" not in settings:
-        text = text.rstrip("\n") + "\nguidance_interval: [200, 1000]\n"
-    (dst / "sample_defaults.yaml").write_text(text)
+    # Stories continue a clip with one RePaint resampling round per step (smoother joins, docs/toyworld.md), and
+    # no guidance below timestep 200 (the last 5 of 25 steps: guidance there takes the corners off squares).
+    defaults = read_model_defaults(model)
+    story = dict(defaults.story)
+    if "resample" not in story and defaults.sampling.get("scheduler") == "ddim":
+        story["resample"] = 1
+    sampling = {"guidance_interval": [200, 1000], **defaults.sampling}
+    write_model_defaults(dst, SamplingSettings(**sampling), story)
     save_viclip(load_viclip(viclip).to(torch.float16), dst / "viclip", overwrite=True, max_shard_bytes=6 * 2**20)
 
 
@@ -257,8 +254,8 @@ def model_card(summary: dict, table: str, reports: dict, fp16_diff: float, examp
         "  motion as well as colour, shape and background. (The first toy ViCLIP, whose text tower started the text",
         "  encoder, embedded a clip and the same clip played backwards almost identically.)",
         "- `sample_defaults.yaml`: 8 frames at 32x32, upscaled x4 for viewing, 8 fps; stories show the previous",
-        "  clip's last frames clean (`pin: clean`), as the model learnt in the second stage, with one RePaint",
-        "  resampling round per step (`resample: 1`; with DDIM; another scheduler turns it off); guidance only at",
+        "  clip's last frames clean (`story: {pin: clean}`), as the model learnt in the second stage, with one RePaint",
+        "  resampling round per step (`story: {resample: 1}`; with DDIM; another scheduler turns it off); guidance only at",
         "  timesteps 200-1000 (`guidance_interval`): the last steps take the prompt alone, as guidance there rounds",
         "  squares' corners.",
         *trim_note,

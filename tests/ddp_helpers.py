@@ -1,4 +1,4 @@
-"""A two-process training run for tests/test_train_distributed.py (run under torchrun)."""
+"""A two-process training run for tests/integration/test_train_distributed.py (run under torchrun)."""
 
 from __future__ import annotations
 

@@ -47,3 +47,71 @@ def resolve_dtype(dtype: str):
     if dtype not in DTYPES:
         raise InputError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     return getattr(torch, DTYPES[dtype])
+
+
+# The packages a bug report names: distribution name -> label.
+REPORTED_PACKAGES = {"torch": "torch", "diffusers": "diffusers", "transformers": "transformers", "accelerate": "accelerate",
+                     "peft": "peft", "xformers": "xformers", "av": "PyAV", "imageio-ffmpeg": "imageio-ffmpeg"}
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of distribution ``name`` (``None`` when it is not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, str]:
+    """What ``vidgen env`` prints: vidgen, Python, platform, libraries, devices, ffmpeg, the shipped model, caches."""
+    import hashlib
+    import os
+    import platform
+    import sys
+    from pathlib import Path
+
+    import vidgen
+    from vidgen.assets import shipped_model_dir
+
+    package = Path(vidgen.__file__).resolve().parent
+    checkout = (package.parent / "setup.py").is_file()
+    report = {
+        "vidgen": f"{vidgen.__version__} ({package}{', from a source checkout' if checkout else ''})",
+        "Python": f"{platform.python_version()} ({platform.python_implementation()}, {sys.executable})",
+        "platform": platform.platform(),
+    }
+    for name, label in REPORTED_PACKAGES.items():
+        report[label] = package_version(name) or "not installed"
+    try:
+        import torch
+
+        report["CUDA"] = (f"available: {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)} "
+                          f"(CUDA {torch.version.cuda})") if torch.cuda.is_available() else "not available"
+        mps = getattr(torch.backends, "mps", None)
+        report["MPS"] = "available" if mps is not None and mps.is_available() else "not available"
+    except ImportError:
+        report["CUDA"] = report["MPS"] = "unknown (torch is not installed)"
+    try:
+        import imageio_ffmpeg
+
+        report["ffmpeg"] = f"{imageio_ffmpeg.get_ffmpeg_version()} ({imageio_ffmpeg.get_ffmpeg_exe()})"
+    except (ImportError, RuntimeError) as exc:
+        report["ffmpeg"] = f"not found ({exc})"
+    try:
+        import av
+
+        report["PyAV libraries"] = ", ".join(f"{k} {'.'.join(map(str, v))}" for k, v in sorted(av.library_versions.items()))
+    except ImportError:
+        pass
+    model = shipped_model_dir()
+    index = model / "unet" / "diffusion_pytorch_model.safetensors.index.json"
+    digest = hashlib.sha256(index.read_bytes()).hexdigest() if index.is_file() else "missing"
+    report["shipped model"] = f"{model} ({'present' if (model / 'model_index.json').is_file() else 'missing'})"
+    report["shipped weights index sha256"] = digest
+    home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
+    report["Hugging Face cache"] = os.environ.get("HF_HUB_CACHE", str(Path(home) / "hub"))
+    report["HF_HUB_OFFLINE"] = os.environ.get("HF_HUB_OFFLINE", "unset")
+    report["torch hub cache"] = os.environ.get("TORCH_HOME", str(Path.home() / ".cache" / "torch"))
+    return report

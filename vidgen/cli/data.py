@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "prepare InternVid data: filter, sample, stats, clips, download, shard, interleave, cache, toyworld"
+HELP = "prepare data: filter, sample, clips, shards, cache, toyworld"
 
 DESCRIPTION = """\
 Everything between InternVid's annotation files (.jsonl, .csv, .parquet; local,

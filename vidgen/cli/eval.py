@@ -6,7 +6,7 @@ import argparse
 
 from vidgen.cli.common import SAMPLING_FLAGS, add_config_args, add_sampling_args, flag_overrides, merged_overrides
 
-HELP = "evaluate a model on the toy world (judge accuracy, seen vs held-out, CLIPSIM) or on stories (continuity)"
+HELP = "evaluate a model on the toy world's suites"
 
 FIELDS = {"suite": "suite", "story": "story_folder", "model": "model", "viclip": "viclip", "n": "n", "out": "out",
           "batch_size": "batch_size", "device": "device", "save_videos": "save_videos", "overwrite": "overwrite",
@@ -14,7 +14,7 @@ FIELDS = {"suite": "suite", "story": "story_folder", "model": "model", "viclip":
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help=HELP, description=HELP + ". Sampling settings default to the model folder's "
+    p = sub.add_parser("eval", help=HELP, description="Evaluate a model on the toy world (judge accuracy, seen vs held-out, CLIPSIM) or on stories (continuity). Sampling settings default to the model folder's "
                        "sample_defaults.yaml; results go to OUT/results.json, OUT/table.md and OUT/contact_sheet.png.")
     p.add_argument("--suite", choices=("toyworld", "story"), help="toyworld: single prompts (default); story: three-clip "
                    "stories with continuity vs independent clips")

@@ -8,7 +8,7 @@ HELP = "write a sampling-ready model folder from a training run"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help=HELP, description=HELP + ".")
+    p = sub.add_parser("export", help=HELP, description="Write a sampling-ready model folder from a training run.")
     p.add_argument("run", metavar="RUN", help="training run folder (or one checkpoint folder)")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="model folder to write")
     p.add_argument("--checkpoint", default="latest", metavar="latest|PATH", help="which checkpoint (default latest)")

@@ -16,7 +16,7 @@ import sys
 from typing import Sequence
 
 # Subcommand modules, in the order ``vidgen --help`` lists them.
-COMMANDS = ("sample", "story", "score", "eval", "data", "train", "export")
+COMMANDS = ("sample", "story", "score", "eval", "data", "train", "export", "env")
 
 DESCRIPTION = """\
 vidgen: text-to-video generation around InternVid and ViCLIP.

@@ -6,7 +6,7 @@ import argparse
 
 from vidgen.cli.common import add_config_args, flag_overrides, merged_overrides
 
-HELP = "score videos against captions with ViCLIP (CLIPSIM), or rank captions"
+HELP = "score videos against captions with ViCLIP (CLIPSIM)"
 
 DESCRIPTION = """\
 Score each video against its caption with ViCLIP: the cosine of the L2-normalised

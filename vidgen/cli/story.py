@@ -9,7 +9,7 @@ from typing import Optional
 from vidgen.cli.common import SAMPLING_FLAGS, add_config_args, add_sampling_args, flag_overrides, merged_overrides
 from vidgen.pipelines.settings import SamplingSettings, StorySettings
 
-HELP = "generate a story: one clip per caption, each continuing the last"
+HELP = "generate a story: clips that continue one another"
 
 DESCRIPTION = """\
 Generate one clip per caption (from --script or repeated --prompt), each

@@ -11,7 +11,7 @@ import argparse
 
 from vidgen.cli.common import add_config_args
 
-HELP = "train a text-to-video denoiser (default), a VAE or a ViCLIP; plot a run's curves"
+HELP = "train a denoiser (default), a VAE or a ViCLIP; plot curves"
 
 DESCRIPTION = """\
 Train with layered settings: the built-in defaults, then --config files (a file

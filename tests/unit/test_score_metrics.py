@@ -26,6 +26,7 @@ def test_linear_resize_equals_cv2_bit_for_bit(shape):
         np.testing.assert_array_equal(got, cv2.resize(frame, (224, 224), interpolation=cv2.INTER_LINEAR))
 
 
+@pytest.mark.slow
 def test_demo_preprocess_equals_the_public_demo_on_a_real_video(bunny):
     """The demo: OpenCV reads every frame, takes frames[::n//8][:8], cv2.resize to 224, ImageNet mean/std in float64."""
     cv2 = pytest.importorskip("cv2")

@@ -90,6 +90,7 @@ def test_story_overlap_must_fit_every_clip_that_is_continued():
     StoryPipeline(None)._check([StorySegment("a", num_frames=3), segments[1]], 8, 3, "continuity")  # all 3 frames shared
 
 
+@pytest.mark.slow
 def test_story_checks_outputs_before_generating_and_overwrite_drops_stale_clips(tiny_motion_model, tmp_path, capsys):
     out = tmp_path / "story"
     base = ["story", "--model", str(tiny_motion_model), "--frames-per-clip", "4", "--overlap", "1", "--steps", "2",

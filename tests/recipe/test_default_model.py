@@ -16,6 +16,8 @@ import yaml
 from vidgen.cli.main import main
 from vidgen.pipelines.loading import DEFAULT_MODEL_DIR
 
+pytestmark = pytest.mark.slow  # every test here samples or trains with the shipped model
+
 # Seen combinations, one per colour family and motion; seeds fixed, so the outcome is exact on a given build.
 PROMPTS = [
     "a red circle moves left on a white background",
@@ -128,7 +130,7 @@ def test_continuity_beats_independent_clips_on_the_shipped_model(pipe):
 
 
 def test_default_model_path_is_inside_the_repository():
-    assert DEFAULT_MODEL_DIR == Path(__file__).resolve().parent.parent / "checkpoints"
+    assert DEFAULT_MODEL_DIR == Path(__file__).resolve().parents[2] / "checkpoints"
 
 
 def test_the_tiny_training_config_fine_tunes_on_the_shipped_parts(tmp_path):
@@ -137,7 +139,7 @@ def test_the_tiny_training_config_fine_tunes_on_the_shipped_parts(tmp_path):
     assert main(["data", "toyworld", "-o", str(data), "num_videos=4", "width=32", "height=32", "layout=clips",
                  "--no-progress"]) == 0
     run = tmp_path / "run"
-    assert main(["train", "--config", str(Path(__file__).resolve().parent.parent / "configs/train/tiny.yaml"),
+    assert main(["train", "--config", str(Path(__file__).resolve().parents[2] / "configs/train/tiny.yaml"),
                  f"output_dir={run}", f"model.base={DEFAULT_MODEL_DIR}", f"data.path={data}", f"data.rows={data / 'rows.jsonl'}",
                  "train.max_steps=3", "logging.tracker=none", "logging.progress=false"]) == 0
     assert (run / "checkpoint-000003" / "trainer_state.json").is_file()

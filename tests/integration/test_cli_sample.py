@@ -36,6 +36,7 @@ def test_writes_mp4_with_asked_frames_size_and_fps(tiny_model, tmp_path, capsys)
     assert resolved.prompts == ["a red circle moves left"] and resolved.sampling.frames == 7 and resolved.sampling.seed == 0
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_video(tiny_motion_model, tmp_path):
     common = ["--model", tiny_motion_model, "--prompt", "a blue square", "--frames", 4, "--height", 16, "--width", 16, "--seed", 5, *FAST]
     assert run_cli(*common, "--out", tmp_path / "a.mp4") == 0
@@ -75,6 +76,7 @@ def test_config_file_and_jsonl_prompts(tiny_motion_model, tmp_path):
     assert load_config(SampleConfig, files=[out.with_suffix(".yaml")]).sampling.scheduler == "unipc"
 
 
+@pytest.mark.slow
 def test_model_folder_defaults_layer(tiny_motion_model, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_motion_model, model)
@@ -161,6 +163,7 @@ def test_console_help_reads_well():
     assert "--negative-prompt" in done.stdout and "--scheduler" in done.stdout
 
 
+@pytest.mark.slow
 def test_console_script_bad_input_has_no_traceback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "vidgen", "sample", "--model", str(tmp_path / "none"), "--prompt", "x"],
                           capture_output=True, text=True, timeout=120)

@@ -3,6 +3,8 @@ toyworld -> filter -> clips -> shard -> cache -> train on latents -> export -> s
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from vidgen.cli.main import main
@@ -14,6 +16,7 @@ def cli(*args) -> None:
     assert rc == 0, args
 
 
+@pytest.mark.slow
 def test_rows_to_a_trained_model_folder(tiny_motion_model, tmp_path):
     toy, rows, clips, shards, cache = (tmp_path / n for n in ("toy", "aes.jsonl", "clips", "shards", "cache"))
     cli("data", "toyworld", "-o", toy, "--no-progress", "num_videos=4", "width=16", "height=16", "min_frames=6", "max_frames=8",

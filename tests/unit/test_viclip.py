@@ -153,7 +153,7 @@ def _convert_script():
     import runpy
     from pathlib import Path
 
-    script = Path(__file__).resolve().parent.parent / "scripts" / "convert_viclip.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "convert_viclip.py"
     return runpy.run_path(str(script), run_name="convert_viclip")["main"]
 
 

@@ -202,6 +202,7 @@ def test_viclip_trainer_rejects_unknown_model_fields(tmp_path):
         build_model(cfg)
 
 
+@pytest.mark.slow
 def test_base_folder_trains_and_validates_with_judge_and_viclip(tiny_parts, tmp_path):
     from transformers import CLIPTokenizer
 
@@ -267,7 +268,7 @@ def test_every_config_the_recipe_script_names_exists_and_loads():
     from vidgen.training.vae import VAETrainConfig
     from vidgen.training.viclip import ViCLIPTrainConfig
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     script = (root / "scripts" / "train_default_model.sh").read_text()
     named = sorted(set(re.findall(r"configs/[\w/.-]+\.yaml", script)))
     schemas = {"vae": VAETrainConfig, "viclip": ViCLIPTrainConfig, "world": ToyWorldConfig}
@@ -285,7 +286,7 @@ def _run_recipe(tmp_path, fail_on: str | None = None):
     import subprocess
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     fake = tmp_path / "bin"
     fake.mkdir(exist_ok=True)
     log = tmp_path / "calls.log"
@@ -347,7 +348,7 @@ def test_model_card_lists_the_recipe_steps_in_order_with_their_times(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     spec = importlib.util.spec_from_file_location("finalize_default_model", root / "scripts" / "finalize_default_model.py")
     finalize = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(finalize)
@@ -366,6 +367,7 @@ def test_model_card_lists_the_recipe_steps_in_order_with_their_times(tmp_path):
     assert "vocabulary trimmed to the 844 of CLIP's 49408" in finalize.model_card(*_card_inputs(), steps, vocabulary=844)
 
 
+@pytest.mark.slow
 def test_text_encoder_tuning_pushes_direction_captions_apart(tiny_parts, tmp_path):
     """scripts/tune_text_encoder.py --separate: captions differing only in direction end further apart."""
     import importlib.util
@@ -379,7 +381,7 @@ def test_text_encoder_tuning_pushes_direction_captions_apart(tiny_parts, tmp_pat
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"Caption": make_sample(i, size=16, num_frames=1).caption.text}) + "\n"
                             for i in range(64)))
-    path = Path(__file__).resolve().parents[1] / "scripts" / "tune_text_encoder.py"
+    path = Path(__file__).resolve().parents[2] / "scripts" / "tune_text_encoder.py"
     spec = importlib.util.spec_from_file_location("tune_text_encoder", path)
     tune = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tune)
@@ -391,3 +393,25 @@ def test_text_encoder_tuning_pushes_direction_captions_apart(tiny_parts, tmp_pat
     assert after["left/right"] > before["left/right"] + 0.1 and after["up/down"] > before["up/down"] + 0.1, report
     assert {p.name for p in out.iterdir()} >= {"vae", "tokenizer", "scheduler", "text_encoder"}
     assert tune.main(["--base", str(base), "--rows", str(rows), "--out", str(out), "--steps", "1"]) == 2  # no --overwrite
+
+
+def test_finalize_writes_the_story_and_guidance_defaults_into_the_shipped_folder(tiny_motion_model, tiny_parts, tmp_path):
+    """The fp16 copy keeps the export's sampling defaults and adds the shipped story and guidance-interval ones."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    import yaml
+
+    root = tiny_parts[0]
+    spec = importlib.util.spec_from_file_location("finalize_default_model",
+                                                  Path(__file__).resolve().parents[2] / "scripts" / "finalize_default_model.py")
+    finalize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(finalize)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_motion_model, model)
+    (model / "sample_defaults.yaml").write_text("frames: 4\nsteps: 2\nscheduler: ddim\nstory:\n  pin: clean\n")
+    finalize._fp16_full_copy(model, root / "viclip" / "viclip", tmp_path / "out")
+    written = yaml.safe_load((tmp_path / "out" / "sample_defaults.yaml").read_text())
+    assert (written["frames"], written["steps"], written["guidance_interval"]) == (4, 2, [200, 1000])
+    assert written["story"] == {"pin": "clean", "resample": 1}

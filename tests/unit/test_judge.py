@@ -28,6 +28,7 @@ def test_judge_reads_ground_truth_raw(size):
         assert value >= 0.99, (name, value, result.failures[:5])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [32, 48, 64])
 def test_judge_reads_ground_truth_after_mp4_round_trip(size):
     result = judge_accuracy(100, size, seed=100 + size, mp4=True)

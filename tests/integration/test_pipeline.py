@@ -18,9 +18,20 @@ def gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
+@pytest.fixture(scope="module")
+def loaded():
+    """Each tiny model folder opened once for this module (opening one takes longer than most tests)."""
+    return {}
+
+
 @pytest.fixture
-def pipe(tiny_model):
-    return load_pipeline(tiny_model, device="cpu")
+def pipe(tiny_model, loaded):
+    if tiny_model not in loaded:
+        loaded[tiny_model] = load_pipeline(tiny_model, device="cpu")
+    pipe = loaded[tiny_model]
+    scheduler = pipe.scheduler
+    yield pipe
+    pipe.scheduler = scheduler  # a test may switch it
 
 
 def test_output_shape_and_range(pipe):
@@ -61,8 +72,12 @@ def test_save_load_round_trip(tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize("name", scheduler_names())
-def test_every_scheduler_name_samples(tiny_motion_model, name):
-    pipe = load_pipeline(tiny_motion_model, device="cpu", scheduler=name)
+def test_every_scheduler_name_samples(tiny_motion_model, loaded, name):
+    if tiny_motion_model not in loaded:
+        loaded[tiny_motion_model] = load_pipeline(tiny_motion_model, device="cpu")
+    shared = loaded[tiny_motion_model]
+    pipe = TextToVideoPipeline(**{**shared.components, "scheduler": make_scheduler(name, shared.scheduler.config)})
+    pipe.set_progress_bar_config(disable=True)
     frames = pipe("a green triangle", generator=gen(0), num_frames=2, height=16, width=16, num_inference_steps=4).frames
     assert frames.shape == (1, 2, 16, 16, 3) and np.isfinite(frames).all()
 

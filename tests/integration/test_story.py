@@ -69,6 +69,7 @@ def test_continuity_pins_the_overlap_and_the_baseline_does_not(tiny_motion_model
     np.testing.assert_array_equal(joined.clips[0].frames, alone.clips[0].frames)  # the first clip is the same
 
 
+@pytest.mark.slow
 def test_resampling_keeps_the_overlap_pinned_and_is_reproducible(tiny_motion_model):
     from vidgen.pipelines.loading import load_pipeline
     from vidgen.pipelines.story import StoryPipeline
@@ -243,6 +244,7 @@ def test_story_eval_suite_runs_both_modes(tiny_motion_model, tmp_path):
     assert (tmp_path / "ev" / "table.md").read_text().startswith("| mode |")
 
 
+@pytest.mark.slow
 def test_clean_pinning_shows_the_denoiser_the_previous_frames_unchanged(tiny_motion_model):
     from vidgen.pipelines.loading import load_pipeline
     from vidgen.pipelines.story import StoryPipeline
@@ -270,6 +272,7 @@ def test_clean_pinning_shows_the_denoiser_the_previous_frames_unchanged(tiny_mot
     assert euler(["a", "b"], pin="noised", **kwargs).meta["pin"] == "noised"
 
 
+@pytest.mark.slow
 def test_a_model_folder_can_default_stories_to_clean_pinning(tiny_motion_model, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_motion_model, model)

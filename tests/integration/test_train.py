@@ -20,7 +20,7 @@ from vidgen.errors import ConfigError, ModelLoadError
 from vidgen.training.checkpoint import find_checkpoint, list_checkpoints
 from vidgen.training.loop import TrainingError, train
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -35,6 +35,7 @@ def max_diff(a: dict, b: dict) -> float:
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
 
 
+@pytest.mark.slow
 def test_loss_falls_when_overfitting_a_fixed_batch(tiny_motion_model, tmp_path):
     cfg = tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=40", "train.seed=1", "optim.schedule=constant_with_warmup")
     result = train(cfg, dataset=ClipTensors(n=2), collate_fn=collate)
@@ -58,6 +59,7 @@ def test_temporal_only_training_keeps_spatial_weights_bit_identical(kind, tiny_m
     assert any(not torch.equal(before[k], after[k]) for k in temporal)
 
 
+@pytest.mark.slow
 def test_resume_after_crash_equals_uninterrupted_run(tiny_motion_model, tmp_path):
     common = ("train.max_steps=8", "checkpoint.every=3", "train.grad_accum=2", "train.ema_decay=0.9")
     whole = train(tiny_config(tiny_motion_model, tmp_path / "whole", *common), dataset=ClipTensors(n=6), collate_fn=collate)
@@ -79,6 +81,7 @@ def test_resume_after_crash_equals_uninterrupted_run(tiny_motion_model, tmp_path
     assert resumed.losses == pytest.approx(whole.losses[3:], abs=1e-5)  # resumed from checkpoint-000003
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted_run(tiny_motion_model, tmp_path):
     """A real SIGKILL at an arbitrary moment: resume picks the newest complete checkpoint."""
     args = ["train.max_steps=12", "checkpoint.every=2", "checkpoint.keep_last=2"]
@@ -118,6 +121,7 @@ def test_half_written_checkpoints_are_never_latest(tmp_path):
         find_checkpoint(tmp_path / "empty", "latest")
 
 
+@pytest.mark.slow
 def test_checkpoint_exports_to_a_folder_the_sampler_opens(tiny_motion_model, tmp_path):
     from vidgen.pipelines import load_pipeline
     from vidgen.training.export import export_model
@@ -136,6 +140,7 @@ def test_checkpoint_exports_to_a_folder_the_sampler_opens(tiny_motion_model, tmp
     assert yaml.safe_load((out / "sample_defaults.yaml").read_text())["guidance_interval"] == [200, 1000]
 
 
+@pytest.mark.slow
 def test_nan_losses_are_skipped_counted_and_bounded(tiny_motion_model, tmp_path):
     cfg = tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=4", "data.batch_size=1", "train.nan_max_skips=10")
     result = train(cfg, dataset=ClipTensors(n=4, nan_index=2), collate_fn=collate)
@@ -149,6 +154,7 @@ def test_nan_losses_are_skipped_counted_and_bounded(tiny_motion_model, tmp_path)
         train(cfg, dataset=bad, collate_fn=collate)
 
 
+@pytest.mark.slow
 def test_lora_trains_only_adapters_and_exports_fused(tiny_motion_model, tmp_path):
     from vidgen.pipelines import load_pipeline
     from vidgen.training.export import export_model
@@ -165,6 +171,7 @@ def test_lora_trains_only_adapters_and_exports_fused(tiny_motion_model, tmp_path
     load_pipeline(out, device="cpu")
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing(tiny_motion_model, tiny_unet3d_model, tmp_path):
     plain = train(tiny_config(tiny_motion_model, tmp_path / "a", "train.max_steps=2"), dataset=ClipTensors(), collate_fn=collate)
     ckpt = train(tiny_config(tiny_motion_model, tmp_path / "b", "train.max_steps=2", "model.gradient_checkpointing=true"),
@@ -175,6 +182,7 @@ def test_gradient_checkpointing(tiny_motion_model, tiny_unet3d_model, tmp_path):
               dataset=ClipTensors(), collate_fn=collate)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [("model.prediction_type=v_prediction", "train.snr_gamma=5.0"),
                                      ("train.offset_noise=0.1", "data.image_ratio=0.5", "train.mixed_precision=bf16"),
                                      ("model.prediction_type=v_prediction", "train.context_prob=0.5", "train.reverse_prob=0.5")])
@@ -211,6 +219,7 @@ def test_timestep_range_bounds_the_timesteps_training_draws(tiny_motion_model, t
     assert len(seen) == 3 and drawn.min() >= 10 and drawn.max() < 20
 
 
+@pytest.mark.slow
 def test_fresh_and_inflated_denoisers(tiny_motion_model, tmp_path):
     import shutil
 
@@ -269,6 +278,7 @@ def test_objective_formulas():
     assert loss_weights(sched, t, None) is None
 
 
+@pytest.mark.slow
 def test_corrupt_clips_in_a_folder_are_skipped_and_counted(tiny_motion_model, tmp_path):
     """The folder data path end to end: real MP4 clips with sidecar captions, one of them corrupt."""
     from vidgen.io import write_video
@@ -350,6 +360,7 @@ def test_context_frames_are_given_clean_and_left_out_of_the_loss():
         load_config(TrainConfig, overrides=["model.base=x", "data.path=y", "train.context_prob=1.5"])
 
 
+@pytest.mark.slow
 def test_context_training_runs_and_resumes_the_same_stream(tiny_motion_model, tmp_path):
     opts = ("train.max_steps=3", "train.context_prob=0.7", "train.context_frames=2")
     a = train(tiny_config(tiny_motion_model, tmp_path / "a", *opts), dataset=ClipTensors(), collate_fn=collate)
@@ -432,6 +443,7 @@ def test_batch_loss_asks_reversed_clips_for_the_clip_in_its_own_order(tiny_motio
     assert 8 < sum(flipped) < 32 and all(torch.allclose(p.flip(1), r) for p, r, f in zip(plain, reversed_, flipped) if f)
 
 
+@pytest.mark.slow
 def test_reversed_order_training_runs_and_changes_the_stream(tiny_motion_model, tmp_path):
     opts = ("train.max_steps=3", "model.prediction_type=v_prediction", "train.reverse_prob=1", "train.reverse_max_snr=1")
     a = train(tiny_config(tiny_motion_model, tmp_path / "a", *opts), dataset=ClipTensors(), collate_fn=collate)
@@ -439,6 +451,7 @@ def test_reversed_order_training_runs_and_changes_the_stream(tiny_motion_model, 
     assert all(np.isfinite(a.losses)) and a.losses != plain.losses
 
 
+@pytest.mark.slow
 def test_snr_shift_divides_the_snr_and_every_sampler_of_the_export_uses_it(tiny_motion_model, tmp_path):
     from vidgen.pipelines.loading import load_pipeline
     from vidgen.pipelines.schedulers import shifted_betas
