@@ -40,9 +40,10 @@ EXTRAS = {
     "bench": ["opencv-python-headless>=4.8", "psutil>=5.9"],
 }
 # opencv: the tests check the demo preprocessing against cv2.resize bit for bit.
-# import-linter: the import contracts in .importlinter (docs/architecture.md).
+# import-linter: the import contracts in .importlinter (docs/architecture.md); pytest-codeblocks runs the
+# code blocks of README.md and docs/ (tests/docs_plugin.py).
 EXTRAS["test"] = sorted(
-    {"pytest>=7", "scikit-video>=1.1.11", "psutil>=5.9", "opencv-python-headless>=4.8", "import-linter>=2.0"}
+    {"pytest>=7", "scikit-video>=1.1.11", "psutil>=5.9", "opencv-python-headless>=4.8", "import-linter>=2.0", "pytest-codeblocks>=0.17"}
     | set(EXTRAS["data"]) | set(EXTRAS["train"])
 )
 
