@@ -55,7 +55,7 @@ EXTRAS["test"] = sorted(
 # (tests/integration/test_install.py checks the wheel holds every model file).
 MODEL_PACKAGE, MODEL_SOURCE = "vidgen.checkpoints", "checkpoints"
 MODEL_PARTS = ("scheduler", "text_encoder", "tokenizer", "unet", "vae", "viclip")
-MODEL_FILES = ["model_index.json", "sample_defaults.yaml", "eval_summary.json", "README.md"] + [f"{part}/*" for part in MODEL_PARTS]
+MODEL_FILES = ["model_index.json", "sample_defaults.yaml", "vocabulary.json", "eval_summary.json", "README.md"] + [f"{part}/*" for part in MODEL_PARTS]
 
 setup(
     name="vidgen",

@@ -45,6 +45,7 @@ def _fp16_full_copy(model: Path, viclip: Path, dst: Path) -> None:
     from vidgen.models.viclip_io import load_viclip, save_viclip
     from vidgen.pipelines.loading import load_pipeline
     from vidgen.pipelines.settings import SamplingSettings, read_model_defaults, write_model_defaults
+    from vidgen.toyworld.captions import model_vocabulary
 
     pipe = load_pipeline(model, device="cpu")
     for name in ("unet", "vae", "text_encoder"):
@@ -59,6 +60,7 @@ def _fp16_full_copy(model: Path, viclip: Path, dst: Path) -> None:
         story["resample"] = 1
     sampling = {"guidance_interval": [200, 1000], **defaults.sampling}
     write_model_defaults(dst, SamplingSettings(**sampling), story)
+    model_vocabulary().save(dst)  # the words the model knows: prompts outside them are named when sampling
     save_viclip(load_viclip(viclip).to(torch.float16), dst / "viclip", overwrite=True, max_shard_bytes=6 * 2**20)
 
 

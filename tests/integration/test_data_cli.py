@@ -51,7 +51,7 @@ def test_pipeline_end_to_end(world, capsys):
     assert main(["data", "sample", str(tmp / "aes.jsonl"), "-o", str(tmp / "s.csv"), "-n", "3"]) == 0
     assert len(read_rows(tmp / "s.csv")) == 3
 
-    assert main(["data", "stats", str(rows), "--plot", str(tmp / "s.png"), "--json", str(tmp / "s.json")]) == 0
+    assert main(["data", "stats", str(rows), "--plot", str(tmp / "s.png"), "--report", str(tmp / "s.json")]) == 0
     assert json.loads((tmp / "s.json").read_text())["rows"]["valid"] == 5 and (tmp / "s.png").stat().st_size > 1000
 
     assert main(["data", "clips", str(tmp / "aes.jsonl"), "--sources", str(sources), "-o", str(tmp / "clips"),

@@ -74,8 +74,10 @@ def test_vae_trains_on_a_video_folder(tmp_path, capsys):
     clips = _clip_folder(tmp_path / "clips", 3, seed=0)
     out = tmp_path / "run"
     assert main(["train", "vae", "data.source=folder", f"data.path={clips}", "data.size=16", f"output_dir={out}",
-                 "model.block_out_channels=[32,32]", "steps=2", "batch_size=4", "log_every=1", "mixed_precision=no"]) == 0
-    report = json.loads(capsys.readouterr().out.split(": ", 1)[1])
+                 "model.block_out_channels=[32,32]", "steps=2", "batch_size=4", "log_every=1", "mixed_precision=no",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["folder"] == f"{out}/vae"
     assert report["scaling_factor"] > 0
     assert AutoencoderKL.from_pretrained(str(out / "vae")).config.scaling_factor == pytest.approx(report["scaling_factor"], rel=1e-3)
 

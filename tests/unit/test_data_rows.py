@@ -191,12 +191,12 @@ def test_row_is_a_value():
 def test_missing_optional_package_names_the_extra(tmp_path, monkeypatch):
     import sys
 
-    from vidgen.data.extras import MissingExtraError
+    from vidgen.extras import MissingExtraError
 
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if pyarrow were not installed
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     (tmp_path / "r.parquet").write_bytes(b"PAR1")
-    with pytest.raises(MissingExtraError, match=r"pip install 'vidgen\[data\]'"):
+    with pytest.raises(MissingExtraError, match=r'pip install "vidgen\[data\]"'):
         list(iter_rows(tmp_path / "r.parquet"))
     write_rows(tmp_path / "r.jsonl", [parse_row(record())])  # JSONL needs no extra
     assert len(read_rows(tmp_path / "r.jsonl")) == 1

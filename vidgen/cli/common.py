@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 # argparse dest -> field of the sampling section (vidgen.pipelines.settings.SamplingSettings)
@@ -80,3 +81,35 @@ def merged_overrides(flags: dict[str, Any], overrides: list[str]) -> dict[str, A
 
     merged = OmegaConf.merge(OmegaConf.create(flags), OmegaConf.create(parse_overrides(overrides)))
     return OmegaConf.to_container(merged)  # type: ignore[return-value]
+
+
+def add_json_arg(parser: argparse.ArgumentParser) -> None:
+    """``--json``: the command's closing summary as one JSON object on stdout, for scripts."""
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object instead of text")
+
+
+def say(args: argparse.Namespace, line: str) -> None:
+    """A progress line for people (``wrote X``); silent under ``--json``, which keeps stdout one object."""
+    if not getattr(args, "json", False):
+        print(line, flush=True)
+
+
+def emit(args: argparse.Namespace, summary: dict[str, Any], lines: list[str] | str) -> None:
+    """End a command: ``lines`` for people, or ``summary`` as one JSON object with ``--json`` (NaN as null)."""
+    if getattr(args, "json", False):
+        import json
+        import math
+
+        def clean(value):
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, dict):
+                return {str(k): clean(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [clean(v) for v in value]
+            return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+        print(json.dumps(clean(summary), ensure_ascii=False), file=getattr(args, "json_out", None) or sys.stdout, flush=True)
+        return
+    for line in [lines] if isinstance(lines, str) else lines:
+        print(line)

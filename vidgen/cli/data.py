@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidgen.cli.common import add_json_arg, emit, say
+
 HELP = "prepare data: filter, sample, clips, shards, cache, toyworld"
 
 DESCRIPTION = """\
@@ -43,6 +45,7 @@ def _overwrite_arg(p: argparse.ArgumentParser) -> None:
 def _parser(sub: argparse._SubParsersAction, name: str, help: str, func) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
     p.set_defaults(data_func=func)
+    add_json_arg(p)
     return p
 
 
@@ -80,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _parser(actions, "stats", "count rows and histogram durations, scores and caption lengths", run_stats)
     _rows_args(p)
     p.add_argument("--plot", metavar="PNG", help="draw the histograms into this PNG")
-    p.add_argument("--json", metavar="FILE", help="write the statistics as JSON")
+    _report_arg(p)
     _overwrite_arg(p)
 
     p = _parser(actions, "clips", "cut the rows' clips from local source videos", run_clips)
@@ -182,11 +185,16 @@ def _write_report(path: str | None, data: dict) -> None:
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def _print_problems(report) -> None:
-    for line, reason in report.problems[:5]:
-        print(f"  malformed row at line {line}: {reason}")
-    if report.bad > 5:
-        print(f"  ... {report.bad - 5} more malformed rows (see the JSON report)")
+def _finish(args: argparse.Namespace, report, lines: list[str]) -> None:
+    """A data command's end: the report's summary line, its first malformed rows, then ``lines``; or, with
+    ``--json``, the report as one JSON object."""
+    rows = getattr(report, "rows", None)
+    problems = []
+    if rows is not None:
+        problems = [f"  malformed row at line {line}: {reason}" for line, reason in rows.problems[:5]]
+        if rows.bad > 5:
+            problems.append(f"  ... {rows.bad - 5} more malformed rows (see the JSON report)")
+    emit(args, report.to_dict(), [report.summary(), *problems, *lines])
 
 
 def parse_hw(text: str) -> tuple[int, int]:
@@ -221,10 +229,8 @@ def run_filter(args: argparse.Namespace) -> int:
         min_caption_words=args.min_caption_words, max_caption_words=args.max_caption_words, languages=tuple(args.language),
     )
     report = filter_file(args.rows, args.out, spec, strict=args.strict, overwrite=args.overwrite)
-    print(report.summary())
-    _print_problems(report.rows)
-    print(f"wrote {args.out}")
     _write_report(args.report, report.to_dict())
+    _finish(args, report, [f"wrote {args.out}"])
     return 0
 
 
@@ -232,10 +238,8 @@ def run_sample(args: argparse.Namespace) -> int:
     from vidgen.data.sampling import sample_file
 
     report = sample_file(args.rows, args.out, args.count, seed=args.seed, strict=args.strict, overwrite=args.overwrite)
-    print(report.summary())
-    _print_problems(report.rows)
-    print(f"wrote {args.out}")
     _write_report(args.report, report.to_dict())
+    _finish(args, report, [f"wrote {args.out}"])
     return 0
 
 
@@ -245,18 +249,20 @@ def run_stats(args: argparse.Namespace) -> int:
     from vidgen.data.stats import file_stats, plot_stats
     from vidgen.io.files import atomic_write_text, check_output_path
 
-    for path in (args.plot, args.json):
+    for path in (args.plot, args.report):
         if path:
             check_output_path(path, args.overwrite)  # fail before reading a large file
-    stats = file_stats(args.rows, strict=args.strict)
-    print(stats.summary())
-    _print_problems(stats.rows)
     if args.plot:
-        plot_stats(stats, args.plot, overwrite=args.overwrite)
-        print(f"wrote {args.plot}")
-    if args.json:
-        atomic_write_text(args.json, json.dumps(stats.to_dict(), indent=2) + "\n", overwrite=args.overwrite)
-        print(f"wrote {args.json}")
+        from vidgen.extras import require
+
+        require("matplotlib", "--plot", "data")  # before reading a large file
+    stats = file_stats(args.rows, strict=args.strict)
+    written = []
+    if args.plot:
+        written.append(plot_stats(stats, args.plot, overwrite=args.overwrite))
+    if args.report:
+        written.append(atomic_write_text(args.report, json.dumps(stats.to_dict(), indent=2) + "\n", overwrite=args.overwrite))
+    _finish(args, stats, [f"wrote {path}" for path in written])
     return 0
 
 
@@ -269,11 +275,8 @@ def run_clips(args: argparse.Namespace) -> int:
     rows = iter_rows(args.rows, strict=args.strict, report=report.rows)
     cut_clips(rows, sources, args.out, fps=args.fps, short_side=args.short_side, crf=args.crf, workers=args.workers,
               overwrite=args.overwrite, report=report, report_path=args.report)
-    print(report.summary())
-    _print_problems(report.rows)
-    for failure in report.failed[:5]:
-        print(f"  failed {failure['clip']}: {failure['reason']}")
-    print(f"clips in {args.out}; report in {args.report or args.out + '/clips_report.json'}")
+    _finish(args, report, [*(f"  failed {f['clip']}: {f['reason']}" for f in report.failed[:5]),
+                           f"clips in {args.out}; report in {args.report or args.out + '/clips_report.json'}"])
     return 0
 
 
@@ -288,19 +291,17 @@ def run_download(args: argparse.Namespace) -> int:
         rows_report = RowReport()
         count = write_video2dataset_input(iter_rows(args.rows, strict=args.strict, report=rows_report),
                                           args.video2dataset, overwrite=args.overwrite)
-        print(f"wrote {count} clips to {args.video2dataset} ({rows_report.bad} malformed rows skipped); run:")
-        print(f"  video2dataset --url_list={args.video2dataset} --input_format=parquet --url_col=url "
-              "--caption_col=caption --clip_col=clips --output_format=webdataset --output_folder=OUT "
-              "--save_additional_columns='[YoutubeID,Start_timestamp,End_timestamp,Aesthetic_Score,UMT_Score]'")
+        command = (f"video2dataset --url_list={args.video2dataset} --input_format=parquet --url_col=url "
+                   "--caption_col=caption --clip_col=clips --output_format=webdataset --output_folder=OUT "
+                   "--save_additional_columns='[YoutubeID,Start_timestamp,End_timestamp,Aesthetic_Score,UMT_Score]'")
+        emit(args, {"clips": count, "out": args.video2dataset, "malformed_rows": rows_report.bad, "next": command},
+             [f"wrote {count} clips to {args.video2dataset} ({rows_report.bad} malformed rows skipped); run:", f"  {command}"])
         return 0
     report = DownloadReport()
     download_videos(iter_rows(args.rows, strict=args.strict, report=report.rows), args.out, executable=args.yt_dlp,
                     fmt=args.format or DEFAULT_FORMAT, workers=args.workers, timeout=args.timeout, report=report,
                     report_path=args.report)
-    print(report.summary())
-    _print_problems(report.rows)
-    for failure in report.failed[:5]:
-        print(f"  failed {failure['youtube_id']}: {failure['reason']}")
+    _finish(args, report, [f"  failed {f['youtube_id']}: {f['reason']}" for f in report.failed[:5]] + [f"videos in {args.out}"])
     return 0
 
 
@@ -312,12 +313,8 @@ def run_shard(args: argparse.Namespace) -> int:
     write_shards(iter_rows(args.rows, strict=args.strict, report=report.rows), args.clips, args.out, prefix=args.prefix,
                  max_size=args.max_size, max_count=args.max_count, verify=not args.no_verify, overwrite=args.overwrite,
                  report=report)
-    print(report.summary())
-    _print_problems(report.rows)
-    for bad in report.bad[:5]:
-        print(f"  unreadable {bad['clip']}: {bad['reason']}")
-    print(f"shards in {args.out}")
     _write_report(args.report, report.to_dict())
+    _finish(args, report, [*(f"  unreadable {bad['clip']}: {bad['reason']}" for bad in report.bad[:5]), f"shards in {args.out}"])
     return 0
 
 
@@ -332,14 +329,13 @@ def run_interleave(args: argparse.Namespace) -> int:
                         seed=args.seed, min_clips=args.min_clips, max_clips=args.max_clips, clip_dir=args.clip_dir,
                         report=report)
     write_items(items, args.out, overwrite=args.overwrite)
-    print(report.summary())
-    _print_problems(report.rows)
-    print(f"wrote {args.out}")
     _write_report(args.report, report.to_dict())
+    _finish(args, report, [f"wrote {args.out}"])
     return 0
 
 
 def run_cache(args: argparse.Namespace) -> int:
+    import dataclasses
     import os
 
     from vidgen.data.cache import build_cache, load_encoders, shards_from_folder, shards_from_urls
@@ -365,18 +361,23 @@ def run_cache(args: argparse.Namespace) -> int:
                              device=device, dtype=args.model_dtype)
     report = build_cache(shards, encoders, args.out, policy=policy, store_dtype=args.dtype, seed=args.seed,
                          overwrite=args.overwrite, process_index=state.process_index, num_processes=state.num_processes)
-    print(report.summary(), flush=True)
+    emit(args, {**dataclasses.asdict(report), "out": args.out}, report.summary())
     state.wait_for_everyone()
     return 0
 
 
 def run_toyworld(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from vidgen.config import load_config
     from vidgen.toyworld import ToyWorldConfig, generate
 
     config = load_config(ToyWorldConfig, files=args.config, overrides=args.settings)
-    summary = generate(args.out, config, overwrite=args.overwrite, progress=not args.no_progress, workers=args.workers)
-    print(summary)
+    done = generate(args.out, config, overwrite=args.overwrite, progress=not args.no_progress and not args.json,
+                    workers=args.workers)
+    emit(args, dataclasses.asdict(done),
+         f"wrote {done.num_clips} clips ({done.num_degraded} degraded) from {done.num_videos} source videos in "
+         f"{done.num_files} files, with their rows in {done.rows_path}, in {done.seconds:.1f} s")
     return 0
 
 

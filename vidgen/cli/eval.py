@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import SAMPLING_FLAGS, add_config_args, add_sampling_args, flag_overrides, merged_overrides
+from vidgen.cli.common import SAMPLING_FLAGS, add_config_args, add_json_arg, add_sampling_args, emit, flag_overrides, merged_overrides
 
 HELP = "evaluate a model on the toy world's suites"
 
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     story.add_argument("--pin", choices=("noised", "clean"), help="how the previous clip's frames are shown "
                        "(vidgen story --pin; default from the model folder, else noised)")
     add_sampling_args(p, what="clip (--seed also orders the prompts)")
+    add_json_arg(p)
     add_config_args(p)
     p.set_defaults(func=main)
 
@@ -50,21 +51,24 @@ def main(args: argparse.Namespace) -> int:
     overrides = merged_overrides(flag_overrides(args, FIELDS), args.overrides)
     cfg = load_config(EvalConfig, files=args.config, overrides=overrides)
     if cfg.story_folder:
-        print(json.dumps(story_folder_measures(cfg.story_folder), indent=1))
+        measures = story_folder_measures(cfg.story_folder)
+        emit(args, measures, json.dumps(measures, indent=1))
         return 0
     cfg = load_job_config(EvalConfig, args.config, overrides)
 
     def progress(done: int, total: int) -> None:
+        if args.json:
+            return
         print(f"\r{done}/{total} {'prompts' if cfg.suite == 'toyworld' else 'stories'}", end="", file=sys.stderr, flush=True)
 
     if cfg.suite == "story":
         result = run_story_eval(cfg, progress=progress)
+        summary, table, files = result.summary, format_story_table(result.summary), ["results.json", "table.md"]
+    else:
+        report = run_toyworld_eval(cfg, progress=progress)
+        summary, table, files = report.summary, format_table(report.summary), ["results.json", "table.md", "contact_sheet.png"]
+    if not args.json:
         print(file=sys.stderr)
-        print(format_story_table(result.summary))
-        print(f"wrote {cfg.out}/results.json, {cfg.out}/table.md")
-        return 0
-    report = run_toyworld_eval(cfg, progress=progress)
-    print(file=sys.stderr)
-    print(format_table(report.summary))
-    print(f"wrote {cfg.out}/results.json, {cfg.out}/table.md, {cfg.out}/contact_sheet.png")
+    emit(args, {"suite": cfg.suite, "out": cfg.out, "summary": summary},
+         [table, f"wrote {', '.join(f'{cfg.out}/{name}' for name in files)}"])
     return 0

@@ -9,6 +9,7 @@ becomes one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -91,6 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _quiet_libraries(args.verbose)
     try:
+        if getattr(args, "json", False):
+            # stdout carries the one JSON object; whatever else the work prints goes to stderr.
+            args.json_out = sys.stdout
+            with contextlib.redirect_stdout(sys.stderr):
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except VidgenError as exc:
         print(f"vidgen {args.command}: error: {exc}", file=sys.stderr)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import SAMPLING_FLAGS, add_config_args, add_sampling_args, flag_overrides, merged_overrides
+from vidgen.cli.common import (SAMPLING_FLAGS, add_config_args, add_json_arg, add_sampling_args, emit, flag_overrides,
+                               merged_overrides, say)
 
 HELP = "generate videos from text prompts"
 
@@ -52,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--attention", choices=("auto", "sdpa", "xformers", "math"), help="attention kernel (default auto)")
     run.add_argument("--batch-size", type=int, metavar="N", help="videos denoised together (default 1)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_json_arg(p)
     add_config_args(p)
     p.set_defaults(func=main)
 
@@ -65,9 +67,16 @@ def resolve_config(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
+    import time
+
     from vidgen.pipelines.sample import plan_jobs, run_sample
 
     cfg = resolve_config(args)
     plan_jobs(cfg)  # fail on bad prompts or outputs before loading the model
-    run_sample(cfg, progress=not args.no_progress, on_written=lambda job: print(f"wrote {job.path}  ({job.prompt!r}, seed {job.seed})", flush=True))
+    start = time.perf_counter()
+    written = run_sample(cfg, progress=not args.no_progress and not args.json,
+                         on_written=lambda job: say(args, f"wrote {job.path}  ({job.prompt!r}, seed {job.seed})"))
+    seconds = time.perf_counter() - start
+    emit(args, {"videos": [str(p) for p in written], "count": len(written), "model": cfg.model, "seconds": seconds},
+         f"{len(written)} video{'s' * (len(written) != 1)} in {seconds:.1f} s with the model in {cfg.model}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import add_config_args, flag_overrides, merged_overrides
+from vidgen.cli.common import add_config_args, add_json_arg, emit, flag_overrides, merged_overrides
 
 HELP = "score videos against captions with ViCLIP (CLIPSIM)"
 
@@ -75,6 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--device", metavar="DEV", help="cpu, cuda or auto (default auto)")
     run.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="weight precision (default fp32)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_json_arg(p)
     add_config_args(p)
     p.set_defaults(func=main)
 
@@ -112,18 +113,17 @@ def main(args: argparse.Namespace) -> int:
     from vidgen.metrics.scoring import run_score
 
     cfg = resolve_config(args)
-    report = run_score(cfg, progress=not args.no_progress, on_scored=_print_row)
-    for line in summary_lines(report):
-        print(line)
+    report = run_score(cfg, progress=not args.no_progress and not args.json, on_scored=None if args.json else _print_row)
+    lines = summary_lines(report)
     if report.retrieval:
         for entry in report.retrieval["text_to_video"]:
-            print(f"{entry['text']!r}:" + "".join(f"\n    {p:.3f}  cos {c:.4f}  {video}" for video, c, p in entry["videos"]))
+            lines.append(f"{entry['text']!r}:" + "".join(f"\n    {p:.3f}  cos {c:.4f}  {video}" for video, c, p in entry["videos"]))
     if report.retrieval and report.retrieval.get("recall"):
         for direction, values in report.retrieval["recall"].items():
-            print(f"{direction.replace('_to_', '->')} " + "  ".join(f"R@{k} {v:.3f}" for k, v in values.items()))
-    for path in (cfg.out, cfg.html):
-        if path:
-            print(f"wrote {path}")
+            lines.append(f"{direction.replace('_to_', '->')} " + "  ".join(f"R@{k} {v:.3f}" for k, v in values.items()))
+    lines += [f"wrote {path}" for path in (cfg.out, cfg.html) if path]
+    summary = {k: v for k, v in report.to_dict().items() if k != "videos"}
+    emit(args, {**summary, "outputs": [p for p in (cfg.out, cfg.html) if p]}, lines)
     if not report.rows:
         from vidgen.errors import VideoError
 

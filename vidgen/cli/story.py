@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Optional
 
-from vidgen.cli.common import SAMPLING_FLAGS, add_config_args, add_sampling_args, flag_overrides, merged_overrides
+from vidgen.cli.common import SAMPLING_FLAGS, add_config_args, add_json_arg, add_sampling_args, emit, flag_overrides, merged_overrides
 from vidgen.pipelines.settings import SamplingSettings, StorySettings
 
 HELP = "generate a story: clips that continue one another"
@@ -60,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "level (RePaint, any model) or clean (models trained with context frames); default from the model "
                        "folder, else noised")
     add_sampling_args(p, frames_flag="--frames-per-clip", what="clip (clip i uses seed SEED+i)")
+    add_json_arg(p)
     add_config_args(p)
     p.set_defaults(func=main)
 
@@ -101,7 +102,8 @@ def main(args: argparse.Namespace) -> int:
                                 resample=st.resample, pin=st.pin, fps=s.fps, **pipeline_kwargs(s))
     paths = write_story(story, cfg.out, overwrite=cfg.overwrite, upscale=s.upscale,
                         settings={"model": cfg.model, "scheduler": s.scheduler})
-    for name in ("story.mp4", "story.html", "story.jsonl"):
-        print(f"wrote {paths[name]}")
-    print(f"wrote {len(story.clips)} clips, story.srt and story.vtt in {cfg.out}")
+    emit(args, {"folder": cfg.out, "clips": len(story.clips), "frames": len(story.video),
+                "files": {name: str(path) for name, path in paths.items()}},
+         [*(f"wrote {paths[name]}" for name in ("story.mp4", "story.html", "story.jsonl")),
+          f"a story of {len(story.clips)} clips ({len(story.video)} frames) in {cfg.out}, with story.srt and story.vtt"])
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import add_config_args
+from vidgen.cli.common import add_config_args, add_json_arg, emit
 
 HELP = "train a denoiser (default), a VAE or a ViCLIP; plot curves"
 
@@ -37,22 +37,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                          description="Train the denoiser of a text-to-video model with Accelerate.")
     p.add_argument("--resume", metavar="latest|PATH", help="continue from the run's newest complete checkpoint, or from PATH")
     add_config_args(p)
+    add_json_arg(p)
     p.set_defaults(func=run_denoiser)
 
     p = kinds.add_parser("vae", help="an image VAE (AutoencoderKL) on frames of a folder or the toy world",
                          description="Train an AutoencoderKL on video frames (configs/toy/vae.yaml: the toy world's).")
     add_config_args(p)
+    add_json_arg(p)
     p.set_defaults(func=run_vae)
 
     p = kinds.add_parser("viclip", help="a ViCLIP, contrastively, on captioned clips of a folder or the toy world",
                          description="Train a ViCLIP contrastively (configs/toy/viclip.yaml: the toy world's).")
     add_config_args(p)
+    add_json_arg(p)
     p.set_defaults(func=run_viclip)
 
     p = kinds.add_parser("plot", help="draw a run's loss, learning rate, throughput and validation curves as a PNG",
                          description="Plot a training run's metrics.jsonl.")
     p.add_argument("run", metavar="RUN", help="training run folder")
     p.add_argument("--out", metavar="PNG", help="where to write the figure (default RUN/curves.png)")
+    add_json_arg(p)
     p.set_defaults(func=run_plot)
 
 
@@ -70,41 +74,49 @@ def run_denoiser(args: argparse.Namespace) -> int:
     from vidgen.training.config import TrainConfig
     from vidgen.training.loop import train
 
-    result = train(_config(TrainConfig, args), resume=args.resume, scorers=SCORERS)
-    print(f"finished at step {result.state.step}; checkpoint {result.checkpoint}")
-    if result.validation:
-        shown = {k: round(v, 4) for k, v in result.validation.items() if isinstance(v, float)}
-        if shown:
-            print(f"validation: {shown}")
+    cfg = _config(TrainConfig, args)
+    result = train(cfg, resume=args.resume, scorers=SCORERS)
+    summary = {"run": cfg.output_dir, "step": result.state.step, "checkpoint": str(result.checkpoint),
+               "finished_before": result.finished_before, "samples_seen": result.state.samples_seen,
+               "skipped_samples": result.state.skipped_samples, "nan_skips": result.state.nan_skips,
+               "validation": {k: v for k, v in result.validation.items() if isinstance(v, (int, float))}}
+    if result.finished_before:
+        emit(args, summary, f"run {cfg.output_dir} finished at step {result.state.step}; raise train.max_steps to continue")
+        return 0
+    lines = [f"trained {cfg.output_dir} to step {result.state.step} ({result.state.samples_seen} samples); "
+             f"checkpoint {result.checkpoint}"]
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in summary["validation"].items() if isinstance(v, float))
+    if scores:
+        lines.append(f"validation: {scores}")
+    emit(args, summary, lines)
     return 0
 
 
 def run_vae(args: argparse.Namespace) -> int:
-    import json
-
     from vidgen.toyworld.streams import VAE_SOURCES
     from vidgen.training.vae import VAETrainConfig, train_vae
 
     cfg = _config(VAETrainConfig, args)
     report = train_vae(cfg, sources=VAE_SOURCES)
-    print(f"wrote {cfg.output_dir}/vae: {json.dumps({k: round(v, 4) for k, v in report.items()})}")
+    emit(args, {"folder": f"{cfg.output_dir}/vae", **report},
+         f"wrote the VAE to {cfg.output_dir}/vae: " + ", ".join(f"{k} {v:.4g}" for k, v in report.items()))
     return 0
 
 
 def run_viclip(args: argparse.Namespace) -> int:
-    import json
-
     from vidgen.toyworld.streams import VICLIP_STREAMS
     from vidgen.training.viclip import ViCLIPTrainConfig, train_viclip
 
     cfg = _config(ViCLIPTrainConfig, args)
     report = train_viclip(cfg, streams=VICLIP_STREAMS)
-    print(f"wrote {cfg.output_dir}/viclip: {json.dumps({k: round(v, 4) for k, v in report.items()})}")
+    emit(args, {"folder": f"{cfg.output_dir}/viclip", **report},
+         f"wrote the ViCLIP to {cfg.output_dir}/viclip: " + ", ".join(f"{k} {v:.4g}" for k, v in report.items()))
     return 0
 
 
 def run_plot(args: argparse.Namespace) -> int:
     from vidgen.training.plot import plot_run
 
-    print(f"wrote {plot_run(args.run, args.out)}")
+    figure = plot_run(args.run, args.out)
+    emit(args, {"figure": str(figure)}, f"wrote {figure}")
     return 0

@@ -241,7 +241,7 @@ class ShardVideoDataset(IterableDataset):
     def __init__(self, urls: str | os.PathLike | Sequence[str | os.PathLike], *, policy: FramePolicy | None = None,
                  caption_dropout: float = 0.0, seed: int = 0, shuffle_buffer: int = 0, shuffle_shards: bool = True,
                  split_by_node: bool = True, repeat: bool = False):
-        from vidgen.data.extras import require
+        from vidgen.extras import require
         from vidgen.data.shards import expand_urls
 
         require("webdataset", "reading WebDataset shards")

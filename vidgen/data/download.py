@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from vidgen.data.extras import require
+from vidgen.extras import require
 from vidgen.data.readers import RowReport
 from vidgen.data.rows import Row, check_youtube_id, is_youtube_id
 from vidgen.errors import InputError, OutputError

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TextIO
 
-from vidgen.data.extras import require
+from vidgen.extras import require
 from vidgen.data.rows import Row, RowError, parse_row
 from vidgen.errors import DataError
 from vidgen.io.files import atomic_output

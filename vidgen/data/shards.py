@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from vidgen.data.extras import require
+from vidgen.extras import require
 from vidgen.data.readers import RowReport
 from vidgen.data.rows import Row
 from vidgen.errors import DataError, InputError, OutputError, VidgenError

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from vidgen.data.extras import require
+from vidgen.extras import require
 from vidgen.data.readers import RowReport, iter_rows
 from vidgen.data.rows import Row
 from vidgen.io.files import atomic_output

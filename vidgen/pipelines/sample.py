@@ -169,6 +169,10 @@ def run_sample(
     from vidgen.pipelines.settings import pipeline_kwargs
 
     jobs = plan_jobs(cfg)
+    if cfg.attention == "xformers":
+        from vidgen.extras import require
+
+        require("xformers", "--attention xformers", "gpu")  # before the model loads
     cfg = dataclasses.replace(cfg, format=output_format(cfg))
     s = cfg.sampling
     if pipe is None:

@@ -112,7 +112,9 @@ class TextToVideoPipeline(DiffusionPipeline):
             if not on_cuda:
                 raise InputError("attention backend 'xformers' needs a CUDA device (use --device cuda, or sdpa)")
             if not _xformers_available():
-                raise InputError("attention backend 'xformers' is not installed (pip install 'vidgen[gpu]')")
+                from vidgen.extras import require
+
+                require("xformers", "attention backend 'xformers'", "gpu")
             self.unet.enable_xformers_memory_efficient_attention()
             self.vae.enable_xformers_memory_efficient_attention()
         else:
@@ -187,10 +189,25 @@ class TextToVideoPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------- components
 
+    @property
+    def prompt_warnings(self):
+        """Warns once per prompt about words the model does not know (when its folder lists them) and words the
+        text encoder's context cuts off (:mod:`vidgen.pipelines.prompts`); :func:`load_pipeline` sets the model's."""
+        if getattr(self, "_prompt_warnings", None) is None:
+            from vidgen.pipelines.prompts import PromptWarnings
+
+            self._prompt_warnings = PromptWarnings()
+        return self._prompt_warnings
+
+    @prompt_warnings.setter
+    def prompt_warnings(self, value) -> None:
+        self._prompt_warnings = value
+
     def encode_prompt(self, prompts: list[str], device: torch.device, warn_truncation: bool = True) -> torch.Tensor:
         """Text encoder hidden states ``[N, L, D]`` for ``prompts`` (padded to the tokenizer's max length).
 
-        Training and the latent cache call this too, so the denoiser always sees text encoded one way.
+        Training and the latent cache call this too (without warnings), so the denoiser always sees text
+        encoded one way.
         """
         tokens = self.tokenizer(
             prompts,
@@ -199,8 +216,8 @@ class TextToVideoPipeline(DiffusionPipeline):
             truncation=True,
             return_tensors="pt",
         )
-        if warn_truncation and self.tokenizer(prompts, padding="longest", return_tensors="pt").input_ids.shape[-1] > tokens.input_ids.shape[-1]:
-            logger.warning("prompt truncated to %d tokens: %r", self.tokenizer.model_max_length, prompts)
+        if warn_truncation:
+            self.prompt_warnings.check(prompts, self.tokenizer)
         mask = None
         if getattr(self.text_encoder.config, "use_attention_mask", False):
             mask = tokens.attention_mask.to(device)

@@ -304,3 +304,15 @@ def parse_caption(text: str) -> dict[str, str | None]:
         "background": first(_BACKGROUND_LOOKUP),
         "size": first(_SIZE_LOOKUP),
     }
+
+
+DESCRIBES = ("the toy world: one red, yellow, green, cyan, blue or magenta circle, square or triangle, small or "
+             "large, moving left, right, up or down or staying still, on a white, black or gray background")
+
+
+def model_vocabulary():
+    """The words a toy-world model knows (every word of :func:`vocabulary_texts`), shipped with the model as
+    ``vocabulary.json`` so a prompt outside the world is named as such."""
+    from vidgen.pipelines.prompts import ModelVocabulary
+
+    return ModelVocabulary.from_texts(vocabulary_texts(), DESCRIBES)

@@ -87,6 +87,11 @@ def find_checkpoint(run_dir: str | os.PathLike, which: str) -> Path:
     return path
 
 
+def read_state(path: Path) -> TrainerState:
+    """The counters of a complete checkpoint (its ``trainer_state.json``), without loading any weights."""
+    return TrainerState(**json.loads((Path(path) / STATE_FILE).read_text()))
+
+
 def _optimizer_to_safe(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     state = optimizer.state_dict()
     tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
@@ -308,7 +313,7 @@ def load_checkpoint(path: Path, unet, optimizer, lr_scheduler, ema=None, lora: b
     from safetensors.torch import load_file
 
     try:
-        state = TrainerState(**json.loads((path / STATE_FILE).read_text()))
+        state = read_state(path)
         if lora:
             load_lora(unet, path / "unet_lora")
         else:

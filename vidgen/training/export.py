@@ -66,6 +66,10 @@ def export_model(
     if not (ckpt / "config.yaml").is_file():
         raise ModelLoadError(f"checkpoint {str(ckpt)!r} has no config.yaml")
     cfg = load_config(TrainConfig, files=[ckpt / "config.yaml"])
+    if cfg.model.trainable == "lora":
+        from vidgen.extras import require
+
+        require("peft", "exporting a LoRA run", "train")
     from accelerate.utils import set_seed
 
     set_seed(cfg.train.seed)  # fresh/inflated denoisers and LoRA adapters initialise as they did in training

@@ -24,6 +24,7 @@ from vidgen.training.checkpoint import (
     find_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    read_state,
     remove_partial_checkpoints,
     save_checkpoint,
     truncate_metrics,
@@ -59,6 +60,7 @@ class TrainResult:
     checkpoint: Path | None = None
     validation: dict[str, Any] = field(default_factory=dict)
     model: Any = None  # the trained denoiser (unwrapped; raw weights, not EMA)
+    finished_before: bool = False  # resumed a run already at train.max_steps: nothing was computed
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -181,14 +183,17 @@ def train(
     scorers = dict(scorers or {})
     check_scorers(cfg, scorers)
     run_dir = Path(cfg.output_dir)
-    if cfg.logging.tracker != "none":
-        try:
-            __import__("tensorboard" if cfg.logging.tracker == "tensorboard" else "wandb")
-        except ImportError:
-            raise ConfigError(f"logging.tracker={cfg.logging.tracker} is not installed (pip install 'vidgen[train]'), "
-                              "or set logging.tracker=none") from None
+    check_extras(cfg)
     if cfg.train.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("train.mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on this machine")
+    resume_from = find_checkpoint(run_dir, resume) if resume else None
+    if resume_from is None and list_checkpoints(run_dir):
+        raise ConfigError(f"output_dir {str(run_dir)!r} already holds checkpoints of a run: pass --resume latest to "
+                          "continue it, or choose another output_dir")
+    if resume_from is not None:
+        done = read_state(resume_from)
+        if done.step >= cfg.train.max_steps:  # a finished run: nothing to train, validate or write
+            return TrainResult(run_dir=run_dir, state=done, checkpoint=resume_from, finished_before=True)
     _fresh_accelerator_state()
     accelerator = Accelerator(
         # Without a GPU, Accelerate forms a multi-process (gloo) group only when told it runs on CPU.
@@ -198,10 +203,6 @@ def train(
         log_with=None if cfg.logging.tracker == "none" else cfg.logging.tracker,
         project_dir=str(run_dir),
     )
-    resume_from = find_checkpoint(run_dir, resume) if resume else None
-    if resume_from is None and list_checkpoints(run_dir):
-        raise ConfigError(f"output_dir {str(run_dir)!r} already holds checkpoints of a run: pass --resume latest to "
-                          "continue it, or choose another output_dir")
     set_seed(cfg.train.seed)  # fresh-model initialisation and anything else left to the global RNG
 
     # Models: frozen VAE + text encoder, a trainable denoiser.
@@ -374,6 +375,24 @@ def train(
     if state.skipped_samples:
         accelerator.print(f"skipped {state.skipped_samples} unreadable or too-short clips")
     return result
+
+
+def check_extras(cfg: TrainConfig) -> None:
+    """Import the optional packages ``cfg`` needs before any work, or name the extra that brings them.
+
+    Raises:
+        MissingExtraError: a tracker or LoRA package is not installed.
+    """
+    from vidgen.extras import require
+
+    if cfg.logging.tracker == "tensorboard":
+        require("tensorboard", "logging.tracker=tensorboard (or set logging.tracker=none)", "train")
+    elif cfg.logging.tracker == "wandb":
+        require("wandb", "logging.tracker=wandb (or set logging.tracker=none)", None)
+    if cfg.model.trainable == "lora":
+        require("peft", "model.trainable=lora", "train")
+    if cfg.model.attention == "xformers":
+        require("xformers", "model.attention=xformers", "gpu")
 
 
 def _fresh_accelerator_state() -> None:

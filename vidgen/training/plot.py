@@ -38,12 +38,11 @@ def plot_run(run: str | os.PathLike, out: str | os.PathLike | None = None, overw
     Raises:
         InputError: no metrics; DataError: no training records in them.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from vidgen.extras import require
     from vidgen.io.files import atomic_output
+
+    require("matplotlib", "vidgen train plot", "train").use("Agg")
+    import matplotlib.pyplot as plt
 
     records = read_metrics(run)
     train = [r for r in records if "loss" in r]
