@@ -97,9 +97,7 @@ def run_vae(args: argparse.Namespace) -> int:
     from vidgen.training.vae import VAETrainConfig, train_vae
 
     cfg = _config(VAETrainConfig, args)
-    report = train_vae(cfg, sources=VAE_SOURCES)
-    emit(args, {"folder": f"{cfg.output_dir}/vae", **report},
-         f"wrote the VAE to {cfg.output_dir}/vae: " + ", ".join(f"{k} {v:.4g}" for k, v in report.items()))
+    _report_model(args, "VAE", f"{cfg.output_dir}/vae", train_vae(cfg, sources=VAE_SOURCES))
     return 0
 
 
@@ -108,10 +106,13 @@ def run_viclip(args: argparse.Namespace) -> int:
     from vidgen.training.viclip import ViCLIPTrainConfig, train_viclip
 
     cfg = _config(ViCLIPTrainConfig, args)
-    report = train_viclip(cfg, streams=VICLIP_STREAMS)
-    emit(args, {"folder": f"{cfg.output_dir}/viclip", **report},
-         f"wrote the ViCLIP to {cfg.output_dir}/viclip: " + ", ".join(f"{k} {v:.4g}" for k, v in report.items()))
+    _report_model(args, "ViCLIP", f"{cfg.output_dir}/viclip", train_viclip(cfg, streams=VICLIP_STREAMS))
     return 0
+
+
+def _report_model(args: argparse.Namespace, what: str, folder: str, report: dict[str, float]) -> None:
+    emit(args, {"folder": folder, **report},
+         f"wrote the {what} to {folder}: " + ", ".join(f"{k} {v:.4g}" for k, v in report.items()))
 
 
 def run_plot(args: argparse.Namespace) -> int:
