@@ -14,7 +14,7 @@ from pathlib import Path
 MODEL_FOLDER = "checkpoints"
 
 
-def _checkout_root() -> Path | None:
+def checkout_root() -> Path | None:
     """The source tree vidgen is imported from, or ``None`` when it is an installed copy."""
     root = Path(__file__).resolve().parent.parent
     if (root / "setup.py").is_file() or (root / "pyproject.toml").is_file():
@@ -39,7 +39,7 @@ def shipped_model_dir() -> Path:
     installed package. This only says where the folder should be; callers
     check that it holds what they need and name this path when it does not.
     """
-    root = _checkout_root()
+    root = checkout_root()
     if root is not None:
         return root / MODEL_FOLDER
     return _installed_model_dir()

@@ -64,6 +64,23 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
+def _suggest(key: str, known: list[str]) -> str | None:
+    """The known key ``key`` most likely meant: one with the same last part (``steps`` -> ``sampling.steps``,
+    preferring the same section), else the closest spelling of its last part, else of the whole key."""
+    leaf, section = key.rsplit(".", 1)[-1], key.rsplit(".", 1)[0] if "." in key else ""
+    same_leaf = [k for k in known if k.rsplit(".", 1)[-1] == leaf]
+    if same_leaf:
+        return min(same_leaf, key=lambda k: (not k.startswith(section + "."), k.count("."), k))
+    leaves: dict[str, str] = {}
+    for k in sorted(known, key=lambda k: (not k.startswith(section + "."), k.count("."))):
+        leaves.setdefault(k.rsplit(".", 1)[-1], k)
+    close = difflib.get_close_matches(leaf, sorted(leaves), n=1, cutoff=0.6)
+    if close:
+        return leaves[close[0]]
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def _check_keys(schema: type, data: Mapping[str, Any], source: str) -> None:
     known_keys, open_keys = _schema_keys(schema)
     known = set(known_keys)
@@ -74,12 +91,45 @@ def _check_keys(schema: type, data: Mapping[str, Any], source: str) -> None:
         parent = key.rsplit(".", 1)[0] if "." in key else ""
         if parent and parent not in known:
             continue  # the parent is reported already
-        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.5)
-        if not close:  # a key given without its section (steps=30 for sampling.steps=30)
-            by_leaf = {k.rsplit(".", 1)[-1]: k for k in sorted(known, key=lambda k: k.count("."), reverse=True)}
-            close = [by_leaf[m] for m in difflib.get_close_matches(key.rsplit(".", 1)[-1], sorted(by_leaf), n=1, cutoff=0.5)]
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        close = _suggest(key, sorted(known))
+        hint = f"; did you mean {close!r}?" if close else ""
         raise ConfigError(f"unknown config key {key!r} in {source}{hint}")
+
+
+def _upgrade(schema: type, data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Configs written before a key moved still load: the schema's ``RENAMED`` (old dotted key -> new dotted key,
+    or ``(new key, function of the old value)``) moves them, with a warning; its ``REMOVED`` (old key -> the value
+    that changed nothing) drops a removed option left at that value and refuses one that was set."""
+    renamed, removed = getattr(schema, "RENAMED", {}), getattr(schema, "REMOVED", {})
+    if not (renamed or removed):
+        return data
+    import copy
+    import logging
+
+    data = copy.deepcopy(data)
+    for key in _flatten(data):
+        if key not in renamed and key not in removed:
+            continue
+        *parents, leaf = key.split(".")
+        holder = data
+        for part in parents:
+            holder = holder.get(part) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict) or leaf not in holder:
+            continue
+        value = holder.pop(leaf)
+        if key in removed:
+            if value != removed[key]:
+                raise ConfigError(f"config key {key!r} in {source} was removed (an unshipped experiment; see "
+                                  "docs/toyworld.md); delete it from the config")
+            continue
+        target, convert = renamed[key] if isinstance(renamed[key], tuple) else (renamed[key], None)
+        *new_parents, new_leaf = target.split(".")
+        place = data
+        for part in new_parents:
+            place = place.setdefault(part, {})
+        place.setdefault(new_leaf, convert(value) if convert else value)
+        logging.getLogger("vidgen").warning("config key %r in %s is now %r; it was read as that", key, source, target)
+    return data
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
@@ -160,6 +210,7 @@ def load_config(
         layers.append(("command-line overrides", parse_overrides(overrides)))
     cfg = OmegaConf.structured(schema)
     for source, data in layers:
+        data = _upgrade(schema, data, source)
         _check_keys(schema, data, source)
         try:
             cfg = OmegaConf.merge(cfg, data)

@@ -73,10 +73,10 @@ def environment() -> dict[str, str]:
     from pathlib import Path
 
     import vidgen
-    from vidgen.assets import shipped_model_dir
+    from vidgen.assets import checkout_root, shipped_model_dir
 
     package = Path(vidgen.__file__).resolve().parent
-    checkout = (package.parent / "setup.py").is_file()
+    checkout = checkout_root() is not None
     report = {
         "vidgen": f"{vidgen.__version__} ({package}{', from a source checkout' if checkout else ''})",
         "Python": f"{platform.python_version()} ({platform.python_implementation()}, {sys.executable})",
@@ -112,6 +112,6 @@ def environment() -> dict[str, str]:
     report["shipped weights index sha256"] = digest
     home = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
     report["Hugging Face cache"] = os.environ.get("HF_HUB_CACHE", str(Path(home) / "hub"))
-    report["HF_HUB_OFFLINE"] = os.environ.get("HF_HUB_OFFLINE", "unset")
+    report["HF_HUB_OFFLINE"] = f"{os.environ.get('HF_HUB_OFFLINE', 'unset')} (the vidgen command sets 1 when unset)"
     report["torch hub cache"] = os.environ.get("TORCH_HOME", str(Path.home() / ".cache" / "torch"))
     return report

@@ -70,6 +70,7 @@ def test_pipeline_end_to_end(world, capsys):
     assert "video2dataset --url_list" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cache_command(world, tiny_motion_model, capsys):
     from vidgen.data.cache import CachedLatentDataset
 

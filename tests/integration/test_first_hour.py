@@ -30,8 +30,8 @@ def _warnings(caplog) -> list[str]:
 def test_the_default_model_names_the_words_it_does_not_know(shipped, caplog):
     kwargs = dict(num_frames=2, num_inference_steps=1)
     with caplog.at_level(logging.WARNING, logger="vidgen"):
-        shipped(SHIPPED_PROMPT, **kwargs)
-    assert _warnings(caplog) == []  # a toy-world prompt: nothing to say
+        shipped(SHIPPED_PROMPT, negative_prompt="blurry, low quality", **kwargs)
+    assert _warnings(caplog) == []  # a toy-world prompt: nothing to say; a negative prompt may use any words
     with caplog.at_level(logging.WARNING, logger="vidgen"):
         frames = shipped("a majestic eagle flying over snowy mountains at sunset", **kwargs).frames
         shipped("a majestic eagle flying over snowy mountains at sunset", **kwargs)  # said once per prompt
@@ -150,3 +150,15 @@ def test_vidgen_env_lists_what_importlib_metadata_reports(capsys):
     assert main(["env", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["diffusers"] == metadata.version("diffusers") and len(report["shipped weights index sha256"]) == 64
+
+
+def test_a_damaged_checkpoint_is_one_line_when_resuming(tiny_motion_model, tmp_path):
+    from vidgen.errors import ModelLoadError
+    from vidgen.training.loop import train
+
+    run = tmp_path / "run"
+    (run / "checkpoint-000002").mkdir(parents=True)
+    (run / "checkpoint-000002" / "trainer_state.json").write_text("{")
+    with pytest.raises(ModelLoadError, match="cannot read .*trainer_state.json"):
+        train(tiny_config(tiny_motion_model, run, "train.max_steps=2"), resume="latest", dataset=ClipTensors(),
+              collate_fn=collate)

@@ -60,6 +60,7 @@ def test_negative_prompt_changes_the_result(pipe):
     assert np.abs(a - b).max() > 1e-4
 
 
+@pytest.mark.slow
 def test_save_load_round_trip(tiny_model, tmp_path):
     pipe = load_pipeline(tiny_model, device="cpu")
     pipe.save_pretrained(str(tmp_path / "copy"), safe_serialization=True)

@@ -54,6 +54,7 @@ def test_subtitles_and_document_time_each_caption_to_its_clip(story_dir):
     ]
 
 
+@pytest.mark.slow
 def test_continuity_pins_the_overlap_and_the_baseline_does_not(tiny_motion_model):
     from vidgen.pipelines.loading import load_pipeline
     from vidgen.pipelines.story import StoryPipeline
@@ -186,6 +187,7 @@ def test_missing_script_and_bad_overlap(tiny_motion_model, tmp_path, capsys):
         read_script(tmp_path / "nope.jsonl")
 
 
+@pytest.mark.slow
 def test_story_folder_scores_each_clip_against_its_caption(tiny_motion_model, tmp_path, capsys):
     """vidgen score on a story folder: per-clip CLIPSIM (captions from story.jsonl) and continuity measures."""
     import torch
@@ -231,6 +233,7 @@ def test_boundary_measures_on_ground_truth_toy_stories():
     assert np.median(shuffled) > 2 * np.median(jumps)
 
 
+@pytest.mark.slow
 def test_story_eval_suite_runs_both_modes(tiny_motion_model, tmp_path):
     from vidgen.config import load_config
     from vidgen.toyworld.suites import EvalConfig, run_story_eval

@@ -45,6 +45,7 @@ def test_loss_falls_when_overfitting_a_fixed_batch(tiny_motion_model, tmp_path):
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count('"loss"') == 40
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["motion", "unet3d"])
 def test_temporal_only_training_keeps_spatial_weights_bit_identical(kind, tiny_motion_model, tiny_unet3d_model, tmp_path):
     base = tiny_motion_model if kind == "motion" else tiny_unet3d_model
@@ -313,6 +314,7 @@ def test_cached_text_can_be_replaced_by_the_base_text_encoder(tiny_motion_model,
     assert torch.isnan(loss(tiny_config(tiny_motion_model, tmp_path / "run")))  # ...and by default it is
 
 
+@pytest.mark.slow
 def test_zero_terminal_snr_reaches_pure_noise_and_is_exported(tiny_motion_model, tmp_path):
     from vidgen.config import load_config
     from vidgen.training.config import TrainConfig

@@ -37,6 +37,7 @@ TINY_VICLIP = ["size=tiny", "model.image_size=16", "model.num_frames=4", "model.
                "log_every=1", "mixed_precision=no"]
 
 
+@pytest.mark.slow
 def test_viclip_trains_on_a_clip_folder_and_reports_held_out_recall(tmp_path, capsys):
     from vidgen.models.viclip_io import load_viclip
 
@@ -84,7 +85,7 @@ def test_vae_trains_on_a_video_folder(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "vae", "data.source=webcam", "output_dir=x"], "data.source must be one of folder, toyworld, got 'webcam'"),
-    (["train", "viclip", "data.source=folder", "output_dir=x"], "data.path must name a clip folder"),
+    (["train", "viclip", "data.source=folder", "output_dir=x"], "data.source=folder (the default) needs data.path"),
     (["train", "viclip", "data.source=toyworld", "data.stream.render=3", "output_dir=x"], "data.stream: unknown config key 'render'"),
     (["train", "vae"], "give a config"),
 ])

@@ -11,6 +11,8 @@ from tests.train_helpers import ClipTensors, collate, tiny_config
 from vidgen.cli.main import main
 from vidgen.config import load_config
 
+pytestmark = pytest.mark.slow  # the recipe tier: the toy world's trainers and scripts end to end
+
 
 TINY_VICLIP = ["size=tiny", "model.image_size=16", "model.num_frames=4", "model.patch_size=8", "data.source=toyworld",
                "data.stream.render_size=16", "steps=3", "batch_size=4", "eval_clips=6", "log_every=1", "mixed_precision=no"]
@@ -202,7 +204,6 @@ def test_viclip_trainer_rejects_unknown_model_fields(tmp_path):
         build_model(cfg)
 
 
-@pytest.mark.slow
 def test_base_folder_trains_and_validates_with_judge_and_viclip(tiny_parts, tmp_path):
     from transformers import CLIPTokenizer
 
@@ -367,7 +368,6 @@ def test_model_card_lists_the_recipe_steps_in_order_with_their_times(tmp_path):
     assert "vocabulary trimmed to the 844 of CLIP's 49408" in finalize.model_card(*_card_inputs(), steps, vocabulary=844)
 
 
-@pytest.mark.slow
 def test_text_encoder_tuning_pushes_direction_captions_apart(tiny_parts, tmp_path):
     """scripts/tune_text_encoder.py --separate: captions differing only in direction end further apart."""
     import importlib.util

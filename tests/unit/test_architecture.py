@@ -54,3 +54,22 @@ def test_cli_help_lists_every_command_and_no_missing_one():
     assert [re.match(r"^    (\S+) +\S", line).group(1) for line in block] == list(COMMANDS)  # one line each
     for name in COMMANDS:
         assert (REPO / "vidgen" / "cli" / f"{name}.py").is_file()
+
+
+def test_every_general_module_is_under_the_toy_world_contract():
+    """A new general module must be listed in .importlinter's toyworld-boundary contract, or it would be unguarded."""
+    import configparser
+    import pkgutil
+
+    import vidgen
+
+    contract = configparser.ConfigParser()
+    contract.read(REPO / ".importlinter")
+    sources = set(contract["importlinter:contract:toyworld-boundary"]["source_modules"].split())
+    entry_points = {"vidgen.cli.eval", "vidgen.cli.data", "vidgen.cli.train"}  # the commands that name the toy world
+    general = {f"vidgen.{m.name}" for m in pkgutil.iter_modules(vidgen.__path__)} - {"vidgen.toyworld", "vidgen.cli",
+                                                                                    "vidgen.__main__"}
+    import vidgen.cli
+
+    general |= {f"vidgen.cli.{m.name}" for m in pkgutil.iter_modules(vidgen.cli.__path__)} - entry_points
+    assert general <= sources, sorted(general - sources)

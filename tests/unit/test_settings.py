@@ -74,3 +74,23 @@ def test_model_defaults_refuse_unknown_keys(tmp_path):
 def test_a_flat_key_is_pointed_to_its_section():
     with pytest.raises(ConfigError, match="unknown config key 'steps'.*did you mean 'sampling.steps'"):
         load_config(SampleConfig, overrides=["steps=30"])
+
+
+def test_folders_and_configs_written_before_the_sections_still_load(tmp_path, caplog):
+    import logging
+
+    from vidgen.training.config import TrainConfig
+
+    (tmp_path / "sample_defaults.yaml").write_text("steps: 2\npin: clean\nresample: 1\n")  # an older export
+    with caplog.at_level(logging.WARNING, logger="vidgen"):
+        defaults = read_model_defaults(tmp_path)
+    assert defaults.sampling == {"steps": 2} and defaults.story == {"pin": "clean", "resample": 1}
+    assert "belong under 'story:'" in caplog.text
+    old = tmp_path / "config.yaml"  # a checkpoint's config from before validation had a sampling section
+    old.write_text("model: {base: b}\ndata: {path: p}\nvalidation: {num_frames: 4, steps: 2, judge: true}\n"
+                   "train: {self_input_prob: 0.0, feature_loss_weight: 0.0}\n")
+    cfg = load_config(TrainConfig, files=[old])
+    assert (cfg.validation.sampling.frames, cfg.validation.sampling.steps, cfg.validation.scorers) == (4, 2, ["judge"])
+    old.write_text("model: {base: b}\ndata: {path: p}\ntrain: {feature_loss_weight: 2.0}\n")
+    with pytest.raises(ConfigError, match="'train.feature_loss_weight' .* was removed"):
+        load_config(TrainConfig, files=[old])

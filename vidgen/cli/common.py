@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
-# argparse dest -> field of the sampling section (vidgen.pipelines.settings.SamplingSettings)
-SAMPLING_FLAGS = {
-    "frames": "sampling.frames",
-    "height": "sampling.height",
-    "width": "sampling.width",
-    "steps": "sampling.steps",
-    "scheduler": "sampling.scheduler",
-    "guidance": "sampling.guidance",
-    "guidance_interval": "sampling.guidance_interval",
-    "negative_prompt": "sampling.negative_prompt",
-    "seed": "sampling.seed",
-    "fps": "sampling.fps",
-    "upscale": "sampling.upscale",
-}
+from vidgen.pipelines.settings import SamplingSettings
+
+# argparse dest -> field of the sampling section: every SamplingSettings field has a flag of its name
+SAMPLING_FLAGS = {f.name: f"sampling.{f.name}" for f in dataclasses.fields(SamplingSettings)}
+# argparse dest -> field of the story section (vidgen story, vidgen eval --suite story)
+STORY_FLAGS = {"overlap": "story.overlap", "resample": "story.resample", "pin": "story.pin"}
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +47,19 @@ def add_sampling_args(parser: argparse.ArgumentParser, frames_flag: str = "--fra
     how.add_argument("--upscale", type=int, metavar="K", help="enlarge written videos K times (for small models)")
 
 
+def add_story_args(parser: argparse.ArgumentParser, title: str = "story") -> argparse._ArgumentGroup:
+    """The flags of the ``story`` section every story-making command takes (``STORY_FLAGS``)."""
+    story = parser.add_argument_group(title)
+    story.add_argument("--overlap", type=int, metavar="K", help="frames each clip shares with the previous one (default 2)")
+    story.add_argument("--resample", type=int, metavar="R", help="RePaint resampling rounds per step for continuing "
+                       "clips (0 = none; each round costs one more denoiser call per step; ddim scheduler; default: the "
+                       "model folder's when sampling with ddim, else 0)")
+    story.add_argument("--pin", choices=("noised", "clean"), help="show the previous clip's frames noised to each step's "
+                       "level (RePaint, any model) or clean (models trained with context frames); default from the model "
+                       "folder, else noised")
+    return story
+
+
 def flag_overrides(args: argparse.Namespace, fields: dict[str, str]) -> dict[str, Any]:
     """Map the flags the user actually gave (not ``None``) onto config fields, nested at dots.
 
@@ -86,12 +92,6 @@ def merged_overrides(flags: dict[str, Any], overrides: list[str]) -> dict[str, A
 def add_json_arg(parser: argparse.ArgumentParser) -> None:
     """``--json``: the command's closing summary as one JSON object on stdout, for scripts."""
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object instead of text")
-
-
-def say(args: argparse.Namespace, line: str) -> None:
-    """A progress line for people (``wrote X``); silent under ``--json``, which keeps stdout one object."""
-    if not getattr(args, "json", False):
-        print(line, flush=True)
 
 
 def emit(args: argparse.Namespace, summary: dict[str, Any], lines: list[str] | str) -> None:

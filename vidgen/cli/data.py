@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import add_json_arg, emit, say
+from vidgen.cli.common import add_json_arg, emit
 
-HELP = "prepare data: filter, sample, clips, shards, cache, toyworld"
+HELP = "prepare data: filter, sample, download, clip, shard, cache"
 
 DESCRIPTION = """\
 Everything between InternVid's annotation files (.jsonl, .csv, .parquet; local,

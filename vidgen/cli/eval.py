@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import SAMPLING_FLAGS, add_config_args, add_json_arg, add_sampling_args, emit, flag_overrides, merged_overrides
+from vidgen.cli.common import (SAMPLING_FLAGS, STORY_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_story_args,
+                               emit, flag_overrides, merged_overrides)
 
 HELP = "evaluate a model on the toy world's suites"
 
 FIELDS = {"suite": "suite", "story": "story_folder", "model": "model", "viclip": "viclip", "n": "n", "out": "out",
           "batch_size": "batch_size", "device": "device", "save_videos": "save_videos", "overwrite": "overwrite",
-          "overlap": "story.overlap", "resample": "story.resample", "pin": "story.pin", **SAMPLING_FLAGS}
+          **STORY_FLAGS, **SAMPLING_FLAGS}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", metavar="DEV", help="cpu, cuda or auto")
     p.add_argument("--save-videos", action="store_true", default=None, help="also write every sampled clip as MP4")
     p.add_argument("--overwrite", action="store_true", default=None, help="replace existing results")
-    story = p.add_argument_group("story suite")
-    story.add_argument("--overlap", type=int, metavar="K", help="frames each clip shares with the previous one (default 2)")
-    story.add_argument("--resample", type=int, metavar="R", help="RePaint resampling rounds per step "
-                       "(default: the model folder's, with its scheduler; else 0)")
-    story.add_argument("--pin", choices=("noised", "clean"), help="how the previous clip's frames are shown "
-                       "(vidgen story --pin; default from the model folder, else noised)")
+    add_story_args(p, "story suite")
     add_sampling_args(p, what="clip (--seed also orders the prompts)")
     add_json_arg(p)
     add_config_args(p)

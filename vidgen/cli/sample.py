@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import (SAMPLING_FLAGS, add_config_args, add_json_arg, add_sampling_args, emit, flag_overrides,
-                               merged_overrides, say)
+from vidgen.cli.common import SAMPLING_FLAGS, add_config_args, add_json_arg, add_sampling_args, emit, flag_overrides, merged_overrides
 
 HELP = "generate videos from text prompts"
 
@@ -75,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
     plan_jobs(cfg)  # fail on bad prompts or outputs before loading the model
     start = time.perf_counter()
     written = run_sample(cfg, progress=not args.no_progress and not args.json,
-                         on_written=lambda job: say(args, f"wrote {job.path}  ({job.prompt!r}, seed {job.seed})"))
+                         on_written=lambda job: print(f"wrote {job.path}  ({job.prompt!r}, seed {job.seed})", flush=True))
     seconds = time.perf_counter() - start
     emit(args, {"videos": [str(p) for p in written], "count": len(written), "model": cfg.model, "seconds": seconds},
          f"{len(written)} video{'s' * (len(written) != 1)} in {seconds:.1f} s with the model in {cfg.model}")

@@ -6,7 +6,8 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Optional
 
-from vidgen.cli.common import SAMPLING_FLAGS, add_config_args, add_json_arg, add_sampling_args, emit, flag_overrides, merged_overrides
+from vidgen.cli.common import (SAMPLING_FLAGS, STORY_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_story_args,
+                               emit, flag_overrides, merged_overrides)
 from vidgen.pipelines.settings import SamplingSettings, StorySettings
 
 HELP = "generate a story: clips that continue one another"
@@ -21,8 +22,8 @@ optionally 'frames', 'negative_prompt', 'guidance'. --mode independent samples
 the clips separately (the baseline)."""
 
 FIELDS = {"script": "script", "prompt": "prompts", "model": "model", "out": "out", "device": "device",
-          "overwrite": "overwrite", "overlap": "story.overlap", "mode": "story.mode", "shared_noise": "story.shared_noise",
-          "resample": "story.resample", "pin": "story.pin", **SAMPLING_FLAGS}
+          "overwrite": "overwrite", "mode": "story.mode", "shared_noise": "story.shared_noise", **STORY_FLAGS,
+          **SAMPLING_FLAGS}
 
 
 @dataclass
@@ -48,17 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", metavar="DIR", help="output folder (default story/)")
     p.add_argument("--device", metavar="DEV", help="cpu, cuda or auto")
     p.add_argument("--overwrite", action="store_true", default=None, help="replace existing story files")
-    story = p.add_argument_group("story")
-    story.add_argument("--overlap", type=int, metavar="K", help="frames each clip shares with the previous one (default 2)")
+    story = add_story_args(p)
     story.add_argument("--mode", choices=("continuity", "independent"), help="condition on the previous clip, or not (baseline)")
     story.add_argument("--no-shared-noise", dest="shared_noise", action="store_false", default=None,
                        help="do not reuse the previous clip's noise for the overlapping frames")
-    story.add_argument("--resample", type=int, metavar="R", help="RePaint resampling rounds per step for continuing clips "
-                       "(0 = none; each round costs one more denoiser call per step; ddim scheduler; default: the model "
-                       "folder's when sampling with ddim, else 0)")
-    story.add_argument("--pin", choices=("noised", "clean"), help="show the previous clip's frames noised to each step's "
-                       "level (RePaint, any model) or clean (models trained with context frames); default from the model "
-                       "folder, else noised")
     add_sampling_args(p, frames_flag="--frames-per-clip", what="clip (clip i uses seed SEED+i)")
     add_json_arg(p)
     add_config_args(p)

@@ -1,4 +1,4 @@
-"""InternVid data: rows, subsets, clips, shards, interleaved items, datasets, latent cache, the toy world.
+"""InternVid data: rows, subsets, clips, shards, interleaved items, datasets, latent cache.
 
 Names are imported lazily, so ``import vidgen.data`` needs none of the
 optional packages (pyarrow, webdataset, fsspec, matplotlib: the ``data``

@@ -3,8 +3,8 @@
 ``pixel_change`` at a boundary is the mean absolute change across it divided by
 the median frame-to-frame change inside the clips: 1 means the cut is no more
 visible than ordinary motion. It needs no model of what the video shows; a
-world with known objects can add its own measures (the toy world's judge
-tracks the object across each boundary: ``vidgen eval --story DIR``).
+world whose objects a judge can track can add its own measures on top of
+:func:`story_parts`.
 """
 
 from __future__ import annotations

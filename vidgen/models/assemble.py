@@ -1,7 +1,7 @@
 """Assembling model folders from separately trained parts.
 
 A text-to-video model needs a VAE, a text encoder with its tokenizer, and a
-noise schedule before its denoiser can train. For the toy world these come
+noise schedule before its denoiser can train. Where no pretrained ones exist they can come
 from ``vidgen train vae`` and ``vidgen train viclip`` (whose text tower becomes
 the frozen text encoder, as CLIP's does for Stable Diffusion). The
 ``base`` folder this writes is what a training config's ``model.base`` and

@@ -27,7 +27,7 @@ INDEX_NAME = "model.safetensors.index.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "viclip"
 
-# Where `vidgen score` looks when no --viclip is given (the toy world ships one there): the
+# Where `vidgen score` looks when no --viclip is given (the shipped model carries one there): the
 # checkout's checkpoints/viclip, or the copy an install carries.
 DEFAULT_VICLIP_DIR = shipped_model_dir() / "viclip"
 

@@ -1,6 +1,6 @@
 """Trim a model's text vocabulary to the tokens a caption corpus uses.
 
-A text encoder trained only on a narrow corpus (the toy world's captions) never
+A text encoder trained only on a narrow corpus (a synthetic world's captions, say) never
 updates the rows of CLIP's 49408-token embedding table that the corpus does not
 reach, yet the table is most of the encoder's weights. :func:`trim_model_folder`
 keeps the rows of :meth:`Vocabulary.trimmed` (byte symbols, start/end tokens and

@@ -121,7 +121,7 @@ def load_pipeline(
     pipe.to(device)
     from vidgen.pipelines.prompts import ModelVocabulary, PromptWarnings
 
-    name = "the shipped toy-world model" if path.resolve() == DEFAULT_MODEL_DIR.resolve() else f"the model in {path}"
+    name = "the shipped model" if path.resolve() == DEFAULT_MODEL_DIR.resolve() else f"the model in {path}"
     pipe.prompt_warnings = PromptWarnings(ModelVocabulary.load(path), model=name)
     pipe.set_attention_backend(attention)
     pipe.set_progress_bar_config(disable=True)

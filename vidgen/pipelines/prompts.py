@@ -1,6 +1,6 @@
 """What a model can read in a prompt: its word list (when its folder ships one) and its text encoder's length.
 
-A model trained on a closed world (the shipped toy-world model) carries the words it
+A model trained on a closed world (such as the shipped default model) carries the words it
 was trained on in ``vocabulary.json`` (``{"words": [...], "describes": "..."}``). A
 prompt with other words still renders, but the user is told once which words the
 model does not know and what it can draw. Any model's tokenizer has a context
@@ -77,14 +77,15 @@ class PromptWarnings:
 
     def __init__(self, vocabulary: ModelVocabulary | None = None, model: str = "this model"):
         self.vocabulary, self.model = vocabulary, model
-        self._done: set[str] = set()
+        self._done: set[tuple[str, bool]] = set()
 
-    def check(self, prompts: Sequence[str], tokenizer) -> None:
+    def check(self, prompts: Sequence[str], tokenizer, known_words: bool = True) -> None:
+        """Warn about ``prompts`` not seen before: unknown words (with ``known_words``) and words past the context."""
         for prompt in prompts:
-            if not prompt or prompt in self._done:
+            if not prompt or (prompt, known_words) in self._done:
                 continue
-            self._done.add(prompt)
-            unknown = self.vocabulary.unknown(prompt) if self.vocabulary is not None else []
+            self._done.add((prompt, known_words))
+            unknown = self.vocabulary.unknown(prompt) if self.vocabulary is not None and known_words else []
             if unknown:
                 logger.warning(
                     "%s does not know the word%s %s: it knows only %s. It will still render the prompt; for other "

@@ -139,6 +139,13 @@ def read_model_defaults(model_dir: str | Path) -> ModelDefaults:
     story = data.pop("story", {}) if isinstance(data, dict) else None
     if not isinstance(data, dict) or not isinstance(story, dict):
         raise InputError(f"{path}: expected a mapping of sampling settings (story settings under 'story:')")
+    legacy = sorted(set(data) & {f.name for f in dataclasses.fields(StorySettings)})
+    if legacy:  # folders exported before story settings had their own section
+        import logging
+
+        logging.getLogger("vidgen").warning("%s: story settings %s belong under 'story:'; read as such", path,
+                                            ", ".join(legacy))
+        story = {**{k: data.pop(k) for k in legacy}, **story}
     for section, schema, values in (("", SamplingSettings, data), ("story.", StorySettings, story)):
         known = {f.name for f in dataclasses.fields(schema)}
         unknown = sorted(set(values) - known)

@@ -203,11 +203,12 @@ class TextToVideoPipeline(DiffusionPipeline):
     def prompt_warnings(self, value) -> None:
         self._prompt_warnings = value
 
-    def encode_prompt(self, prompts: list[str], device: torch.device, warn_truncation: bool = True) -> torch.Tensor:
+    def encode_prompt(self, prompts: list[str], device: torch.device, warn_truncation: bool = True,
+                      negative: bool = False) -> torch.Tensor:
         """Text encoder hidden states ``[N, L, D]`` for ``prompts`` (padded to the tokenizer's max length).
 
         Training and the latent cache call this too (without warnings), so the denoiser always sees text
-        encoded one way.
+        encoded one way. Negative prompts are only checked for length: they name what to avoid, in any words.
         """
         tokens = self.tokenizer(
             prompts,
@@ -217,7 +218,7 @@ class TextToVideoPipeline(DiffusionPipeline):
             return_tensors="pt",
         )
         if warn_truncation:
-            self.prompt_warnings.check(prompts, self.tokenizer)
+            self.prompt_warnings.check(prompts, self.tokenizer, known_words=not negative)
         mask = None
         if getattr(self.text_encoder.config, "use_attention_mask", False):
             mask = tokens.attention_mask.to(device)
@@ -371,7 +372,7 @@ class TextToVideoPipeline(DiffusionPipeline):
         batch = num_prompts * num_videos_per_prompt
         if do_cfg:
             if negative_prompt_embeds is None:
-                negative_prompt_embeds = self.encode_prompt(negatives or [""], device)
+                negative_prompt_embeds = self.encode_prompt(negatives or [""], device, negative=True)
             negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
             if negative_prompt_embeds.shape[0] == 1:
                 negative_prompt_embeds = negative_prompt_embeds.expand(num_prompts, -1, -1)

@@ -88,8 +88,15 @@ def find_checkpoint(run_dir: str | os.PathLike, which: str) -> Path:
 
 
 def read_state(path: Path) -> TrainerState:
-    """The counters of a complete checkpoint (its ``trainer_state.json``), without loading any weights."""
-    return TrainerState(**json.loads((Path(path) / STATE_FILE).read_text()))
+    """The counters of a complete checkpoint (its ``trainer_state.json``), without loading any weights.
+
+    Raises:
+        ModelLoadError: the file is missing or malformed.
+    """
+    try:
+        return TrainerState(**json.loads((Path(path) / STATE_FILE).read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelLoadError(f"cannot read {str(Path(path) / STATE_FILE)!r}: {first_line(exc)}") from None
 
 
 def _optimizer_to_safe(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

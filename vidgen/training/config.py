@@ -8,7 +8,7 @@ is saved in the run folder and inside every checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, ClassVar, Optional
 
 from omegaconf import MISSING
 
@@ -214,7 +214,7 @@ class ValidationConfig:
     prompts: list[str] = field(default_factory=list)
     use_ema: bool = True
     viclip: Optional[str] = None  # ViCLIP checkpoint: the samples' CLIPSIM is logged when set
-    scorers: list[str] = field(default_factory=list)  # further scorers by name, as the caller provides them (toy world: judge)
+    scorers: list[str] = field(default_factory=list)  # further scorers by name, as the caller of train() provides them
     sampling: SamplingSettings = field(default_factory=SamplingSettings)  # also the exported model's sample defaults
 
     def __post_init__(self) -> None:
@@ -233,6 +233,20 @@ class LoggingConfig:
 @dataclass
 class TrainConfig:
     """A whole training run."""
+
+    # Keys of configs saved before they moved (checkpoints keep their config): read as their new place.
+    RENAMED: ClassVar[dict[str, Any]] = {
+        **{f"validation.{old}": f"validation.sampling.{new}" for old, new in (
+            ("num_frames", "frames"), ("height", "height"), ("width", "width"), ("steps", "steps"),
+            ("guidance", "guidance"), ("guidance_interval", "guidance_interval"), ("scheduler", "scheduler"),
+            ("seed", "seed"), ("fps", "fps"), ("upscale", "upscale"))},
+        "validation.judge": ("validation.scorers", lambda on: ["judge"] if on else []),
+    }
+    # Options of experiments that were not shipped, at the values that left them off.
+    REMOVED: ClassVar[dict[str, Any]] = {
+        "train.self_input_prob": 0.0, "train.self_input_gap": 40, "train.feature_loss_weight": 0.0,
+        "train.feature_loss_viclip": None, "train.feature_loss_min_snr": 0.1, "train.feature_loss_preprocess": "demo",
+    }
 
     output_dir: str = "runs/default"
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -1,14 +1,13 @@
 """Training a small image VAE (``diffusers.AutoencoderKL``) for a latent video model.
 
-For a world with no pretrained VAE to borrow (the toy world is one), train one
-on its frames: reconstruction (MSE) plus a small KL term (the recipe of Rombach
+For a world with no pretrained VAE to borrow, train one on its frames: reconstruction (MSE) plus a small KL term (the recipe of Rombach
 et al. 2022 without the perceptual and adversarial terms, which flat synthetic
 frames do not need). After training the latent scale is measured so that scaled
 latents have unit variance, as the diffusion model expects.
 
 Frames come from a source: ``data.source: folder`` samples frames of the video
 files under ``data.path``; other sources are named frame sources the caller
-passes in (``vidgen train vae`` adds the toy world's, ``data.source: toyworld``).
+passes in (``train_vae(cfg, sources={name: factory})``; ``vidgen train vae`` passes the ones it knows).
 
     vidgen train vae --config configs/toy/vae.yaml
 """
@@ -20,7 +19,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Optional, Protocol
+from typing import Callable, ClassVar, Iterator, Mapping, Optional, Protocol
 
 import numpy as np
 import torch
@@ -51,6 +50,9 @@ class VAEDataConfig:
 @dataclass
 class VAETrainConfig:
     """``vidgen train vae`` settings."""
+
+    # Keys of configs written before the data source became a choice (they configured the source).
+    RENAMED: ClassVar[dict[str, str]] = {"eval_clips": "data.stream.eval_clips"}
 
     output_dir: str = MISSING  # the trained VAE is written to {output_dir}/vae
     model: VAEModelConfig = field(default_factory=VAEModelConfig)
@@ -89,8 +91,6 @@ class FolderFrames:
     """Frames of the video files under a folder, drawn at random (``frames_per_clip`` from each clip)."""
 
     def __init__(self, cfg: VAEDataConfig):
-        if not cfg.path:
-            raise ConfigError("data.path must name a folder of videos with data.source=folder")
         self.cfg = cfg
 
     def batches(self, batch_size: int, start: int) -> Iterator[np.ndarray]:
@@ -130,6 +130,9 @@ def make_frame_source(cfg: VAEDataConfig, sources: Mapping[str, FrameSourceFacto
     factories: dict[str, FrameSourceFactory] = {"folder": FolderFrames, **(sources or {})}
     if cfg.source not in factories:
         raise ConfigError(f"data.source must be one of {', '.join(factories)}, got {cfg.source!r}")
+    if cfg.source == "folder" and not cfg.path:
+        raise ConfigError(f"data.source=folder (the default) needs data.path, a folder of videos; the sources here: "
+                          f"{', '.join(factories)}")
     return factories[cfg.source](cfg)
 
 

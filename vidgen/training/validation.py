@@ -2,7 +2,7 @@
 
 Scores come from scorers: ``clipsim`` (ViCLIP, when ``validation.viclip`` is set) and any
 named in ``validation.scorers``, which the caller of :func:`~vidgen.training.loop.train`
-provides (``vidgen train`` passes the toy world's ``judge``). A scorer takes the
+provides (``vidgen train`` passes the ones it knows). A scorer takes the
 videos (``uint8 [F, H, W, 3]`` each) and their prompts and returns named numbers.
 """
 

@@ -1,10 +1,10 @@
 """Training a ViCLIP contrastively (video-text InfoNCE).
 
 ``vidgen train viclip --config FILE`` trains on captioned clips from a stream:
-``data.source: folder`` reads a clip folder (captions from InternVid rows or
-sidecar ``.txt`` files, as ``vidgen data clips`` writes them); other sources are
-named streams the caller passes in (``vidgen train viclip`` adds the toy world's,
-``data.source: toyworld``). Video tokens are randomly masked during training as
+``data.source: folder`` reads a clip folder (captions from InternVid rows, or
+``.txt`` files beside the clips); other sources are
+named streams the caller passes in (``train_viclip(cfg, streams={name: factory})``;
+``vidgen train viclip`` passes the ones it knows). Video tokens are randomly masked during training as
 ViCLIP does (Wang et al. 2023, InternVid Sec. 4), which also makes each step
 cheaper; evaluation never masks. Clips a stream marks with the same group id
 (e.g. the same caption) count as positives of each other, so identical scenes
@@ -17,7 +17,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Protocol
+from typing import Any, Callable, ClassVar, Mapping, NamedTuple, Optional, Protocol
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from vidgen.training.config import normalize_precision
 class ViCLIPDataConfig:
     """Where the captioned clips come from."""
 
-    source: str = "folder"  # folder | a named stream given to train_viclip (vidgen train viclip: toyworld)
+    source: str = "folder"  # folder | a named stream given to train_viclip
     path: Optional[str] = None  # folder: the clip folder
     rows: Optional[str] = None  # folder: InternVid rows giving each clip's caption (else sidecar .txt files)
     eval_path: Optional[str] = None  # folder: held-out clips for Recall@K (none: no retrieval report)
@@ -43,6 +43,10 @@ class ViCLIPDataConfig:
 @dataclass
 class ViCLIPTrainConfig:
     """``vidgen train viclip`` settings."""
+
+    # Keys of configs written before the data source became a choice (they configured the stream).
+    RENAMED: ClassVar[dict[str, str]] = {"data.render_size": "data.stream.render_size",
+                                         "data.reversed_twins": "data.stream.reversed_twins"}
 
     output_dir: str = MISSING  # the model is written to {output_dir}/viclip
     size: str = "toy"  # a named ViCLIP config to start from
@@ -128,9 +132,12 @@ class FolderPairs:
             self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.items))}
         return int(self._orders[epoch][k])
 
-    def _read(self, positions) -> PairBatch | None:
+    def _read(self, start: int, count: int, limit: int) -> PairBatch | None:
+        """``count`` readable clips from position ``start`` on, trying at most ``limit`` positions."""
         videos, captions, groups = [], [], []
-        for position in positions:
+        for position in range(start, start + limit):
+            if len(videos) == count:
+                break
             index = self._item(position)
             _, path, caption = self.items[index]
             try:
@@ -146,24 +153,21 @@ class FolderPairs:
         return PairBatch(torch.stack(videos), captions, torch.tensor(groups))
 
     def batch(self, step: int, size: int) -> PairBatch:
-        start, n = step * size, len(self.items)
-        for extra in range(n):  # unreadable clips: read further until the batch is full
-            got = self._read(range(start, start + size + extra))
-            if got is not None and len(got.captions) >= size:
-                return PairBatch(got.videos[:size], got.captions[:size], got.groups[:size])
-        raise DataError(f"fewer than {size} readable clips in the folder ({self.skipped} unreadable)")
+        got = self._read(step * size, size, size + len(self.items))  # unreadable clips: read further
+        if got is None or len(got.captions) < size:
+            raise DataError(f"fewer than {size} readable clips in the folder ({self.skipped} unreadable)")
+        return got
 
     def eval_pairs(self, count: int) -> PairBatch | None:
         """The first ``count`` readable clips of the held-out folder (in its fixed order), if there is one."""
         if self.held_out is None:
             return None
-        return self.held_out._read(range(min(count, len(self.held_out.items))))
+        n = len(self.held_out.items)
+        return self.held_out._read(0, min(count, n), n)
 
 
 def folder_stream(cfg: ViCLIPTrainConfig, preprocess) -> PairStream:
     """The ``folder`` source: ``data.path`` for training, ``data.eval_path`` (when given) for Recall@K."""
-    if not cfg.data.path:
-        raise ConfigError("data.path must name a clip folder with data.source=folder")
     held_out = FolderPairs(cfg.data.eval_path, cfg.data.eval_rows, preprocess, cfg.data.seed) if cfg.data.eval_path else None
     return FolderPairs(cfg.data.path, cfg.data.rows, preprocess, cfg.data.seed, held_out)
 
@@ -215,7 +219,7 @@ def retrieval_eval(model, tokenizer, pairs: PairBatch) -> dict[str, float]:
 
     model.eval()
     v = torch.nn.functional.normalize(model.encode_video(pairs.videos).float(), dim=-1)
-    t = torch.nn.functional.normalize(model.encode_text(tokenizer(pairs.captions)).float(), dim=-1)
+    t = torch.nn.functional.normalize(model.encode_text(tokenizer(pairs.captions).to(pairs.videos.device)).float(), dim=-1)
     cosines = v @ t.T  # [videos, texts]; video i's caption is text i
     recall = recall_at_k(cosines, range(len(pairs.captions)), ks=(1, 5))
     return {
@@ -234,6 +238,9 @@ def make_stream(cfg: ViCLIPTrainConfig, preprocess, streams: Mapping[str, Stream
     factories: dict[str, StreamFactory] = {"folder": folder_stream, **(streams or {})}
     if cfg.data.source not in factories:
         raise ConfigError(f"data.source must be one of {', '.join(factories)}, got {cfg.data.source!r}")
+    if cfg.data.source == "folder" and not cfg.data.path:
+        raise ConfigError(f"data.source=folder (the default) needs data.path, a clip folder; the sources here: "
+                          f"{', '.join(factories)}")
     return factories[cfg.data.source](cfg, preprocess)
 
 
