@@ -41,9 +41,11 @@ EXTRAS = {
 }
 # opencv: the tests check the demo preprocessing against cv2.resize bit for bit.
 # import-linter: the import contracts in .importlinter (docs/architecture.md); pytest-codeblocks runs the
-# code blocks of README.md and docs/ (tests/docs_plugin.py).
+# code blocks of README.md and docs/ (tests/docs_plugin.py); torchmetrics and scipy are the second
+# implementations the scores are checked against (CLIPScore, sqrtm).
 EXTRAS["test"] = sorted(
-    {"pytest>=7", "scikit-video>=1.1.11", "psutil>=5.9", "opencv-python-headless>=4.8", "import-linter>=2.0", "pytest-codeblocks>=0.17"}
+    {"pytest>=7", "scikit-video>=1.1.11", "psutil>=5.9", "opencv-python-headless>=4.8", "import-linter>=2.0", "pytest-codeblocks>=0.17",
+     "torchmetrics>=1.0", "scipy>=1.9"}
     | set(EXTRAS["data"]) | set(EXTRAS["train"])
 )
 

@@ -231,11 +231,14 @@ def test_eval_suite_writes_table_json_and_contact_sheet(tiny_motion_model, tiny_
     root, _, _ = tiny_parts
     out = tmp_path / "eval"
     rc = main(["eval", "--model", str(tiny_motion_model), "--viclip", str(root / "viclip" / "viclip"), "--n", "4",
-               "--out", str(out), "--steps", "2", "sampling.frames=4", "sampling.height=16", "sampling.width=16"])
+               "--out", str(out), "--steps", "2", "sampling.frames=4", "sampling.height=16", "sampling.width=16", "--fvd"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| held_out | 2 |" in printed and "| seen | 2 |" in printed
+    assert "ViCLIP FVD over 4 clips: generated vs real" in printed
     results = json.loads((out / "results.json").read_text())
+    fvd = results["summary"]["fvd"]
+    assert fvd["clips"] == 4 and math.isfinite(fvd["generated_vs_real"]) and math.isfinite(fvd["real_vs_real"])
     assert len(results["items"]) == 4
     assert {i["split"] for i in results["items"]} == {"seen", "held_out"}
     assert all(math.isfinite(i["clipsim"]) and math.isfinite(i["clipsim_real"]) for i in results["items"])

@@ -9,7 +9,7 @@ from vidgen.cli.common import (SAMPLING_FLAGS, STORY_FLAGS, add_config_args, add
 
 HELP = "evaluate a model on the toy world's suites"
 
-FIELDS = {"suite": "suite", "story": "story_folder", "model": "model", "viclip": "viclip", "n": "n", "out": "out",
+FIELDS = {"suite": "suite", "story": "story_folder", "fvd": "fvd", "model": "model", "viclip": "viclip", "n": "n", "out": "out",
           "batch_size": "batch_size", "device": "device", "save_videos": "save_videos", "overwrite": "overwrite",
           **STORY_FLAGS, **SAMPLING_FLAGS}
 
@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, metavar="N", help="prompts sampled together (default 8)")
     p.add_argument("--device", metavar="DEV", help="cpu, cuda or auto")
     p.add_argument("--save-videos", action="store_true", default=None, help="also write every sampled clip as MP4")
+    p.add_argument("--fvd", action="store_true", default=None, help="toyworld suite: also the ViCLIP FVD of the generated "
+                   "clips against real toy clips of the same attributes, and of two real sets (the floor)")
     p.add_argument("--overwrite", action="store_true", default=None, help="replace existing results")
     add_story_args(p, "story suite")
     add_sampling_args(p, what="clip (--seed also orders the prompts)")
@@ -65,6 +67,9 @@ def main(args: argparse.Namespace) -> int:
         summary, table, files = report.summary, format_table(report.summary), ["results.json", "table.md", "contact_sheet.png"]
     if not args.json:
         print(file=sys.stderr)
+    fvd = summary.get("fvd") if isinstance(summary, dict) else None
+    fvd_lines = [f"ViCLIP FVD over {fvd['clips']} clips: generated vs real {fvd['generated_vs_real']:.3f}, "
+                 f"real vs real {fvd['real_vs_real']:.3f} (the floor)"] if fvd else []
     emit(args, {"suite": cfg.suite, "out": cfg.out, "summary": summary},
-         [table, f"wrote {', '.join(f'{cfg.out}/{name}' for name in files)}"])
+         [table, *fvd_lines, f"wrote {', '.join(f'{cfg.out}/{name}' for name in files)}"])
     return 0

@@ -26,6 +26,8 @@ examples:
   vidgen score pairs.jsonl --out report.json --html report.html
   vidgen score clip.mp4 --retrieve --prompt "a dog runs" --prompt "a cat sleeps" --prompt "a car drives"
   vidgen score videos/ --captions captions.csv --metric both --clip clip-vit-base-patch32/
+  vidgen score --suite vbench vbench_videos/ --viclip ViClip-InternVid-10M-FLT.pth --out vbench_results/
+  vidgen score --fvd real/ generated/ --fvd-net i3d --i3d i3d_torchscript.pt --out fvd.json
   vidgen score videos/ preprocess=vbench batch_size=4 --prompt "..."   (key=value right after VIDEOS)"""
 
 # argparse dest -> ScoreConfig field
@@ -47,6 +49,11 @@ FIELDS = {
     "device": "device",
     "dtype": "dtype",
     "overwrite": "overwrite",
+    "suite": "suite",
+    "name": "name",
+    "fvd": "fvd",
+    "fvd_net": "fvd_net",
+    "i3d": "i3d",
 }
 
 
@@ -66,6 +73,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--clip", metavar="DIR", help="transformers CLIPModel folder for --metric clip/both")
     model.add_argument("--clip-frames", type=int, metavar="N", help="frames per video for frame-level CLIP (default 16)")
     model.add_argument("--preprocess", choices=("demo", "vbench"), help="ViCLIP frame choice and normalisation (default demo)")
+    sets = p.add_argument_group("set-level scores")
+    sets.add_argument("--suite", choices=("vbench",), help="vbench: VBench's overall_consistency and temporal_style over "
+                      "a folder of {prompt}-{index}.mp4 (prompts from the names, or --captions: VBench's prompt JSON or a "
+                      "table); --out is then the results folder, in VBench's layout")
+    sets.add_argument("--name", metavar="NAME", help="with --suite vbench: results are NAME_eval_results.json ... (default vidgen)")
+    sets.add_argument("--fvd", nargs=2, metavar=("REAL", "GENERATED"), help="Fréchet video distance between two folders of videos")
+    sets.add_argument("--fvd-net", choices=("viclip", "i3d"), help="FVD features: viclip (--viclip or the shipped one; "
+                      "default) or i3d (--i3d FILE)")
+    sets.add_argument("--i3d", metavar="FILE", help="the I3D TorchScript detector of the common FVD code (i3d_torchscript.pt)")
     out = p.add_argument_group("output")
     out.add_argument("--out", "-o", metavar="FILE", help="report file: .json or .csv")
     out.add_argument("--html", metavar="FILE", help="HTML page with each video beside its caption and score")
@@ -110,9 +126,18 @@ def _print_row(row) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from vidgen.metrics.reports import summary_lines
-    from vidgen.metrics.scoring import run_score
+    from vidgen.metrics.scoring import run_fvd, run_score
 
     cfg = resolve_config(args)
+    if cfg.fvd:
+        report = run_fvd(cfg, progress=not args.no_progress and not args.json)
+        fvd = report.set_level["fvd"]
+        lines = [f"FVD {fvd['fvd']:.4f} ({fvd['definition']['network']} features) between {fvd['sets']['real']['videos']} "
+                 f"real and {fvd['sets']['generated']['videos']} generated videos"] + [f"warning: {w}" for w in fvd["warnings"]]
+        lines += [f"skipped {s.video}: {s.reason}" for s in report.skipped]
+        lines += [f"wrote {path}" for path in (cfg.out, cfg.html) if path]
+        emit(args, fvd, lines)
+        return 0
     report = run_score(cfg, progress=not args.no_progress and not args.json, on_scored=None if args.json else _print_row)
     lines = summary_lines(report)
     if report.retrieval:

@@ -46,12 +46,15 @@ class ViCLIPScorer:
         preprocess: ``"demo"``, ``"vbench"`` or a :class:`VideoPreprocess`;
             presets are sized to the model's frames and image size.
         device: where the model is (inputs are moved there).
+        source: the checkpoint the model came from, for reports.
     """
 
     name = "viclip"
 
-    def __init__(self, model, preprocess: str | VideoPreprocess = "demo", device: str | torch.device | None = None):
+    def __init__(self, model, preprocess: str | VideoPreprocess = "demo", device: str | torch.device | None = None,
+                 source: str | None = None):
         self.model = model.eval()
+        self.source = source
         first = next(model.parameters())
         self.device = torch.device(device) if device is not None else first.device
         self.dtype = first.dtype
@@ -67,6 +70,7 @@ class ViCLIPScorer:
         return {
             "metric": "ViCLIP CLIPSIM: cosine of L2-normalised ViCLIP video and text embeddings (raw, no x100)",
             "model_size": config_name(self.model.config) or "custom",
+            **({"checkpoint": self.source} if self.source else {}),
             "text_context": self.model.config.context_length,
             "preprocess": self.preprocess.describe(),
         }

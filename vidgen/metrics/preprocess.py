@@ -11,9 +11,11 @@ arithmetic), so no OpenCV is needed and scores equal the demo's given the same
 frames. libswscale's bilinear is *not* used: it low-pass filters when
 shrinking and differs from the demo by about 5/255 per pixel on 720p input.
 
-``vbench`` is VBench's ``overall_consistency`` path: the middle frame of 8
-equal segments, shorter side resized to 224 (bicubic, antialiased), centre
-crop, CLIP mean/std.
+``vbench`` is VBench's ViCLIP path (``overall_consistency``, ``temporal_style``):
+the middle frame of 8 equal segments (short videos padded with the last frame),
+shorter side resized to 224 (bicubic, not antialiased, rounded back to uint8 as
+torchvision's ``Resize`` does with uint8 tensors), centre crop, ``/255`` and
+CLIP mean/std in float32 (torchvision's ``Normalize``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ FRAME_RULES = {
 }
 RESIZE_RULES = {
     "stretch-linear": "straight resize to {size}x{size}, bilinear as cv2.resize INTER_LINEAR, no crop",
-    "short-bicubic-crop": "shorter side to {size} (bicubic, antialiased), centre crop {size}x{size}",
+    "short-bicubic-crop": "shorter side to {size} (bicubic, {antialias}), centre crop {size}x{size}",
 }
 
 
@@ -113,11 +115,12 @@ def resize_linear_cv2(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def resize_short_center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """Shorter side to ``size`` (bicubic, antialiased), then the centre ``size x size`` crop (torchvision's Resize + CenterCrop).
+def resize_short_center_crop(frames: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
+    """Shorter side to ``size`` (bicubic), then the centre ``size x size`` crop (torchvision's Resize + CenterCrop on uint8).
 
     Args:
         frames: ``uint8 [T, H, W, C]``.
+        antialias: low-pass filter when shrinking (PIL and torchvision's default); VBench turns it off.
 
     Returns:
         ``uint8 [T, size, size, C]``.
@@ -128,7 +131,7 @@ def resize_short_center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     new_h, new_w = (size, new_long) if h <= w else (new_long, size)
     x = frames.permute(0, 3, 1, 2).float()
     if (new_h, new_w) != (h, w):
-        x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=True)
+        x = F.interpolate(x, size=(new_h, new_w), mode="bicubic", align_corners=False, antialias=antialias)
     x = x.clamp_(0, 255).round_()
     top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
     if top < 0 or left < 0:
@@ -136,14 +139,22 @@ def resize_short_center_crop(frames: torch.Tensor, size: int) -> torch.Tensor:
     return x[:, :, top : top + size, left : left + size].to(torch.uint8).permute(0, 2, 3, 1)
 
 
-def normalize_frames(frames: np.ndarray | torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def normalize_frames(frames: np.ndarray | torch.Tensor, mean: Sequence[float], std: Sequence[float],
+                     precision: str = "float64") -> torch.Tensor:
     """``uint8 [T, H, W, 3]`` -> ``float32 [T, 3, H, W]`` as ``(x / 255 - mean) / std``.
 
-    Each of the 256 levels per channel is computed once in float64 and rounded
-    to float32, which gives exactly what the demo's per-pixel float64 numpy
-    code gives, through a table look-up.
+    ``precision="float64"``: each of the 256 levels per channel is computed once
+    in float64 and rounded to float32, which gives exactly what the demo's
+    per-pixel float64 numpy code gives, through a table look-up.
+    ``"float32"``: every step in float32, as ``x.float().div(255)`` and
+    torchvision's ``Normalize`` compute it (VBench).
     """
     x = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    if precision == "float32":
+        t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div(255.0)
+        m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
+        s = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+        return t.sub(m).div(s).contiguous()
     levels = np.arange(256, dtype=np.float64) / 255.0
     table = ((levels[None, :] - np.asarray(mean, np.float64)[:, None]) / np.asarray(std, np.float64)[:, None]).astype(np.float32)
     out = np.stack([table[c][x[..., c]] for c in range(3)], axis=1)  # [T, 3, H, W]
@@ -170,12 +181,16 @@ class VideoPreprocess:
     std: tuple[float, float, float]
     num_frames: int = 8
     size: int = 224
+    antialias: bool = True  # short-bicubic-crop only
+    precision: str = "float64"  # normalisation arithmetic: float64 (the demo's numpy) | float32 (torchvision's)
 
     def __post_init__(self) -> None:
         if self.frames not in FRAME_RULES:
             raise InputError(f"unknown frame rule {self.frames!r}; choose one of {', '.join(FRAME_RULES)}")
         if self.resize not in RESIZE_RULES:
             raise InputError(f"unknown resize rule {self.resize!r}; choose one of {', '.join(RESIZE_RULES)}")
+        if self.precision not in ("float64", "float32"):
+            raise InputError(f"precision must be float64 or float32, got {self.precision!r}")
         if self.num_frames < 1 or self.size < 1:
             raise InputError(f"num_frames and size must be positive, got {self.num_frames} and {self.size}")
 
@@ -199,8 +214,8 @@ class VideoPreprocess:
         if self.resize == "stretch-linear":
             x = resize_linear_cv2(x, (self.size, self.size))
         else:
-            x = resize_short_center_crop(torch.from_numpy(x), self.size).numpy()
-        return normalize_frames(x, self.mean, self.std)
+            x = resize_short_center_crop(torch.from_numpy(x), self.size, self.antialias).numpy()
+        return normalize_frames(x, self.mean, self.std, self.precision)
 
     def load(self, path: str | os.PathLike) -> tuple[torch.Tensor, list[int]]:
         """Decode only the needed frames of ``path`` (seeking) and transform them.
@@ -219,9 +234,10 @@ class VideoPreprocess:
         return {
             "name": self.name,
             "frames": FRAME_RULES[self.frames].format(count=self.num_frames),
-            "resize": RESIZE_RULES[self.resize].format(size=self.size),
+            "resize": RESIZE_RULES[self.resize].format(size=self.size,
+                                                       antialias="antialiased" if self.antialias else "no antialiasing"),
             "normalisation": ("ImageNet" if self.mean == IMAGENET_MEAN else "CLIP" if self.mean == CLIP_MEAN else "custom")
-            + f" mean {list(self.mean)} std {list(self.std)}",
+            + f" mean {list(self.mean)} std {list(self.std)}, in {self.precision}",
             "num_frames": self.num_frames,
             "size": self.size,
         }
@@ -229,7 +245,8 @@ class VideoPreprocess:
 
 PRESETS: dict[str, VideoPreprocess] = {
     "demo": VideoPreprocess("demo", frames="demo", resize="stretch-linear", mean=IMAGENET_MEAN, std=IMAGENET_STD),
-    "vbench": VideoPreprocess("vbench", frames="middle", resize="short-bicubic-crop", mean=CLIP_MEAN, std=CLIP_STD),
+    "vbench": VideoPreprocess("vbench", frames="middle", resize="short-bicubic-crop", mean=CLIP_MEAN, std=CLIP_STD,
+                              antialias=False, precision="float32"),
 }
 
 

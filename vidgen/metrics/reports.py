@@ -49,6 +49,7 @@ class ScoreReport:
     skipped: list[Skipped] = field(default_factory=list)
     retrieval: Optional[dict[str, Any]] = None
     stories: Optional[dict[str, Any]] = None  # story folder -> continuity measures
+    set_level: dict[str, Any] = field(default_factory=dict)  # numbers about the whole set (VBench dimensions, FVD)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per metric: count, mean, sample standard deviation, min, median, max."""
@@ -72,6 +73,7 @@ class ScoreReport:
             ],
             **({"retrieval": self.retrieval} if self.retrieval is not None else {}),
             **({"stories": self.stories} if self.stories else {}),
+            **({"set_level": self.set_level} if self.set_level else {}),
         }
 
 
@@ -91,7 +93,8 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 def summary_lines(report: ScoreReport) -> list[str]:
     """Human-readable summary: one line per metric, then the skipped count."""
-    lines = []
+    lines = [f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}"
+             for name, value in report.set_level.items() if not isinstance(value, (dict, list))]
     for metric, s in report.summary().items():
         title = METRIC_TITLES.get(metric, metric)
         if s["count"]:
@@ -163,7 +166,7 @@ def report_html(report: ScoreReport, page_path: str | os.PathLike) -> str:
     e = html.escape
     out = ["<!doctype html><html><head><meta charset='utf-8'><title>vidgen score</title>", f"<style>{_STYLE}</style></head><body>",
            "<h1>vidgen score</h1>"]
-    for line in summary_lines(ScoreReport(report.metrics, report.definitions, report.rows, [])):
+    for line in summary_lines(ScoreReport(report.metrics, report.definitions, report.rows, [], set_level=report.set_level)):
         out.append(f"<p><b>{e(line)}</b></p>")
     out.append("<div class='defs'><ul>")
     for key, value in report.definitions.items():

@@ -21,6 +21,7 @@ from vidgen.metrics.inputs import ScoreItem, collect_items
 from vidgen.metrics.reports import ScoreReport, Skipped, VideoScore, write_report
 
 METRICS = ("viclip", "clip", "both")
+SUITES = ("vbench",)
 
 
 @dataclass
@@ -44,8 +45,16 @@ class ScoreConfig:
     device: str = "auto"
     dtype: str = "fp32"
     overwrite: bool = False
+    # VBench's ViCLIP dimensions over a VBench folder ({prompt}-{index}.mp4); `out` is then a results folder
+    suite: Optional[str] = None
+    name: str = "vidgen"  # VBench result files are {name}_eval_results.json ...
+    # Fréchet video distance between two folders [REAL, GENERATED], through fvd_net (viclip | i3d, the --i3d file)
+    fvd: list[str] = field(default_factory=list)
+    fvd_net: str = "viclip"
+    i3d: Optional[str] = None
 
     def __post_init__(self) -> None:
+        from vidgen.metrics.fvd import NETS
         from vidgen.metrics.preprocess import PRESETS
 
         if self.metric not in METRICS:
@@ -59,6 +68,17 @@ class ScoreConfig:
             raise InputError(f"--metric {self.metric} needs --clip DIR (a transformers CLIPModel folder)")
         if self.retrieve and self.metric != "viclip":
             raise InputError("--retrieve ranks texts with ViCLIP; use it with --metric viclip")
+        if self.suite is not None:
+            if self.suite not in SUITES:
+                raise InputError(f"unknown score suite {self.suite!r}; available: {', '.join(SUITES)}")
+            if self.metric != "viclip" or self.retrieve or len(self.videos) != 1:
+                raise InputError("--suite vbench scores one VBench folder with ViCLIP (no --metric clip or --retrieve)")
+            self.preprocess = "vbench"  # the suite is VBench's own path
+        if self.fvd:
+            if len(self.fvd) != 2:
+                raise InputError(f"--fvd takes two folders, REAL and GENERATED, got {len(self.fvd)}")
+            if self.fvd_net not in NETS:
+                raise InputError(f"fvd_net must be one of {', '.join(NETS)}, got {self.fvd_net!r}")
 
     @property
     def metric_names(self) -> list[str]:
@@ -68,7 +88,13 @@ class ScoreConfig:
 def _check_outputs(cfg: ScoreConfig) -> None:
     from vidgen.io.files import check_output_path
 
-    for path, allowed in ((cfg.out, (".json", ".csv")), (cfg.html, (".html", ".htm"))):
+    if cfg.suite == "vbench":
+        from vidgen.metrics import vbench
+
+        for path in vbench.output_paths(cfg.out or "vbench_results", cfg.name):
+            check_output_path(path, cfg.overwrite)
+    out = None if cfg.suite == "vbench" else cfg.out
+    for path, allowed in ((out, (".json", ".csv")), (cfg.html, (".html", ".htm"))):
         if path:
             if Path(path).suffix.lower() not in allowed:
                 raise InputError(f"output {path!r} must end in {' or '.join(allowed)}")
@@ -89,8 +115,11 @@ def load_scorers(cfg: ScoreConfig, viclip_model=None):
     device, dtype = resolve_device(cfg.device), resolve_dtype(cfg.dtype)
     viclip = clip = None
     if "viclip" in cfg.metric_names:
+        from vidgen.models.viclip_io import default_viclip_path
+
         model = viclip_model if viclip_model is not None else load_viclip(cfg.viclip, size=cfg.viclip_size, device=device, dtype=dtype)
-        viclip = ViCLIPScorer(model, cfg.preprocess, device=device)
+        source = "<given>" if viclip_model is not None else str(cfg.viclip or default_viclip_path())
+        viclip = ViCLIPScorer(model, cfg.preprocess, device=device, source=source)
     if "clip" in cfg.metric_names:
         clip = CLIPFrameScorer(cfg.clip, device=device, dtype=dtype, num_frames=cfg.clip_frames)
     return viclip, clip
@@ -124,7 +153,14 @@ def run_score(
     from vidgen.metrics.story import is_story_folder, story_continuity
     from vidgen.metrics.retrieval import cosine_matrix, paired_cosine, ranked, recall_at_k, retrieval_probs
 
-    items, candidates = collect_items(cfg.videos, cfg.prompts, cfg.captions, cfg.retrieve)
+    if cfg.suite == "vbench":
+        from vidgen.metrics import vbench
+
+        items, unmatched = vbench.collect(cfg.videos[0], cfg.captions)
+        candidates: list[str] = []
+    else:
+        items, candidates = collect_items(cfg.videos, cfg.prompts, cfg.captions, cfg.retrieve)
+        unmatched = []
     _check_outputs(cfg)
     viclip, clip = load_scorers(cfg, viclip_model)
     definitions = {}
@@ -133,6 +169,7 @@ def run_score(
     if clip:
         definitions["clip"] = clip.describe()
     report = ScoreReport(cfg.metric_names, definitions)
+    report.skipped.extend(Skipped(u.path, u.reason) for u in unmatched)
     video_embeds: list[torch.Tensor] = []
 
     def prepare(item: ScoreItem) -> tuple[ScoreItem, Optional[VideoScore], Optional[dict], Optional[str]]:
@@ -223,6 +260,43 @@ def run_score(
     stories = [v for v in cfg.videos if is_story_folder(v)]
     if stories:
         report.stories = {str(v): story_continuity(v) for v in stories}
+    if cfg.suite == "vbench" and report.rows:
+        from vidgen.metrics import vbench
+
+        results = vbench.results([(r.video, r.scores["viclip"]) for r in report.rows])
+        scored = {r.video for r in report.rows}
+        vbench.write(cfg.out or "vbench_results", cfg.name, [i for i in items if str(i.video) in scored], results,
+                     overwrite=cfg.overwrite)
+        report.set_level = {**{dim: results[dim][0] for dim in vbench.DIMENSIONS},
+                            **{f"{dim} (normalised)": v for dim, v in vbench.normalized(results).items()},
+                            "results": str(Path(cfg.out or "vbench_results") / f"{cfg.name}_eval_results.json")}
+    for path in (None if cfg.suite == "vbench" else cfg.out, cfg.html):
+        if path:
+            write_report(report, path, overwrite=cfg.overwrite)
+    return report
+
+
+def run_fvd(cfg: ScoreConfig, progress: bool = False) -> ScoreReport:
+    """FVD between ``cfg.fvd``'s two folders; the report holds it as a set-level number (JSON/HTML as asked).
+
+    Raises:
+        InputError, ModelLoadError, OutputError: bad folders, networks or outputs.
+    """
+    from tqdm.auto import tqdm
+
+    from vidgen.metrics.fvd import compute_fvd, folder_videos, load_features
+    from vidgen.runtime import resolve_device, resolve_dtype
+
+    _check_outputs(cfg)
+    total = sum(len(folder_videos(f)) for f in cfg.fvd)  # also checks both folders before any model loads
+    extractor = load_features(cfg.fvd_net, viclip=cfg.viclip, i3d=cfg.i3d, preprocess=cfg.preprocess,
+                              device=resolve_device(cfg.device), dtype=resolve_dtype(cfg.dtype))
+    with tqdm(total=total, disable=not progress, unit="video", desc="fvd", leave=False) as bar:
+        result = compute_fvd(cfg.fvd[0], cfg.fvd[1], extractor, cfg.batch_size, progress=bar.update)
+    report = ScoreReport([], {"fvd": result["definition"]})
+    report.set_level = {"FVD": result["fvd"], **{f"{name} videos": s["videos"] for name, s in result["sets"].items()},
+                        "fvd": result}
+    report.skipped.extend(Skipped(s["video"], s["reason"]) for sets in result["sets"].values() for s in sets["skipped"])
     for path in (cfg.out, cfg.html):
         if path:
             write_report(report, path, overwrite=cfg.overwrite)

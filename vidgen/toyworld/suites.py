@@ -53,6 +53,7 @@ class EvalConfig:
     save_videos: bool = False
     contact_rows: int = 24
     overwrite: bool = False
+    fvd: bool = False  # toyworld suite: also the ViCLIP FVD of the generated clips against real ones, and of two real sets (the floor)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)  # sampling.seed: prompt order and sampling seeds
     story: StorySettings = field(default_factory=StorySettings)  # story suite: how clips continue one another
 
@@ -225,6 +226,9 @@ def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callabl
                                 "sampling": {**asdict(s), "height": height, "width": width}})
     contact = []
     rng = np.random.default_rng(s.seed + 1)
+    fvd_sets: dict[str, list[np.ndarray]] = {"generated": [], "real": [], "real_again": []}
+    if cfg.fvd and scorer is None:
+        raise InputError("--fvd needs a ViCLIP (--viclip, the model folder's viclip/, or the shipped one)")
     start = time.perf_counter()
     for b in range(0, len(plan), cfg.batch_size):
         chunk = plan[b : b + cfg.batch_size]
@@ -239,6 +243,10 @@ def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callabl
                 real = render_clip(sample_scene(rng, attrs=attrs), s.frames, (width, height))
                 sims = _clipsim(scorer, [frames, real], prompt)
                 item.clipsim, item.clipsim_real = sims
+            if cfg.fvd:
+                fvd_sets["generated"].append(frames)
+                fvd_sets["real"].append(real)
+                fvd_sets["real_again"].append(render_clip(sample_scene(rng, attrs=attrs), s.frames, (width, height)))
             report.items.append(item)
             if len(contact) < cfg.contact_rows:
                 contact.append((prompt, frames, item.matches))
@@ -248,6 +256,8 @@ def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callabl
         if progress:
             progress(min(b + cfg.batch_size, len(plan)), len(plan))
     report.summary = _summary(report.items)
+    if cfg.fvd:
+        report.summary["fvd"] = _fvd(scorer, fvd_sets)
     report.summary["seconds"] = time.perf_counter() - start
     report.summary["viclip"] = None if scorer is None else str(scorer.source)
     atomic_write_text(out / "results.json", json.dumps({"config": report.config, "summary": report.summary,
@@ -415,6 +425,18 @@ def _viclip_scorer(cfg: EvalConfig, model_dir: Path, viclip) -> Optional[_Scorer
     except ModelLoadError:
         return None  # no ViCLIP anywhere: CLIPSIM is reported as missing
     return _Scorer(ViCLIPScorer(load_viclip(path)), path)
+
+
+def _fvd(scorer: _Scorer, sets: dict[str, list[np.ndarray]]) -> dict[str, Any]:
+    """ViCLIP FVD of generated clips against real clips of the same attributes, and of a second real set (the floor)."""
+    from vidgen.metrics.fvd import ViCLIPFeatures, fvd_of_features
+
+    net = ViCLIPFeatures(scorer.scorer.model, scorer.scorer.preprocess.name, str(scorer.source))
+    feats = {name: np.concatenate([net(clips[i : i + 16]) for i in range(0, len(clips), 16)]) for name, clips in sets.items()}
+    generated, warnings = fvd_of_features(feats["real"], feats["generated"])
+    floor, _ = fvd_of_features(feats["real"], feats["real_again"])
+    return {"generated_vs_real": generated, "real_vs_real": floor, "clips": len(sets["generated"]),
+            "definition": net.describe(), "warnings": warnings}
 
 
 def _clipsim(scorer: _Scorer, clips: list[np.ndarray], prompt: str) -> tuple[float, ...]:
