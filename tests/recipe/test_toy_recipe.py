@@ -231,7 +231,7 @@ def test_eval_suite_writes_table_json_and_contact_sheet(tiny_motion_model, tiny_
     root, _, _ = tiny_parts
     out = tmp_path / "eval"
     rc = main(["eval", "--model", str(tiny_motion_model), "--viclip", str(root / "viclip" / "viclip"), "--n", "4",
-               "--out", str(out), "--steps", "2", "sampling.frames=4", "sampling.height=16", "sampling.width=16", "--fvd"])
+               "--out", str(out), "--steps", "2", "sampling.frames=6", "sampling.height=16", "sampling.width=16", "--fvd"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| held_out | 2 |" in printed and "| seen | 2 |" in printed

@@ -51,6 +51,7 @@ FIELDS = {
     "overwrite": "overwrite",
     "suite": "suite",
     "name": "name",
+    "full_info": "full_info",
     "fvd": "fvd",
     "fvd_net": "fvd_net",
     "i3d": "i3d",
@@ -78,6 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "a folder of {prompt}-{index}.mp4 (prompts from the names, or --captions: VBench's prompt JSON or a "
                       "table); --out is then the results folder, in VBench's layout")
     sets.add_argument("--name", metavar="NAME", help="with --suite vbench: results are NAME_eval_results.json ... (default vidgen)")
+    sets.add_argument("--full-info", metavar="FILE", help="with --suite vbench: VBench's VBench_full_info.json, for standard "
+                      "mode (each dimension over its own prompts' {prompt}-{0..4} videos, as VBench's leaderboard)")
     sets.add_argument("--fvd", nargs=2, metavar=("REAL", "GENERATED"), help="Fréchet video distance between two folders of videos")
     sets.add_argument("--fvd-net", choices=("viclip", "i3d"), help="FVD features: viclip (--viclip or the shipped one; "
                       "default) or i3d (--i3d FILE)")
@@ -146,7 +149,8 @@ def main(args: argparse.Namespace) -> int:
     if report.retrieval and report.retrieval.get("recall"):
         for direction, values in report.retrieval["recall"].items():
             lines.append(f"{direction.replace('_to_', '->')} " + "  ".join(f"R@{k} {v:.3f}" for k, v in values.items()))
-    lines += [f"wrote {path}" for path in (cfg.out, cfg.html) if path]
+    if report.rows:
+        lines += [f"wrote {path}" for path in (cfg.out, cfg.html) if path]
     summary = {k: v for k, v in report.to_dict().items() if k != "videos"}
     emit(args, {**summary, "outputs": [p for p in (cfg.out, cfg.html) if p]}, lines)
     if not report.rows:

@@ -11,10 +11,15 @@ matrices), which is what the reference code's ``scipy.linalg.sqrtm`` trace is.
 
 Networks, chosen by name:
 
-* ``i3d``: the Kinetics-400 I3D detector the common FVD code (StyleGAN-V,
-  ``i3d_torchscript.pt``) loads: 16-frame clips, shorter side to 224
-  (bilinear), centre crop, values in ``[-1, 1]``, the 400 logits before the
-  softmax as features. Opened with ``torch.jit.load`` only; a pickle is refused.
+* ``i3d``: the Kinetics-400 I3D TorchScript detector (``i3d_torchscript.pt``,
+  from StyleGAN-V) prepared as the widely used common_metrics_on_video_quality /
+  VideoGPT-style code prepares it: 16-frame clips, shorter side to 224
+  (bilinear, the long side rounded up), centre crop, values in ``[-1, 1]``,
+  called with ``rescale=False, resize=False``; the 400 logits before the
+  softmax as features. (StyleGAN-V's own code hands the detector uint8 frames
+  with ``rescale=True, resize=True``: a straight resize without crop, which
+  gives other numbers on non-square videos.) Opened with ``torch.jit.load``
+  only; a pickle is refused.
 * ``viclip``: any ViCLIP (the shipped toy one too), its video embedding before
   normalisation, over the model's own frame count and preprocessing.
 """
@@ -52,12 +57,20 @@ def gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_distance(mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray, sigma_b: np.ndarray) -> float:
-    """``|mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2))`` in float64."""
+    """``|mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2))`` in float64 (rounding below 0 is returned as 0).
+
+    Raises:
+        DataError: non-finite statistics (e.g. NaN features from an overflowing fp16 network).
+    """
     diff = np.asarray(mu_a, np.float64) - np.asarray(mu_b, np.float64)
     sa, sb = np.asarray(sigma_a, np.float64), np.asarray(sigma_b, np.float64)
+    if not (np.isfinite(diff).all() and np.isfinite(sa).all() and np.isfinite(sb).all()):
+        from vidgen.errors import DataError
+
+        raise DataError("the features hold NaN or inf values (run the network in fp32)")
     eigenvalues = np.linalg.eigvals(sa @ sb)
     root_trace = np.sqrt(np.clip(eigenvalues.real, 0.0, None)).sum()
-    return float(diff @ diff + np.trace(sa) + np.trace(sb) - 2.0 * root_trace)
+    return max(0.0, float(diff @ diff + np.trace(sa) + np.trace(sb) - 2.0 * root_trace))
 
 
 def first_frames(total: int, length: int) -> list[int]:
@@ -78,7 +91,11 @@ def load_torchscript(path: str | os.PathLike, device: str | torch.device = "cpu"
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"detector file not found: {str(path)!r}")
-    names = zipfile.ZipFile(path).namelist() if zipfile.is_zipfile(path) else []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        names = []
     if not (any(n.endswith("constants.pkl") for n in names) and any("/code/" in n or n.startswith("code/") for n in names)):
         raise ModelLoadError(f"refusing {str(path)!r}: it is not a TorchScript archive (a pickle needs code to load, and "
                              "vidgen does not unpickle detector files); give the TorchScript file, e.g. i3d_torchscript.pt")
@@ -96,6 +113,15 @@ class I3DFeatures:
     def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu", frames: int = 16, size: int = 224):
         self.path, self.device, self.frames, self.size = Path(path), torch.device(device), frames, size
         self.detector = load_torchscript(path, self.device)
+        try:  # a TorchScript file that is not the detector fails here, not after decoding every video
+            with torch.inference_mode():
+                out = self.detector(torch.zeros(1, 3, frames, size, size, device=self.device), rescale=False, resize=False,
+                                    return_features=True)
+            if out.ndim != 2:
+                raise RuntimeError(f"returns a {tuple(out.shape)} tensor, not [batch, features]")
+        except (RuntimeError, TypeError) as exc:
+            raise ModelLoadError(f"{str(path)!r} is not an FVD detector taking (x, rescale, resize, return_features): "
+                                 f"{str(exc).splitlines()[0]}") from None
 
     def prepare(self, clip: np.ndarray) -> torch.Tensor:
         """``uint8 [T, H, W, 3]`` -> ``[3, T, size, size]`` in ``[-1, 1]``: shorter side to ``size`` (bilinear,
@@ -215,6 +241,8 @@ def video_features(extractor, videos: Sequence[str | os.PathLike], batch_size: i
             [(indices, frames)] = decode_frames(path, lambda total: first_frames(total, extractor.frames))
         except VidgenError as exc:
             out.skipped.append((str(path), str(exc)))
+            if progress:
+                progress(1)
             continue
         out.padded += int(len(set(indices)) < extractor.frames)
         batch.append((path, frames))

@@ -48,6 +48,7 @@ class ScoreConfig:
     # VBench's ViCLIP dimensions over a VBench folder ({prompt}-{index}.mp4); `out` is then a results folder
     suite: Optional[str] = None
     name: str = "vidgen"  # VBench result files are {name}_eval_results.json ...
+    full_info: Optional[str] = None  # VBench's VBench_full_info.json: standard mode (each dimension over its own prompts)
     # Fréchet video distance between two folders [REAL, GENERATED], through fvd_net (viclip | i3d, the --i3d file)
     fvd: list[str] = field(default_factory=list)
     fvd_net: str = "viclip"
@@ -73,6 +74,8 @@ class ScoreConfig:
                 raise InputError(f"unknown score suite {self.suite!r}; available: {', '.join(SUITES)}")
             if self.metric != "viclip" or self.retrieve or len(self.videos) != 1:
                 raise InputError("--suite vbench scores one VBench folder with ViCLIP (no --metric clip or --retrieve)")
+            if self.dtype != "fp32":
+                raise InputError("--suite vbench scores in fp32, as VBench does (no --dtype)")
             self.preprocess = "vbench"  # the suite is VBench's own path
         if self.fvd:
             if len(self.fvd) != 2:
@@ -156,8 +159,13 @@ def run_score(
     if cfg.suite == "vbench":
         from vidgen.metrics import vbench
 
-        items, unmatched = vbench.collect(cfg.videos[0], cfg.captions)
-        candidates: list[str] = []
+        collected = vbench.collect(cfg.videos[0], cfg.captions, cfg.full_info)
+        items, unmatched, candidates = collected.items, collected.unmatched, []
+        if collected.missing:
+            import logging
+
+            logging.getLogger("vidgen").warning("%d videos of VBench's prompt list are missing (e.g. %r); the scores are "
+                                                "over the rest", len(collected.missing), collected.missing[0])
     else:
         items, candidates = collect_items(cfg.videos, cfg.prompts, cfg.captions, cfg.retrieve)
         unmatched = []
@@ -263,11 +271,11 @@ def run_score(
     if cfg.suite == "vbench" and report.rows:
         from vidgen.metrics import vbench
 
-        results = vbench.results([(r.video, r.scores["viclip"]) for r in report.rows])
-        scored = {r.video for r in report.rows}
-        vbench.write(cfg.out or "vbench_results", cfg.name, [i for i in items if str(i.video) in scored], results,
-                     overwrite=cfg.overwrite)
-        report.set_level = {**{dim: results[dim][0] for dim in vbench.DIMENSIONS},
+        results = vbench.results({r.video: r.scores["viclip"] for r in report.rows}, collected.dimensions)
+        vbench.write(cfg.out or "vbench_results", cfg.name, collected, results, overwrite=cfg.overwrite)
+        report.set_level = {"mode": "standard (VBench's prompt list)" if cfg.full_info else "custom (prompts from the files)",
+                            **{dim: results[dim][0] for dim in vbench.DIMENSIONS},
+                            **({"missing videos": len(collected.missing)} if collected.missing else {}),
                             **{f"{dim} (normalised)": v for dim, v in vbench.normalized(results).items()},
                             "results": str(Path(cfg.out or "vbench_results") / f"{cfg.name}_eval_results.json")}
     for path in (None if cfg.suite == "vbench" else cfg.out, cfg.html):

@@ -227,6 +227,7 @@ def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callabl
     contact = []
     rng = np.random.default_rng(s.seed + 1)
     fvd_sets: dict[str, list[np.ndarray]] = {"generated": [], "real": [], "real_again": []}
+    floor_rng = np.random.default_rng(s.seed + 2)  # its own draws, so --fvd leaves the CLIPSIM clips as they are
     if cfg.fvd and scorer is None:
         raise InputError("--fvd needs a ViCLIP (--viclip, the model folder's viclip/, or the shipped one)")
     start = time.perf_counter()
@@ -246,7 +247,7 @@ def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callabl
             if cfg.fvd:
                 fvd_sets["generated"].append(frames)
                 fvd_sets["real"].append(real)
-                fvd_sets["real_again"].append(render_clip(sample_scene(rng, attrs=attrs), s.frames, (width, height)))
+                fvd_sets["real_again"].append(render_clip(sample_scene(floor_rng, attrs=attrs), s.frames, (width, height)))
             report.items.append(item)
             if len(contact) < cfg.contact_rows:
                 contact.append((prompt, frames, item.matches))
@@ -431,8 +432,11 @@ def _fvd(scorer: _Scorer, sets: dict[str, list[np.ndarray]]) -> dict[str, Any]:
     """ViCLIP FVD of generated clips against real clips of the same attributes, and of a second real set (the floor)."""
     from vidgen.metrics.fvd import ViCLIPFeatures, fvd_of_features
 
+    from vidgen.metrics.fvd import first_frames
+
     net = ViCLIPFeatures(scorer.scorer.model, scorer.scorer.preprocess.name, str(scorer.source))
-    feats = {name: np.concatenate([net(clips[i : i + 16]) for i in range(0, len(clips), 16)]) for name, clips in sets.items()}
+    clipped = {name: [c[first_frames(len(c), net.frames)] for c in clips] for name, clips in sets.items()}
+    feats = {name: np.concatenate([net(clips[i : i + 16]) for i in range(0, len(clips), 16)]) for name, clips in clipped.items()}
     generated, warnings = fvd_of_features(feats["real"], feats["generated"])
     floor, _ = fvd_of_features(feats["real"], feats["real_again"])
     return {"generated_vs_real": generated, "real_vs_real": floor, "clips": len(sets["generated"]),
