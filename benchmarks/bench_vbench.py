@@ -68,12 +68,12 @@ def vbench_folder(root: Path, count: int) -> Path:
 
 
 def suite_seconds(folder: Path, viclip: Path, batch_size: int) -> float:
-    from vidgen.metrics.scoring import ScoreConfig, run_score
+    from vidgen.metrics.scoring import ScoreConfig, run_vbench
 
     cfg = ScoreConfig(videos=[str(folder)], suite="vbench", viclip=str(viclip), batch_size=batch_size, device="cpu",
                       out=str(folder.parent / f"r{time.monotonic_ns()}"))
     start = time.perf_counter()
-    run_score(cfg)
+    run_vbench(cfg)
     return time.perf_counter() - start
 
 

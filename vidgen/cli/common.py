@@ -98,18 +98,10 @@ def emit(args: argparse.Namespace, summary: dict[str, Any], lines: list[str] | s
     """End a command: ``lines`` for people, or ``summary`` as one JSON object with ``--json`` (NaN as null)."""
     if getattr(args, "json", False):
         import json
-        import math
 
-        def clean(value):
-            if isinstance(value, float) and not math.isfinite(value):
-                return None
-            if isinstance(value, dict):
-                return {str(k): clean(v) for k, v in value.items()}
-            if isinstance(value, (list, tuple)):
-                return [clean(v) for v in value]
-            return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+        from vidgen.io.files import json_ready
 
-        print(json.dumps(clean(summary), ensure_ascii=False), file=getattr(args, "json_out", None) or sys.stdout, flush=True)
+        print(json.dumps(json_ready(summary), ensure_ascii=False), file=getattr(args, "json_out", None) or sys.stdout, flush=True)
         return
     for line in [lines] if isinstance(lines, str) else lines:
         print(line)

@@ -129,7 +129,7 @@ def _print_row(row) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from vidgen.metrics.reports import summary_lines
-    from vidgen.metrics.scoring import run_fvd, run_score
+    from vidgen.metrics.scoring import run_fvd, run_score, run_vbench
 
     cfg = resolve_config(args)
     if cfg.fvd:
@@ -141,7 +141,8 @@ def main(args: argparse.Namespace) -> int:
         lines += [f"wrote {path}" for path in (cfg.out, cfg.html) if path]
         emit(args, fvd, lines)
         return 0
-    report = run_score(cfg, progress=not args.no_progress and not args.json, on_scored=None if args.json else _print_row)
+    run = run_vbench if cfg.suite == "vbench" else run_score
+    report = run(cfg, progress=not args.no_progress and not args.json, on_scored=None if args.json else _print_row)
     lines = summary_lines(report)
     if report.retrieval:
         for entry in report.retrieval["text_to_video"]:

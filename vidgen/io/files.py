@@ -12,6 +12,18 @@ from typing import Callable, Iterator
 from vidgen.errors import OutputError
 
 
+def json_ready(value):
+    """``value`` as JSON can hold it: NaN and infinities as ``null``, tuples as lists, keys as text, and any
+    other object (a path, say) as its text."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -112,16 +112,9 @@ def summary_lines(report: ScoreReport) -> list[str]:
 
 def report_json(report: ScoreReport) -> str:
     """The report as JSON text (NaN written as null)."""
-    def clean(value):
-        if isinstance(value, float) and math.isnan(value):
-            return None
-        if isinstance(value, dict):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
+    from vidgen.io.files import json_ready
 
-    return json.dumps(clean(report.to_dict()), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(json_ready(report.to_dict()), indent=2, ensure_ascii=False) + "\n"
 
 
 def report_csv(report: ScoreReport) -> str:

@@ -91,13 +91,7 @@ class ScoreConfig:
 def _check_outputs(cfg: ScoreConfig) -> None:
     from vidgen.io.files import check_output_path
 
-    if cfg.suite == "vbench":
-        from vidgen.metrics import vbench
-
-        for path in vbench.output_paths(cfg.out or "vbench_results", cfg.name):
-            check_output_path(path, cfg.overwrite)
-    out = None if cfg.suite == "vbench" else cfg.out
-    for path, allowed in ((out, (".json", ".csv")), (cfg.html, (".html", ".htm"))):
+    for path, allowed in ((cfg.out, (".json", ".csv")), (cfg.html, (".html", ".htm"))):
         if path:
             if Path(path).suffix.lower() not in allowed:
                 raise InputError(f"output {path!r} must end in {' or '.join(allowed)}")
@@ -134,11 +128,13 @@ def run_score(
     viclip_model=None,
     progress: bool = False,
     on_scored: Callable[[VideoScore], None] | None = None,
+    items: list[ScoreItem] | None = None,
 ) -> ScoreReport:
     """Score every video of ``cfg`` and write the requested reports.
 
     Args:
         cfg: the resolved config.
+        items: the videos and captions to score, when the caller resolved them (else from ``cfg``).
         viclip_model: an already loaded ViCLIP (``None``: load ``cfg.viclip``,
             or the shipped ``checkpoints/viclip/``).
         progress: show a progress bar (stderr).
@@ -156,19 +152,9 @@ def run_score(
     from vidgen.metrics.story import is_story_folder, story_continuity
     from vidgen.metrics.retrieval import cosine_matrix, paired_cosine, ranked, recall_at_k, retrieval_probs
 
-    if cfg.suite == "vbench":
-        from vidgen.metrics import vbench
-
-        collected = vbench.collect(cfg.videos[0], cfg.captions, cfg.full_info)
-        items, unmatched, candidates = collected.items, collected.unmatched, []
-        if collected.missing:
-            import logging
-
-            logging.getLogger("vidgen").warning("%d videos of VBench's prompt list are missing (e.g. %r); the scores are "
-                                                "over the rest", len(collected.missing), collected.missing[0])
-    else:
+    candidates: list[str] = []
+    if items is None:
         items, candidates = collect_items(cfg.videos, cfg.prompts, cfg.captions, cfg.retrieve)
-        unmatched = []
     _check_outputs(cfg)
     viclip, clip = load_scorers(cfg, viclip_model)
     definitions = {}
@@ -177,7 +163,6 @@ def run_score(
     if clip:
         definitions["clip"] = clip.describe()
     report = ScoreReport(cfg.metric_names, definitions)
-    report.skipped.extend(Skipped(u.path, u.reason) for u in unmatched)
     video_embeds: list[torch.Tensor] = []
 
     def prepare(item: ScoreItem) -> tuple[ScoreItem, Optional[VideoScore], Optional[dict], Optional[str]]:
@@ -268,19 +253,45 @@ def run_score(
     stories = [v for v in cfg.videos if is_story_folder(v)]
     if stories:
         report.stories = {str(v): story_continuity(v) for v in stories}
-    if cfg.suite == "vbench" and report.rows:
-        from vidgen.metrics import vbench
+    for path in (cfg.out, cfg.html):
+        if path:
+            write_report(report, path, overwrite=cfg.overwrite)
+    return report
 
+
+def run_vbench(cfg: ScoreConfig, **kwargs) -> ScoreReport:
+    """``--suite vbench``: VBench's ViCLIP dimensions over the folder ``cfg.videos[0]`` (:mod:`vidgen.metrics.vbench`),
+    written in VBench's layout into ``cfg.out`` (a folder); the report holds them as set-level numbers.
+
+    Raises:
+        InputError, DataError, ModelLoadError, OutputError: whole-run problems.
+    """
+    import dataclasses
+    import logging
+
+    from vidgen.io.files import check_output_path
+    from vidgen.metrics import vbench
+
+    out = cfg.out or "vbench_results"
+    collected = vbench.collect(cfg.videos[0], cfg.captions, cfg.full_info)
+    for path in vbench.output_paths(out, cfg.name):
+        check_output_path(path, cfg.overwrite)
+    _check_outputs(dataclasses.replace(cfg, out=None))  # the HTML page, before any work
+    if collected.missing:
+        logging.getLogger("vidgen").warning("%d videos of VBench's prompt list are missing (e.g. %r); the scores are "
+                                            "over the rest", len(collected.missing), collected.missing[0])
+    report = run_score(dataclasses.replace(cfg, out=None, html=None), items=collected.items, **kwargs)
+    report.skipped.extend(Skipped(u.path, u.reason) for u in collected.unmatched)
+    if report.rows:
         results = vbench.results({r.video: r.scores["viclip"] for r in report.rows}, collected.dimensions)
-        vbench.write(cfg.out or "vbench_results", cfg.name, collected, results, overwrite=cfg.overwrite)
+        vbench.write(out, cfg.name, collected, results, overwrite=cfg.overwrite)
         report.set_level = {"mode": "standard (VBench's prompt list)" if cfg.full_info else "custom (prompts from the files)",
                             **{dim: results[dim][0] for dim in vbench.DIMENSIONS},
                             **({"missing videos": len(collected.missing)} if collected.missing else {}),
                             **{f"{dim} (normalised)": v for dim, v in vbench.normalized(results).items()},
-                            "results": str(Path(cfg.out or "vbench_results") / f"{cfg.name}_eval_results.json")}
-    for path in (None if cfg.suite == "vbench" else cfg.out, cfg.html):
-        if path:
-            write_report(report, path, overwrite=cfg.overwrite)
+                            "results": str(Path(out) / f"{cfg.name}_eval_results.json")}
+    if cfg.html:
+        write_report(report, cfg.html, overwrite=cfg.overwrite)
     return report
 
 
