@@ -345,7 +345,8 @@ def test_fvd_through_the_shipped_viclip_and_its_bad_inputs(tmp_path, capsys):
     shutil.copy(real / "v00.mp4", lonely)
     for argv, message in ((["score", "--fvd", str(real), str(lonely)], "at least 2"),
                           (["score", "--fvd", str(real), str(tmp_path / "missing")], "is not a folder"),
-                          (["score", "--fvd", str(real), str(gen), "--fvd-net", "i3d"], "needs --i3d FILE")):
+                          (["score", "--fvd", str(real), str(gen), "--fvd-net", "i3d"], "needs --i3d FILE"),
+                          (["score", "--fvd", str(real), str(gen), "--out", str(tmp_path / "f.csv")], "a .json file")):
         assert main([*argv, "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err

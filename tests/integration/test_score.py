@@ -128,6 +128,8 @@ def test_bad_videos_are_skipped_and_reported(toy, capsys, tmp_path):
     assert "2 frames; 4 are needed" in rows["short.mp4"]["status"]
     assert "empty" in rows["empty.mp4"]["status"] and "not found" in rows["missing.mp4"]["status"]
     assert rows["corrupt.mp4"]["status"].startswith("skipped: ")
+    source = rows["red.mp4"]["viclip source"]  # the CSV says where the number came from
+    assert str(toy["model"]) in source and "preprocess demo" in source and "frames[::n // " in source
 
 
 def test_html_report_is_self_contained(toy, capsys, tmp_path):

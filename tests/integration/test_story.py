@@ -212,6 +212,8 @@ def test_story_folder_scores_each_clip_against_its_caption(tiny_motion_model, tm
     assert "pixel change at clip boundaries" in capsys.readouterr().out
     # The toy world's judge measures of the same folder (object jump, per-clip verdicts) come from vidgen eval.
     assert main(["eval", "--story", str(story)]) == 0
+    assert "boundary jump median" in capsys.readouterr().out
+    assert main(["eval", "--story", str(story), "--json"]) == 0
     toy = json.loads(capsys.readouterr().out)
     assert len(toy["boundaries"]) == 1 and len(toy["clips"]) == 2
     assert {"median_jump_px", "median_pixel_change", "motion_accuracy", "color_kept", "shape_kept"} <= toy.keys()

@@ -38,7 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import json
     import sys
 
     from vidgen.config import load_config
@@ -49,8 +48,12 @@ def main(args: argparse.Namespace) -> int:
     overrides = merged_overrides(flag_overrides(args, FIELDS), args.overrides)
     cfg = load_config(EvalConfig, files=args.config, overrides=overrides)
     if cfg.story_folder:
-        measures = story_folder_measures(cfg.story_folder)
-        emit(args, measures, json.dumps(measures, indent=1))
+        m = story_folder_measures(cfg.story_folder)
+        emit(args, m, [f"  clip {i}: {c['caption']!r}: judged {c['color']} {c['shape']} moving {c['motion']}"
+                       for i, c in enumerate(m["clips"])] +
+             [f"story {cfg.story_folder}: boundary jump median {m['median_jump_px']:.2f} px, pixel change "
+              f"x{m['median_pixel_change']:.2f} of the change inside clips, motion as captioned in "
+              f"{m['motion_accuracy']:.0%} of clips, colour kept: {m['color_kept']}, shape kept: {m['shape_kept']}"])
         return 0
     cfg = load_job_config(EvalConfig, args.config, overrides)
 

@@ -117,17 +117,28 @@ def report_json(report: ScoreReport) -> str:
     return json.dumps(json_ready(report.to_dict()), indent=2, ensure_ascii=False) + "\n"
 
 
+def _source(definition: dict[str, Any]) -> str:
+    """Where a metric's numbers come from, in one cell: checkpoint, preprocessing, frame choice, resize."""
+    prep = definition.get("preprocess", definition)
+    model = definition.get("checkpoint") or definition.get("model") or definition.get("model_size", "")
+    parts = [f"model {model}", f"preprocess {prep['name']}" if "name" in prep else "", f"frames: {prep.get('frames', '')}",
+             f"resize: {prep.get('resize', '')}"]
+    return "; ".join(p for p in parts if p)
+
+
 def report_csv(report: ScoreReport) -> str:
-    """One row per video (scored or skipped): video, caption, one column per metric, frames, status."""
+    """One row per video (scored or skipped): video, caption, one column per metric, frames, status, and per metric
+    the model, preprocessing and frame choice its number came from."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["video", "caption", *report.metrics, "frames", "status"])
+    sources = [_source(report.definitions.get(m, {})) for m in report.metrics]
+    writer.writerow(["video", "caption", *report.metrics, "frames", "status", *(f"{m} source" for m in report.metrics)])
     for r in report.rows:
         frames = r.frames.get(report.metrics[0], [])
         writer.writerow([r.video, r.caption or "", *(f"{r.scores[m]:.6f}" if m in r.scores else "" for m in report.metrics),
-                         " ".join(map(str, frames)), "ok"])
+                         " ".join(map(str, frames)), "ok", *sources])
     for s in report.skipped:
-        writer.writerow([s.video, "", *([""] * len(report.metrics)), "", f"skipped: {s.reason}"])
+        writer.writerow([s.video, "", *([""] * len(report.metrics)), "", f"skipped: {s.reason}", *sources])
     return buf.getvalue()
 
 

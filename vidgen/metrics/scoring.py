@@ -306,6 +306,8 @@ def run_fvd(cfg: ScoreConfig, progress: bool = False) -> ScoreReport:
     from vidgen.metrics.fvd import compute_fvd, folder_videos, load_features
     from vidgen.runtime import resolve_device, resolve_dtype
 
+    if cfg.out and Path(cfg.out).suffix.lower() != ".json":
+        raise InputError(f"--out {cfg.out!r}: an FVD report is a .json file (the HTML page goes to --html)")
     _check_outputs(cfg)
     total = sum(len(folder_videos(f)) for f in cfg.fvd)  # also checks both folders before any model loads
     extractor = load_features(cfg.fvd_net, viclip=cfg.viclip, i3d=cfg.i3d, preprocess=cfg.preprocess,
