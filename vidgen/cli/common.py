@@ -13,6 +13,8 @@ from vidgen.pipelines.settings import SamplingSettings
 SAMPLING_FLAGS = {f.name: f"sampling.{f.name}" for f in dataclasses.fields(SamplingSettings)}
 # argparse dest -> field of the story section (vidgen story, vidgen eval --suite story)
 STORY_FLAGS = {"overlap": "story.overlap", "resample": "story.resample", "pin": "story.pin"}
+# argparse dest -> field of the weights section (--base, --motion-adapter, --variant, --lora)
+WEIGHTS_FLAGS = {name: f"weights.{name}" for name in ("base", "motion_adapter", "base_config", "variant", "lora")}
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +47,20 @@ def add_sampling_args(parser: argparse.ArgumentParser, frames_flag: str = "--fra
     how.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
     how.add_argument("--fps", type=float, metavar="N", help="frames per second of written videos")
     how.add_argument("--upscale", type=int, metavar="K", help="enlarge written videos K times (for small models)")
+
+
+def add_weights_args(parser: argparse.ArgumentParser) -> None:
+    """``--model`` and the other ways to name weights: a Stable Diffusion base with a motion adapter, variants, LoRAs."""
+    group = parser.add_argument_group("weights (docs/weights.md)")
+    group.add_argument("--model", "-m", metavar="DIR", help="model folder (default: the shipped model)")
+    group.add_argument("--base", metavar="SD", help="a Stable Diffusion folder or single-file checkpoint, made a video "
+                       "model with --motion-adapter (instead of --model)")
+    group.add_argument("--motion-adapter", metavar="MA", help="an AnimateDiff MotionAdapter folder or original "
+                       "motion-module file, for --base")
+    group.add_argument("--base-config", metavar="DIR", help="diffusers configs describing a single-file --base "
+                       "(default: Stable Diffusion 1.5's, shipped)")
+    group.add_argument("--variant", metavar="NAME", help="weight files to read, e.g. fp16 (default: the one a folder holds)")
+    group.add_argument("--lora", action="append", metavar="PATH[:SCALE]", help="a LoRA file to apply (repeatable)")
 
 
 def add_story_args(parser: argparse.ArgumentParser, title: str = "story") -> argparse._ArgumentGroup:

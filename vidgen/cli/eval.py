@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import (SAMPLING_FLAGS, STORY_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_story_args,
+from vidgen.cli.common import (SAMPLING_FLAGS, STORY_FLAGS, WEIGHTS_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_story_args,
+                               add_weights_args,
                                emit, flag_overrides, merged_overrides)
 
 HELP = "evaluate a model on the toy world's suites"
 
 FIELDS = {"suite": "suite", "story": "story_folder", "fvd": "fvd", "model": "model", "viclip": "viclip", "n": "n", "out": "out",
           "batch_size": "batch_size", "device": "device", "save_videos": "save_videos", "overwrite": "overwrite",
-          **STORY_FLAGS, **SAMPLING_FLAGS}
+          **STORY_FLAGS, **SAMPLING_FLAGS, **WEIGHTS_FLAGS}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suite", choices=("toyworld", "story"), help="toyworld: single prompts (default); story: three-clip "
                    "stories with continuity vs independent clips")
     p.add_argument("--story", metavar="DIR", help="measure an existing story folder (vidgen story output) instead")
-    p.add_argument("--model", "-m", metavar="DIR", help="model folder (default: the shipped model)")
+    add_weights_args(p)
     p.add_argument("--viclip", metavar="PATH", help="ViCLIP for CLIPSIM (default: MODEL/viclip or the shipped ViCLIP)")
     p.add_argument("--n", type=int, metavar="N", help="prompts (toyworld: 120, half held-out combinations) or stories (story: 30)")
     p.add_argument("--out", "-o", metavar="DIR", help="results folder (default eval/toyworld)")

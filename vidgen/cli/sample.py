@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import SAMPLING_FLAGS, add_config_args, add_json_arg, add_sampling_args, emit, flag_overrides, merged_overrides
+from vidgen.cli.common import (SAMPLING_FLAGS, WEIGHTS_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_weights_args,
+                               emit, flag_overrides, merged_overrides)
 
 HELP = "generate videos from text prompts"
 
@@ -30,6 +31,7 @@ FIELDS = {
     "upscale_mode": "upscale_mode",
     "overwrite": "overwrite",
     **SAMPLING_FLAGS,
+    **WEIGHTS_FLAGS,
 }
 
 
@@ -39,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--prompt", "-p", action="append", metavar="TEXT", help="a prompt (repeatable)")
     what.add_argument("--prompts-file", metavar="FILE", help="prompts, one per line (or a .jsonl with a 'prompt' field)")
     what.add_argument("--num-videos", type=int, metavar="N", help="videos per prompt, seeds SEED, SEED+1, ... (default 1)")
-    where = p.add_argument_group("model and output")
-    where.add_argument("--model", "-m", metavar="DIR", help="model folder (default: the shipped model in checkpoints/)")
+    add_weights_args(p)
+    where = p.add_argument_group("output")
     where.add_argument("--out", "-o", metavar="PATH", help="output file (.mp4/.gif, one video) or folder (default outputs/)")
     where.add_argument("--format", choices=("mp4", "gif"), help="file format when --out is a folder (default mp4)")
     where.add_argument("--upscale-mode", choices=("nearest", "bicubic"), help="upscaling filter (default nearest)")
@@ -76,6 +78,8 @@ def main(args: argparse.Namespace) -> int:
     written = run_sample(cfg, progress=not args.no_progress and not args.json,
                          on_written=lambda job: print(f"wrote {job.path}  ({job.prompt!r}, seed {job.seed})", flush=True))
     seconds = time.perf_counter() - start
-    emit(args, {"videos": [str(p) for p in written], "count": len(written), "model": cfg.model, "seconds": seconds},
-         f"{len(written)} video{'s' * (len(written) != 1)} in {seconds:.1f} s with the model in {cfg.model}")
+    model = cfg.model or cfg.weights.describe()
+    emit(args, {"videos": [str(p) for p in written], "count": len(written), "model": model, "seconds": seconds},
+         f"{len(written)} video{'s' * (len(written) != 1)} in {seconds:.1f} s with "
+         + (f"the model in {model}" if cfg.model else model))
     return 0

@@ -6,9 +6,11 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Optional
 
-from vidgen.cli.common import (SAMPLING_FLAGS, STORY_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_story_args,
+from vidgen.cli.common import (SAMPLING_FLAGS, STORY_FLAGS, WEIGHTS_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_story_args,
+                               add_weights_args,
                                emit, flag_overrides, merged_overrides)
 from vidgen.pipelines.settings import SamplingSettings, StorySettings
+from vidgen.pipelines.weights import WeightsSettings
 
 HELP = "generate a story: clips that continue one another"
 
@@ -23,7 +25,7 @@ the clips separately (the baseline)."""
 
 FIELDS = {"script": "script", "prompt": "prompts", "model": "model", "out": "out", "device": "device",
           "overwrite": "overwrite", "mode": "story.mode", "shared_noise": "story.shared_noise", **STORY_FLAGS,
-          **SAMPLING_FLAGS}
+          **SAMPLING_FLAGS, **WEIGHTS_FLAGS}
 
 
 @dataclass
@@ -39,13 +41,14 @@ class StoryConfig:
     overwrite: bool = False
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     story: StorySettings = field(default_factory=StorySettings)
+    weights: WeightsSettings = field(default_factory=WeightsSettings)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("story", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--script", metavar="FILE", help="story script (.txt: a caption per line; .jsonl: rows)")
     p.add_argument("--prompt", "-p", action="append", metavar="TEXT", help="a caption (repeatable, in order)")
-    p.add_argument("--model", "-m", metavar="DIR", help="model folder (default: the shipped model)")
+    add_weights_args(p)
     p.add_argument("--out", "-o", metavar="DIR", help="output folder (default story/)")
     p.add_argument("--device", metavar="DEV", help="cpu, cuda or auto")
     p.add_argument("--overwrite", action="store_true", default=None, help="replace existing story files")
@@ -89,13 +92,13 @@ def main(args: argparse.Namespace) -> int:
     # Everything that can be checked fails here, before the model loads and the clips are generated.
     StoryPipeline(None)._check(segments, s.frames, st.overlap, st.mode, st.resample or 0, st.pin)
     check_story_output(cfg.out, len(segments), cfg.overwrite)
-    pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler)
+    pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler, weights=cfg.weights)
     if st.resample is None:
         st.resample = default_resample(pipe, read_model_defaults(cfg.model).story)
     story = StoryPipeline(pipe)(segments, seed=s.seed, mode=st.mode, overlap=st.overlap, shared_noise=st.shared_noise,
                                 resample=st.resample, pin=st.pin, fps=s.fps, **pipeline_kwargs(s))
     paths = write_story(story, cfg.out, overwrite=cfg.overwrite, upscale=s.upscale,
-                        settings={"model": cfg.model, "scheduler": s.scheduler})
+                        settings={"model": cfg.model or cfg.weights.describe(), "scheduler": s.scheduler})
     emit(args, {"folder": cfg.out, "clips": len(story.clips), "frames": len(story.video),
                 "files": {name: str(path) for name, path in paths.items()}},
          [*(f"wrote {paths[name]}" for name in ("story.mp4", "story.html", "story.jsonl")),

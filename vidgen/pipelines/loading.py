@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vidgen.assets import shipped_model_dir
-from vidgen.errors import ModelLoadError, first_line
+from vidgen.errors import InputError, ModelLoadError, first_line
+
+if TYPE_CHECKING:
+    from vidgen.pipelines.weights import WeightsSettings
 
 REQUIRED_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
 DENOISER_CLASSES = ("UNetMotionModel", "UNet3DConditionModel")
@@ -84,11 +88,14 @@ def load_pipeline(
     scheduler: str | None = None,
     attention: str = "auto",
     progress: bool = False,
+    weights: "WeightsSettings | None" = None,
 ):
-    """Open a model folder as a :class:`~vidgen.pipelines.TextToVideoPipeline`, ready to sample.
+    """Open a model as a :class:`~vidgen.pipelines.TextToVideoPipeline`, ready to sample.
 
     Args:
-        path: the model folder; ``None`` for the shipped default model.
+        path: the model folder; ``None`` for the shipped default model (or for ``weights.base``).
+        weights: a Stable Diffusion base with a motion adapter instead of a model folder,
+            the weight variant, and LoRAs to apply (:mod:`vidgen.pipelines.weights`).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         dtype: ``"fp32"``, ``"fp16"`` or ``"bf16"`` for the weights.
         scheduler: a short scheduler name to use instead of the folder's own.
@@ -103,26 +110,41 @@ def load_pipeline(
     from vidgen.runtime import resolve_device, resolve_dtype
     from vidgen.pipelines.text_to_video import TextToVideoPipeline
 
-    path = default_model_dir() if path is None else Path(path)
-    check_model_folder(path)
+    from vidgen.pipelines.weights import WeightsSettings, apply_loras, open_assembled, resolve_variant
+
+    weights = weights or WeightsSettings()
+    if weights.assembled and path is not None:
+        raise InputError("give either a model folder (--model) or --base with --motion-adapter, not both")
+    weights.check_files()
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
     if not progress:
         from vidgen.runtime import silence_library_progress
 
         silence_library_progress()
-    try:
-        pipe = TextToVideoPipeline.from_pretrained(str(path), torch_dtype=torch_dtype, use_safetensors=True)
-    except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError, TypeError) as exc:
-        reason = first_line(exc)
-        raise ModelLoadError(f"cannot load model folder {str(path)!r}: {reason}") from None
+    if weights.assembled:
+        pipe = TextToVideoPipeline(**open_assembled(weights, torch_dtype=torch_dtype))
+    else:
+        path = default_model_dir() if path is None else Path(path)
+        check_model_folder(path)
+        variant = resolve_variant(path, WEIGHTED_COMPONENTS, weights.variant)
+        try:
+            pipe = TextToVideoPipeline.from_pretrained(str(path), torch_dtype=torch_dtype, use_safetensors=True,
+                                                       variant=variant)
+        except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError, TypeError) as exc:
+            reason = first_line(exc)
+            raise ModelLoadError(f"cannot load model folder {str(path)!r}: {reason}") from None
     if scheduler:
         pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    apply_loras(pipe, weights.lora)
     pipe.to(device)
     from vidgen.pipelines.prompts import ModelVocabulary, PromptWarnings
 
-    name = "the shipped model" if path.resolve() == DEFAULT_MODEL_DIR.resolve() else f"the model in {path}"
-    pipe.prompt_warnings = PromptWarnings(ModelVocabulary.load(path), model=name)
+    if weights.assembled:
+        pipe.prompt_warnings = PromptWarnings(None, model=weights.describe())
+    else:
+        name = "the shipped model" if path.resolve() == DEFAULT_MODEL_DIR.resolve() else f"the model in {path}"
+        pipe.prompt_warnings = PromptWarnings(ModelVocabulary.load(path), model=name)
     pipe.set_attention_backend(attention)
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -11,6 +11,7 @@ from typing import Callable, Optional
 
 from vidgen.errors import InputError, OutputError
 from vidgen.pipelines.settings import SamplingSettings
+from vidgen.pipelines.weights import WeightsSettings
 
 FORMATS = ("mp4", "gif")
 
@@ -33,6 +34,7 @@ class SampleConfig:
     decode_chunk_size: int = 16
     overwrite: bool = False
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    weights: WeightsSettings = field(default_factory=WeightsSettings)
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -176,7 +178,8 @@ def run_sample(
     cfg = dataclasses.replace(cfg, format=output_format(cfg))
     s = cfg.sampling
     if pipe is None:
-        pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler, attention=cfg.attention)
+        pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler, attention=cfg.attention,
+                             weights=cfg.weights)
     height, width = s.height or pipe.default_size[0], s.width or pipe.default_size[1]
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     written = []

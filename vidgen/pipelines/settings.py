@@ -121,16 +121,16 @@ class ModelDefaults:
     story: dict[str, Any] = field(default_factory=dict)
 
 
-def read_model_defaults(model_dir: str | Path) -> ModelDefaults:
-    """The model folder's ``sample_defaults.yaml`` (empty when it has none).
+def read_model_defaults(model_dir: str | Path | None) -> ModelDefaults:
+    """The model folder's ``sample_defaults.yaml`` (empty when it has none, or for no folder).
 
     Raises:
         InputError: the file is not YAML, not a mapping, or holds a key that is not a setting.
     """
     import yaml
 
-    path = Path(model_dir) / MODEL_SAMPLE_DEFAULTS
-    if not path.is_file():
+    path = Path(model_dir) / MODEL_SAMPLE_DEFAULTS if model_dir is not None else None
+    if path is None or not path.is_file():
         return ModelDefaults()
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -189,7 +189,8 @@ def model_defaults_layer(schema: type, defaults: ModelDefaults) -> dict[str, Any
 def load_job_config(schema: type[T], files: Sequence[Any] = (), overrides: Mapping[str, Any] | Sequence[str] = ()) -> T:
     """A job config (``schema`` has a ``model`` field and a ``sampling`` section) with the model folder's defaults
     layered between the built-in defaults and ``files``/``overrides``; ``model`` is resolved to a folder
-    (the shipped model when none is given).
+    (the shipped model when none is given), unless the config's ``weights`` section assembles the model
+    from a base and a motion adapter.
 
     Raises:
         ConfigError, InputError: a bad layer; ModelLoadError: no model folder.
@@ -199,6 +200,11 @@ def load_job_config(schema: type[T], files: Sequence[Any] = (), overrides: Mappi
 
     overrides = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
     first = load_config(schema, files=files, overrides=overrides)
+    weights = getattr(first, "weights", None)
+    if weights is not None and weights.assembled:  # --base SD --motion-adapter MA: no model folder, no folder defaults
+        if first.model:
+            raise InputError("give either a model folder (--model) or --base with --motion-adapter, not both")
+        return first
     model_dir = Path(first.model) if first.model else default_model_dir()
     layer = model_defaults_layer(schema, read_model_defaults(model_dir))
     return load_config(schema, files=[layer, *files], overrides={**overrides, "model": str(model_dir)})

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -54,7 +55,7 @@ def _as_list(value: str | Sequence[str] | None, name: str) -> list[str] | None:
     raise InputError(f"{name} must be a string or a list of strings, got {type(value).__name__}")
 
 
-class TextToVideoPipeline(DiffusionPipeline):
+class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     """Text-to-video generation with a ``UNetMotionModel`` or ``UNet3DConditionModel`` denoiser.
 
     Args:
@@ -63,6 +64,8 @@ class TextToVideoPipeline(DiffusionPipeline):
         tokenizer: ``CLIPTokenizer`` matching the text encoder.
         unet: ``UNetMotionModel`` or ``UNet3DConditionModel`` over latents ``[B, C, F, h, w]``.
         scheduler: any diffusers noise scheduler (see :mod:`vidgen.pipelines.schedulers`).
+
+    LoRA files load with ``load_lora_weights`` as on diffusers' Stable Diffusion and AnimateDiff pipelines.
     """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"

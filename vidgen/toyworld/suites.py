@@ -26,6 +26,7 @@ import numpy as np
 from vidgen.errors import InputError
 from vidgen.metrics.story import median_finite, pixel_changes, story_parts
 from vidgen.pipelines.settings import SamplingSettings, StorySettings
+from vidgen.pipelines.weights import WeightsSettings
 from vidgen.toyworld.captions import canonical_caption, make_caption
 from vidgen.toyworld.judge import boundary_jump, faithfulness, judge_frames
 from vidgen.toyworld.render import make_story, render_clip
@@ -56,6 +57,7 @@ class EvalConfig:
     fvd: bool = False  # toyworld suite: also the ViCLIP FVD of the generated clips against real ones, and of two real sets (the floor)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)  # sampling.seed: prompt order and sampling seeds
     story: StorySettings = field(default_factory=StorySettings)  # story suite: how clips continue one another
+    weights: WeightsSettings = field(default_factory=WeightsSettings)  # --base/--motion-adapter, --variant, --lora
 
     def __post_init__(self) -> None:
         if self.suite not in SUITES:
@@ -185,14 +187,21 @@ def prepare_out(cfg: EvalConfig) -> Path:
 
 
 def load_model(cfg: EvalConfig, pipe=None):
-    """``(pipeline, model folder, height, width)``: the model (loaded unless given) and the frame size it samples."""
+    """``(pipeline, model folder, height, width)``: the model (loaded unless given) and the frame size it samples;
+    the folder is ``None`` for a model assembled from ``--base`` and ``--motion-adapter``."""
     from vidgen.pipelines.loading import default_model_dir, load_pipeline
 
-    model_dir = Path(cfg.model) if cfg.model else default_model_dir()
+    model_dir = None if cfg.weights.assembled else Path(cfg.model) if cfg.model else default_model_dir()
     if pipe is None:
-        pipe = load_pipeline(model_dir, device=cfg.device, dtype=cfg.dtype, scheduler=cfg.sampling.scheduler)
+        pipe = load_pipeline(model_dir, device=cfg.device, dtype=cfg.dtype, scheduler=cfg.sampling.scheduler,
+                             weights=cfg.weights)
     s = cfg.sampling
     return pipe, model_dir, s.height or pipe.default_size[0], s.width or pipe.default_size[1]
+
+
+def model_name(cfg: EvalConfig, model_dir: Path | None) -> str:
+    """The model as reports name it: its folder, or where its assembled weights came from."""
+    return str(model_dir) if model_dir is not None else cfg.weights.describe()
 
 
 def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callable[[int, int], None] | None = None) -> EvalReport:
@@ -222,7 +231,7 @@ def run_toyworld_eval(cfg: EvalConfig, pipe=None, viclip=None, progress: Callabl
     scorer = _viclip_scorer(cfg, model_dir, viclip)
 
     plan = eval_prompts(cfg)
-    report = EvalReport(config={**asdict(cfg), "model": str(model_dir),
+    report = EvalReport(config={**asdict(cfg), "model": model_name(cfg, model_dir),
                                 "sampling": {**asdict(s), "height": height, "width": width}})
     contact = []
     rng = np.random.default_rng(s.seed + 1)
@@ -397,7 +406,7 @@ def run_story_eval(cfg: EvalConfig, pipe=None, num_clips: int = 3, progress=None
         if progress:
             progress(i + 1, len(scripts))
     result.summary = {mode: _pool(result.stories, mode) for mode in ("continuity", "independent")}
-    config = {"suite": "story", "n": cfg.n, "model": str(model_dir), "story": {**asdict(st), "resample": resample},
+    config = {"suite": "story", "n": cfg.n, "model": model_name(cfg, model_dir), "story": {**asdict(st), "resample": resample},
               "sampling": {**asdict(s), "height": height, "width": width}}
     atomic_write_text(out / "results.json", json.dumps({"config": config, "summary": result.summary,
                                                         "stories": result.stories}, indent=1, default=str))
@@ -419,7 +428,7 @@ def _viclip_scorer(cfg: EvalConfig, model_dir: Path, viclip) -> Optional[_Scorer
         return _Scorer(ViCLIPScorer(viclip), Path("<given>"))
     if cfg.viclip:
         return _Scorer(ViCLIPScorer(load_viclip(cfg.viclip)), Path(cfg.viclip))
-    if (model_dir / "viclip").exists():
+    if model_dir is not None and (model_dir / "viclip").exists():
         return _Scorer(ViCLIPScorer(load_viclip(model_dir / "viclip")), model_dir / "viclip")
     try:
         path = default_viclip_path()
