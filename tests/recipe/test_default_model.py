@@ -146,3 +146,27 @@ def test_the_tiny_training_config_fine_tunes_on_the_shipped_parts(tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [3] and all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
     assert any("val/judge_all" in r for r in rows)  # the toy world's judge scored the validation video
+
+
+def test_plain_diffusers_opens_the_shipped_model_as_animatediff(pipe, tmp_path):
+    """The shipped folder is an AnimateDiff pipeline to diffusers, in a process that never imports vidgen."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np, torch\n"
+        "from diffusers import DiffusionPipeline\n"
+        "pipe = DiffusionPipeline.from_pretrained(sys.argv[1], torch_dtype=torch.float32)\n"
+        "pipe.set_progress_bar_config(disable=True)\n"
+        "out = pipe('a red circle moves right on a white background', num_frames=8, num_inference_steps=4,\n"
+        "           guidance_scale=7.5, generator=torch.Generator().manual_seed(3), output_type='np').frames\n"
+        "np.save(sys.argv[2], np.asarray(out))\n"
+        "print(type(pipe).__name__, any(m.startswith('vidgen') for m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(DEFAULT_MODEL_DIR), str(tmp_path / "f.npy")],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["AnimateDiffPipeline", "False"]
+    ours = pipe("a red circle moves right on a white background", num_frames=8, num_inference_steps=4, guidance_scale=7.5,
+                generator=torch.Generator().manual_seed(3)).frames
+    np.testing.assert_allclose(np.load(tmp_path / "f.npy"), ours, atol=1e-5)

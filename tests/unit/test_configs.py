@@ -26,6 +26,9 @@ def test_internvid_aes_configs_layer_on_their_base():
     cfg = load_config(TrainConfig, files=[config_dir() / "train" / "internvid_aes_temporal.yaml"])
     assert (cfg.model.denoiser, cfg.model.trainable, cfg.data.source) == ("inflate", "temporal", "shards")
     assert cfg.data.num_frames == 16 and cfg.train.mixed_precision == "bf16" and cfg.optim.lr == 1e-4
+    adapter = load_config(TrainConfig, files=[config_dir() / "train" / "internvid_aes_adapter.yaml"])
+    assert (adapter.model.denoiser, adapter.model.trainable, adapter.data.source) == ("adapter", "temporal", "shards")
+    assert adapter.model.motion_adapter and adapter.data.height == 256
 
 
 def test_toy_recipe_configs_load():

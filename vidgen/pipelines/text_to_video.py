@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
 ATTENTION_BACKENDS = ("auto", "sdpa", "xformers", "math")
+# the diffusers pipeline whose components a vidgen model folder has, by denoiser class
+DIFFUSERS_PIPELINES = {"UNetMotionModel": "AnimateDiffPipeline", "UNet3DConditionModel": "TextToVideoSDPipeline"}
 
 
 @dataclass
@@ -86,6 +88,23 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         size = self.unet.config.sample_size or 32
         h, w = (size, size) if isinstance(size, int) else size
         return h * self.vae_scale_factor, w * self.vae_scale_factor
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """``DiffusionPipeline.save_pretrained``, with a ``model_index.json`` that plain diffusers resolves.
+
+        The index names ``AnimateDiffPipeline`` (a ``UNetMotionModel`` denoiser) or ``TextToVideoSDPipeline``
+        (``UNet3DConditionModel``), whose components are these five, so
+        ``diffusers.DiffusionPipeline.from_pretrained(FOLDER)`` opens the folder without vidgen installed;
+        ``TextToVideoPipeline.from_pretrained`` opens it as before.
+        """
+        import json
+        from pathlib import Path
+
+        super().save_pretrained(save_directory, *args, **kwargs)
+        index_path = Path(save_directory) / "model_index.json"
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        index["_class_name"] = DIFFUSERS_PIPELINES[type(self.unet).__name__]
+        index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     # ------------------------------------------------------------------ setup
 

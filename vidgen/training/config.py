@@ -15,8 +15,9 @@ from omegaconf import MISSING
 from vidgen.errors import ConfigError
 from vidgen.pipelines.settings import SamplingSettings
 
-DENOISER_SOURCES = ("fresh", "base", "inflate")
+DENOISER_SOURCES = ("fresh", "base", "inflate", "adapter")
 TRAINABLE = ("all", "temporal", "lora")
+LORA_LAYERS = ("all", "spatial", "motion")
 DATA_SOURCES = ("folder", "shards", "latents")
 LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
 PRECISIONS = ("no", "fp16", "bf16")
@@ -51,8 +52,15 @@ def _positive(section: str, name: str, value, allow_zero: bool = False) -> None:
 class ModelConfig:
     """Where the model's parts come from and which of them train."""
 
-    base: str = MISSING  # folder with vae/, text_encoder/, tokenizer/, scheduler/ (and unet/ for base|inflate)
-    denoiser: str = "fresh"  # fresh: built from kind/preset/unet; base: base's unet/; inflate: base's 2-D unet/ -> UNetMotionModel
+    # A folder with vae/, text_encoder/, tokenizer/, scheduler/ (and unet/ for base|inflate|adapter), or for
+    # inflate|adapter a Stable Diffusion single-file checkpoint (described by base_config, default SD 1.5's)
+    base: str = MISSING
+    # fresh: built from kind/preset/unet; base: base's unet/; inflate: base's 2-D unet/ -> UNetMotionModel with new
+    # temporal layers; adapter: base's 2-D unet/ + motion_adapter's motion modules (continue AnimateDiff's training)
+    denoiser: str = "fresh"
+    motion_adapter: Optional[str] = None  # adapter only: a MotionAdapter folder or an original AnimateDiff file
+    base_config: Optional[str] = None  # a single-file base's diffusers configs (default: Stable Diffusion 1.5's)
+    variant: Optional[str] = None  # weight variant of the base folder (default: the one it holds)
     kind: str = "motion"  # fresh only: motion (UNetMotionModel) | unet3d (UNet3DConditionModel)
     preset: Optional[str] = None  # fresh only: tiny | sd15
     unet: dict = field(default_factory=dict)  # fresh only: constructor overrides
@@ -67,7 +75,8 @@ class ModelConfig:
     # Taken from the plain beta schedule, so a base folder that was already shifted is not shifted again;
     # None keeps the base folder's schedule, 1 the plain one. Exported with the model's scheduler (as trained_betas).
     snr_shift: Optional[float] = None
-    trainable: str = "all"  # all | temporal (spatial frozen) | lora
+    trainable: Optional[str] = None  # all | temporal (spatial frozen) | lora; default temporal for adapter, else all
+    lora_layers: str = "all"  # lora only: all | spatial (image layers: style) | motion (motion modules: camera, motion)
     lora_rank: int = 16
     lora_alpha: Optional[float] = None  # default: the rank
     gradient_checkpointing: bool = False
@@ -79,7 +88,16 @@ class ModelConfig:
         _choice("model", "denoiser", self.denoiser, DENOISER_SOURCES)
         _choice("model", "kind", self.kind, ("motion", "unet3d"))
         _choice("model", "prediction_type", self.prediction_type, ("epsilon", "v_prediction"))
-        _choice("model", "trainable", self.trainable, TRAINABLE)
+        if self.trainable is None and self.base != MISSING:  # not while the schema's blank default is built
+            self.trainable = "temporal" if self.denoiser == "adapter" else "all"
+        if self.trainable is not None:
+            _choice("model", "trainable", self.trainable, TRAINABLE)
+        _choice("model", "lora_layers", self.lora_layers, LORA_LAYERS)
+        if (self.denoiser == "adapter") != (self.motion_adapter is not None):
+            raise ConfigError("model.denoiser=adapter and model.motion_adapter go together (an SD base plus an "
+                              "AnimateDiff motion adapter)")
+        if self.base_config is not None and self.denoiser not in ("inflate", "adapter"):
+            raise ConfigError("model.base_config describes a single-file base, which model.denoiser=inflate|adapter take")
         if self.zero_terminal_snr and self.prediction_type != "v_prediction":
             raise ConfigError("model.zero_terminal_snr needs model.prediction_type=v_prediction "
                               "(at zero SNR an epsilon prediction says nothing about the clip)")

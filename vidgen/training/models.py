@@ -1,9 +1,11 @@
 """Setting up the models for training: which denoiser, which weights train.
 
 The VAE and text encoder are always frozen. The denoiser is either built fresh
-from a config, taken from a model folder, or inflated from a Stable Diffusion
+from a config, taken from a model folder, inflated from a Stable Diffusion
 2-D U-Net into a ``UNetMotionModel`` (spatial weights reused, temporal layers new),
-which is how InternVid's text-to-video baseline starts (arXiv 2307.06942, Sec. 5.3).
+which is how InternVid's text-to-video baseline starts (arXiv 2307.06942, Sec. 5.3),
+or assembled from a Stable Diffusion base and an existing AnimateDiff motion adapter,
+whose motion modules then continue training.
 """
 
 from __future__ import annotations
@@ -82,8 +84,11 @@ def inflate_unet2d(unet2d) -> Any:
     return unet
 
 
-def load_denoiser(cfg: ModelConfig, cross_attention_dim: int):
-    """The denoiser named by ``cfg`` (fresh, from the base folder, or inflated).
+def load_denoiser(cfg: ModelConfig, cross_attention_dim: int, unet2d=None):
+    """The denoiser named by ``cfg`` (fresh, from the base folder, inflated, or base + motion adapter).
+
+    Args:
+        unet2d: the base's 2-D U-Net when it is already loaded (a single-file base).
 
     Raises:
         ModelLoadError: a missing or unreadable U-Net folder.
@@ -98,19 +103,42 @@ def load_denoiser(cfg: ModelConfig, cross_attention_dim: int):
             return build_unet(cfg.kind, cfg.preset, **overrides)
         except TypeError as exc:
             raise ConfigError(f"model.unet has an argument the {cfg.kind} U-Net does not take: {exc}") from None
-    path = _need_dir(Path(cfg.unet_path) if cfg.unet_path else Path(cfg.base) / "unet", "U-Net")
-    class_name = _unet_class_name(path)
-    if cfg.denoiser == "inflate":
+    if unet2d is None:
+        path = _need_dir(Path(cfg.unet_path) if cfg.unet_path else Path(cfg.base) / "unet", "U-Net")
+        class_name = _unet_class_name(path)
+    else:
+        path, class_name = Path(cfg.base), type(unet2d).__name__
+    if cfg.denoiser in ("inflate", "adapter"):
         if class_name != "UNet2DConditionModel":
-            raise ConfigError(f"model.denoiser=inflate needs a 2-D UNet2DConditionModel, but {str(path)!r} holds {class_name}")
-        return inflate_unet2d(_from_pretrained(UNet2DConditionModel, path, "2-D U-Net", use_safetensors=True))
+            raise ConfigError(f"model.denoiser={cfg.denoiser} needs a 2-D UNet2DConditionModel, but {str(path)!r} holds {class_name}")
+        if unet2d is None:
+            unet2d = _from_pretrained(UNet2DConditionModel, path, "2-D U-Net", use_safetensors=True,
+                                      **_variant(path, cfg.variant))
+        if cfg.denoiser == "inflate":
+            return inflate_unet2d(unet2d)
+        from vidgen.pipelines.weights import motion_unet, open_motion_adapter
+
+        adapter = open_motion_adapter(cfg.motion_adapter, variant=cfg.variant)
+        return motion_unet(unet2d, adapter, source=f"model.motion_adapter {cfg.motion_adapter!r}")
     classes = {"UNetMotionModel": UNetMotionModel, "UNet3DConditionModel": UNet3DConditionModel}
     if class_name not in classes:
         raise ConfigError(
             f"model.denoiser=base needs a UNetMotionModel or UNet3DConditionModel, but {str(path)!r} holds {class_name}"
             + (" (use model.denoiser=inflate for a 2-D U-Net)" if class_name == "UNet2DConditionModel" else "")
         )
-    return _from_pretrained(classes[class_name], path, "U-Net", use_safetensors=True)
+    return _from_pretrained(classes[class_name], path, "U-Net", use_safetensors=True, **_variant(path, cfg.variant))
+
+
+def _variant(folder: Path, asked: str | None) -> dict:
+    """``variant=`` for one component folder: the asked one where it is there, else the one it holds."""
+    from vidgen.models.weight_files import folder_variants
+    from vidgen.pipelines.weights import resolve_variant
+
+    if asked is not None:
+        variant = asked if asked in folder_variants(folder) else None
+    else:
+        variant = resolve_variant(folder.parent, [folder.name], None)
+    return {"variant": variant} if variant else {}
 
 
 def load_training_models(cfg: ModelConfig) -> TrainingModels:
@@ -127,13 +155,25 @@ def load_training_models(cfg: ModelConfig) -> TrainingModels:
     from vidgen.runtime import silence_library_progress
 
     silence_library_progress()
-    base = _need_dir(Path(cfg.base), "model.base")
-    for part in ("vae", "text_encoder", "tokenizer", "scheduler"):
-        _need_dir(base / part, f"model.base {part}/")
-    vae = _from_pretrained(AutoencoderKL, base / "vae", "VAE", use_safetensors=True)
-    text_encoder = _from_pretrained(CLIPTextModel, base / "text_encoder", "text encoder", use_safetensors=True)
-    tokenizer = _from_pretrained(CLIPTokenizer, base / "tokenizer", "tokenizer")
-    scheduler_config = _from_pretrained(DDIMScheduler, base / "scheduler", "scheduler").config
+    unet2d = None
+    if Path(cfg.base).is_file():  # a single-file Stable Diffusion checkpoint
+        if cfg.denoiser not in ("inflate", "adapter"):
+            raise ConfigError(f"model.base {cfg.base!r} is a single file, which model.denoiser=inflate|adapter take; "
+                              f"denoiser={cfg.denoiser} needs a folder")
+        from vidgen.pipelines.weights import open_base
+
+        parts = open_base(cfg.base, config=cfg.base_config)
+        vae, text_encoder, tokenizer, unet2d = parts["vae"], parts["text_encoder"], parts["tokenizer"], parts["unet"]
+        scheduler_config = parts["scheduler"].config
+    else:
+        base = _need_dir(Path(cfg.base), "model.base")
+        for part in ("vae", "text_encoder", "tokenizer", "scheduler"):
+            _need_dir(base / part, f"model.base {part}/")
+        vae = _from_pretrained(AutoencoderKL, base / "vae", "VAE", use_safetensors=True, **_variant(base / "vae", cfg.variant))
+        text_encoder = _from_pretrained(CLIPTextModel, base / "text_encoder", "text encoder", use_safetensors=True,
+                                        **_variant(base / "text_encoder", cfg.variant))
+        tokenizer = _from_pretrained(CLIPTokenizer, base / "tokenizer", "tokenizer")
+        scheduler_config = _from_pretrained(DDIMScheduler, base / "scheduler", "scheduler").config
     extra = {} if cfg.zero_terminal_snr is None else {"rescale_betas_zero_snr": cfg.zero_terminal_snr}
     if cfg.snr_shift is not None:  # from the plain schedule, whatever shift the base folder had; 1 removes it
         shifted = cfg.snr_shift != 1
@@ -143,7 +183,7 @@ def load_training_models(cfg: ModelConfig) -> TrainingModels:
         extra["set_alpha_to_one"] = shifted
     noise_scheduler = DDPMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type, **extra)
     sampling_scheduler = DDIMScheduler.from_config(scheduler_config, prediction_type=cfg.prediction_type, **extra)
-    unet = load_denoiser(cfg, text_encoder.config.hidden_size)
+    unet = load_denoiser(cfg, text_encoder.config.hidden_size, unet2d=unet2d)
     vae.requires_grad_(False).eval()
     text_encoder.requires_grad_(False).eval()
     return TrainingModels(unet, vae, text_encoder, tokenizer, noise_scheduler, sampling_scheduler)
@@ -180,11 +220,24 @@ def select_trainable(unet, cfg: ModelConfig) -> list[torch.nn.Parameter]:
 
         unet.requires_grad_(False)
         unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or cfg.lora_rank,
-                                    init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+                                    init_lora_weights="gaussian", target_modules=lora_targets(unet, cfg.lora_layers)))
     params = [p for p in unet.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"model.trainable={cfg.trainable} leaves no trainable parameter in {type(unet).__name__}")
     return params
+
+
+def lora_targets(unet, layers: str = "all") -> list[str] | str:
+    """peft ``target_modules`` for LoRA on the attention projections of ``layers``: ``all``, ``spatial`` (the
+    image model's: style, subject) or ``motion`` (the temporal layers: camera moves, motion, as AnimateDiff's
+    motion LoRAs)."""
+    if layers == "all":
+        return list(LORA_TARGETS)
+    markers = "|".join(_TEMPORAL_MARKERS.get(type(unet).__name__, ("motion_modules",)))
+    projections = r"\.(to_q|to_k|to_v|to_out\.0)"
+    if layers == "motion":
+        return rf".*({markers}).*{projections}"
+    return rf"^(?!.*({markers})).*{projections}"
 
 
 def enable_gradient_checkpointing(unet) -> None:
