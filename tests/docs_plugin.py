@@ -3,8 +3,11 @@
 pytest.ini loads this plugin and ``--codeblocks``: every ``python``/``bash`` block of README.md and
 docs/*.md becomes a test, run in order in a fresh temporary folder per file (with ``configs/`` and
 ``scripts/`` and ``checkpoints/`` linked in, as a checkout has them), so the files one block makes are there for the
-next. A block that needs what a test cannot have (real InternVid files, a GPU, a download) carries
-the plugin's own ``<!--pytest.mark.skip(reason=...)-->`` marker and says in the text what it needs.
+next. The community weights the docs name (``stable-diffusion-v1-5/``, ``mm_sd_v15_v2.safetensors``,
+``animatediff-motion-adapter-v1-5-2/``, ``style.safetensors``) are put there as tiny random stand-ins of
+the same formats (:data:`STAND_INS`), so those commands run as written. A block that needs what a
+test cannot have (real InternVid files, a GPU, a download, a full-size checkpoint) carries the
+plugin's own ``<!--pytest.mark.skip(reason=...)-->`` marker and says in the text what it needs.
 The blocks run sampling and training, so they count as ``slow``.
 """
 
@@ -20,6 +23,25 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LINKED = ("configs", "scripts", "checkpoints")
 _folders: dict[Path, Path] = {}
+
+
+def _stand_ins() -> dict:
+    from tests import weights_helpers as w
+
+    return {
+        "stable-diffusion-v1-5": lambda path: w.save_sd_folder(path),
+        "animatediff-motion-adapter-v1-5-2": lambda path: w.save_adapter_folder(path),
+        "mm_sd_v15_v2.safetensors": lambda path: w.save_original_adapter(path),
+        "style.safetensors": lambda path: w.save_kohya_lora(path),
+    }
+
+
+def _put_stand_ins(doc: Path, folder: Path) -> None:
+    """Tiny stand-ins, in the real formats, for the community files ``doc`` names."""
+    text = doc.read_text(encoding="utf-8")
+    for name, make in _stand_ins().items():
+        if name in text:
+            make(folder / name)
 _cwd: dict[str, str] = {}
 
 
@@ -41,6 +63,7 @@ def pytest_runtest_setup(item) -> None:
         folder = _folders[item.path] = Path(tempfile.mkdtemp(prefix=f"docs-{item.path.stem}-"))
         for name in LINKED:
             (folder / name).symlink_to(REPO / name, target_is_directory=True)
+        _put_stand_ins(item.path, folder)
     if item.obj.syntax in ("bash", "sh") and not item.obj.code.startswith("set -e\n"):
         item.obj.code = "set -e\n" + item.obj.code  # a failing line fails the block, as in a reader's terminal
     _cwd[item.nodeid] = os.getcwd()
