@@ -98,6 +98,23 @@ def test_single_file_base_with_original_adapter_from_the_cli(held, tmp_path):
     assert "mm_original.safetensors" in settings and "base_config" in settings
 
 
+def test_story_and_eval_take_the_same_weight_flags(held, tmp_path):
+    flags = ["--base", held / "sd_fp16", "--motion-adapter", held / "adapter", "--lora", f"{held / 'lora_kohya.safetensors'}:0.5",
+             "--steps", "2", "--height", "16", "--width", "16"]
+    story = run_cli("story", *flags, "--prompt", "a red circle", "--prompt", "a blue circle", "--frames-per-clip", "4",
+                    "--out", tmp_path / "story")
+    assert story.returncode == 0, story.stderr
+    assert (tmp_path / "story" / "story.mp4").is_file()
+    settings = json.loads((tmp_path / "story" / "settings.json").read_text())
+    assert settings["model"].startswith(str(held / "sd_fp16")) and "lora_kohya" in settings["model"]
+    assert settings["weights"]["motion_adapter"] == str(held / "adapter")
+    evaluated = run_cli("eval", *flags, "--n", "2", "--frames", "8", "--batch-size", "2", "--out", tmp_path / "eval", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    summary = json.loads(evaluated.stdout)
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["config"]["model"].startswith(str(held / "sd_fp16"))
+    assert summary["suite"] == "toyworld"
+
+
 def test_single_file_base_equals_its_folder(held):
     folder = load_pipeline(weights=WeightsSettings(base=str(held / "sd"), motion_adapter=str(held / "adapter")), device="cpu")
     single = load_pipeline(weights=WeightsSettings(base=str(held / "sd.safetensors"), base_config=str(held / "sd_configs"),

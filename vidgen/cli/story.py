@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -98,7 +99,8 @@ def main(args: argparse.Namespace) -> int:
     story = StoryPipeline(pipe)(segments, seed=s.seed, mode=st.mode, overlap=st.overlap, shared_noise=st.shared_noise,
                                 resample=st.resample, pin=st.pin, fps=s.fps, **pipeline_kwargs(s))
     paths = write_story(story, cfg.out, overwrite=cfg.overwrite, upscale=s.upscale,
-                        settings={"model": cfg.model or cfg.weights.describe(), "scheduler": s.scheduler})
+                        settings={"model": cfg.model or cfg.weights.describe(), "scheduler": s.scheduler,
+                                  "weights": dataclasses.asdict(cfg.weights)})
     emit(args, {"folder": cfg.out, "clips": len(story.clips), "frames": len(story.video),
                 "files": {name: str(path) for name, path in paths.items()}},
          [*(f"wrote {paths[name]}" for name in ("story.mp4", "story.html", "story.jsonl")),

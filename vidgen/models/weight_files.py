@@ -80,6 +80,25 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def weight_keys(path: str | os.PathLike) -> list[str]:
+    """The tensor names of a weight file: a safetensors header is read without loading its tensors;
+    a pickle is read whole by :func:`read_weights` (so a pickle that needs code is refused here too).
+
+    Raises:
+        ModelLoadError: as :func:`read_weights`.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors" and path.is_file():
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), "pt") as handle:
+                return list(handle.keys())
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"cannot read {str(path)!r}: not a valid safetensors file ({first_line(exc)})") from None
+    return list(read_weights(path))
+
+
 def is_original_motion_modules(state_dict: Mapping[str, Any]) -> bool:
     """Whether ``state_dict`` is an AnimateDiff motion-module file in the original key layout."""
     return any(".temporal_transformer." in k for k in state_dict)

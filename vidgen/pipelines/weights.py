@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from vidgen.errors import ConfigError, InputError, ModelLoadError, first_line
-from vidgen.models.weight_files import PICKLE_SUFFIXES, WEIGHT_SUFFIXES, folder_variants, read_weights
+from vidgen.models.weight_files import PICKLE_SUFFIXES, WEIGHT_SUFFIXES, folder_variants, read_weights, weight_keys
 
 BASE_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
 WEIGHTED = ("vae", "text_encoder", "unet")
@@ -132,10 +132,6 @@ def _is_weight_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in WEIGHT_SUFFIXES
 
 
-def _component_dtype(component, torch_dtype) -> Any:
-    return component.to(dtype=torch_dtype) if torch_dtype is not None and hasattr(component, "to") else component
-
-
 def open_base(path: str | os.PathLike, *, variant: str | None = None, config: str | os.PathLike | None = None,
               torch_dtype=None) -> dict[str, Any]:
     """The parts of a Stable Diffusion model: ``{"vae", "text_encoder", "tokenizer", "unet", "scheduler"}``.
@@ -146,11 +142,14 @@ def open_base(path: str | os.PathLike, *, variant: str | None = None, config: st
         variant: weight variant of a folder (default: the one it holds).
         config: for a single file, a diffusers folder whose configs describe it
             (default: Stable Diffusion 1.5's, shipped with vidgen); nothing is fetched.
-        torch_dtype: the dtype to load the weights in.
+        torch_dtype: the dtype to load the weights in (default float32, whatever the files hold).
 
     Raises:
         ModelLoadError: a missing, incomplete, unreadable or unsafe base.
     """
+    import torch
+
+    torch_dtype = torch_dtype or torch.float32
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"base model not found: {str(path)!r}")
@@ -223,16 +222,15 @@ def _open_single_file_base(path: Path, config: Path, torch_dtype) -> dict[str, A
         raise ModelLoadError(f"base {str(path)!r} is a file but not a checkpoint (expected {', '.join(WEIGHT_SUFFIXES)})")
     if not (config / "unet" / "config.json").is_file():
         raise ModelLoadError(f"--base-config {str(config)!r} is not a diffusers folder with unet/config.json")
-    state = read_weights(path)  # refuses pickles with code before diffusers reads the file
-    if not any(k.startswith("model.diffusion_model.") for k in state):
+    keys = weight_keys(path)  # refuses pickles with code before diffusers reads the file
+    if not any(k.startswith("model.diffusion_model.") for k in keys):
         raise ModelLoadError(f"{str(path)!r} is not a Stable Diffusion checkpoint in the original layout "
                              "(no model.diffusion_model.* keys)")
     missing = [k for k, prefix in (("VAE", "first_stage_model."), ("text encoder", "cond_stage_model."))
-               if not any(key.startswith(prefix) for key in state)]
+               if not any(key.startswith(prefix) for key in keys)]
     if missing:
         raise ModelLoadError(f"{str(path)!r} holds the U-Net only, without its {' and '.join(missing)}; "
                              "use a full checkpoint or a diffusers folder as --base")
-    del state
     extra = {}
     if not (config / "tokenizer").is_dir():
         from vidgen.models.tokenizer import hf_clip_tokenizer
@@ -251,16 +249,19 @@ def _open_single_file_base(path: Path, config: Path, torch_dtype) -> dict[str, A
 
 
 def open_motion_adapter(path: str | os.PathLike, *, variant: str | None = None, torch_dtype=None):
-    """A diffusers ``MotionAdapter`` from its folder or from an original AnimateDiff motion-module file.
+    """A diffusers ``MotionAdapter`` from its folder or from an original AnimateDiff motion-module file,
+    in ``torch_dtype`` (default float32).
 
     Raises:
         ModelLoadError: a missing, unreadable or unsafe file, or one that holds no motion modules.
     """
+    import torch
     from diffusers import MotionAdapter
 
     from vidgen.models.weight_files import (is_original_motion_modules, motion_adapter_config,
                                             motion_modules_from_original, original_position_length)
 
+    torch_dtype = torch_dtype or torch.float32
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"motion adapter not found: {str(path)!r}")
@@ -270,7 +271,8 @@ def open_motion_adapter(path: str | os.PathLike, *, variant: str | None = None, 
                                  f"{_config_class(path)})")
         if not any(path.glob("*.safetensors")):
             _refuse_pickle_only(path.parent, [path.name])
-        chosen = resolve_variant(path.parent, [path.name], variant)
+        # --variant names the base's files; an adapter without that variant reads the files it has
+        chosen = variant if variant in folder_variants(path) else resolve_variant(path.parent, [path.name], None)
         try:
             return MotionAdapter.from_pretrained(str(path), use_safetensors=True, variant=chosen, torch_dtype=torch_dtype)
         except LOAD_ERRORS as exc:
@@ -285,9 +287,12 @@ def open_motion_adapter(path: str | os.PathLike, *, variant: str | None = None, 
     length = original_position_length(original)
     if length is not None:
         config["motion_max_seq_length"] = length
-    adapter = MotionAdapter(**config)
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():  # parameters come from the file; only the position tables are built
+        adapter = MotionAdapter(**config)
     _load_exactly(adapter, state, str(path), ignore=("pos_embed.pe",))
-    return _component_dtype(adapter, torch_dtype)
+    return adapter.to(dtype=torch_dtype)
 
 
 def _load_exactly(module, state: dict, source: str, ignore: Sequence[str] = ()) -> None:
@@ -301,7 +306,7 @@ def _load_exactly(module, state: dict, source: str, ignore: Sequence[str] = ()) 
                 (("missing", missing), ("unexpected", unexpected), ("mismatched", wrong)) if keys]
     if problems:
         raise ModelLoadError(f"{source} does not fit a {type(module).__name__}: {'; '.join(problems)}")
-    module.load_state_dict(state, strict=False)
+    module.load_state_dict(state, strict=False, assign=True)
 
 
 def motion_unet(unet2d, adapter, source: str = "the motion adapter"):
