@@ -6,7 +6,7 @@ import argparse
 
 from vidgen.cli.common import add_json_arg, emit
 
-HELP = "write a training run as a model folder, motion adapter, AnimateDiff file or LoRA"
+HELP = "write a run as a model folder, motion adapter or LoRA"
 
 DESCRIPTION = """\
 Write a training run's weights in the formats other tools open:

@@ -1,0 +1,213 @@
+"""Step-to-step feature caching for U-Net video denoisers (DeepCache-style, and an adaptive rule).
+
+Between neighbouring denoising steps the deep, low-resolution part of a U-Net changes little
+(Ma et al. 2023, "DeepCache"). :class:`FeatureCache` recomputes that part only on *full* calls and
+reuses its outputs on the others, while the shallow branch (the first down block, the last up
+block, the input and output layers) runs on every call:
+
+* ``deep:K``: a full call every K denoiser calls (K = 1 recomputes everything, bit-identical to no cache);
+* ``adaptive:T``: a full call when the first down block's output has moved by more than T (mean
+  absolute change relative to its size) since the last full call, as first-block caching does for
+  transformers.
+
+The cached modules are the U-Net's own blocks (``down_blocks[1:]``, ``mid_block``, ``up_blocks[:-1]``), so
+the same code serves ``UNetMotionModel`` and ``UNet3DConditionModel``; the U-Net's ``forward`` is not
+rewritten. Classifier-free guidance batches both branches in one call, so both are cached together; a
+call that runs the conditional branch alone (outside the guidance interval) takes the conditional half
+of the cache. A cache lives for one video (one pipeline call): nothing carries over to the next.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from vidgen.errors import InputError
+
+CACHE_KINDS = ("none", "deep", "adaptive")
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """A parsed ``--cache`` value."""
+
+    kind: str = "none"
+    interval: int = 1  # deep: a full call every `interval` calls
+    threshold: float = 0.0  # adaptive: relative change of the probe that forces a full call
+
+    def __str__(self) -> str:
+        if self.kind == "deep":
+            return f"deep:{self.interval}"
+        if self.kind == "adaptive":
+            return f"adaptive:{self.threshold:g}"
+        return "none"
+
+
+def parse_cache_spec(spec: str | None) -> CacheSpec:
+    """``none``, ``deep:K`` (K >= 1) or ``adaptive:T`` (T >= 0) -> :class:`CacheSpec`.
+
+    Raises:
+        InputError: any other value.
+    """
+    if spec is None or str(spec).strip().lower() in ("", "none"):
+        return CacheSpec()
+    kind, sep, value = str(spec).strip().lower().partition(":")
+    usage = "use none, deep:K (recompute the deep blocks every K steps, K >= 1) or adaptive:T (T >= 0, e.g. 0.1)"
+    if kind == "deep":
+        if not sep or not value.isdigit() or int(value) < 1:
+            raise InputError(f"cache {spec!r}: deep:K needs a whole number K >= 1; {usage}")
+        return CacheSpec("deep", interval=int(value))
+    if kind == "adaptive":
+        try:
+            threshold = float(value)
+        except ValueError:
+            threshold = float("nan")
+        if not sep or not math.isfinite(threshold) or threshold < 0:
+            raise InputError(f"cache {spec!r}: adaptive:T needs a finite threshold T >= 0; {usage}")
+        return CacheSpec("adaptive", threshold=threshold)
+    raise InputError(f"unknown cache {spec!r}; {usage}")
+
+
+def _map(fn: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return fn(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map(fn, v) for v in value)
+    return value
+
+
+def _first_tensor(value: Any) -> torch.Tensor:
+    while not isinstance(value, torch.Tensor):
+        value = value[0]
+    return value
+
+
+@dataclass
+class CacheStats:
+    """What a cache did during one video: denoiser calls run in full and from the cache."""
+
+    full: int = 0
+    cached: int = 0
+    full_calls: list[int] = field(default_factory=list)  # call indices that ran in full
+
+
+class FeatureCache:
+    """Caches the deep blocks of ``unet`` across denoiser calls while active (a context manager).
+
+    Args:
+        unet: a ``UNetMotionModel`` or ``UNet3DConditionModel`` (anything with ``down_blocks``,
+            ``mid_block`` and ``up_blocks``).
+        spec: a :class:`CacheSpec` (or its text form).
+    """
+
+    def __init__(self, unet, spec: CacheSpec | str | None):
+        self.unet = unet
+        self.spec = spec if isinstance(spec, CacheSpec) else parse_cache_spec(spec)
+        self.stats = CacheStats()
+        self._store: dict[str, Any] = {}
+        self._stored_batch: int | None = None
+        self._probe: torch.Tensor | None = None
+        self._full = True
+        self._batch = 0
+        self._since_full = 0
+        self._originals: list[tuple[torch.nn.Module, Any]] = []
+        self._hook = None
+
+    @property
+    def active(self) -> bool:
+        return self.spec.kind != "none"
+
+    # ------------------------------------------------------------ wiring
+
+    def __enter__(self) -> "FeatureCache":
+        if not self.active:
+            return self
+        n = len(self.unet.down_blocks)
+        if n < 2:
+            raise InputError(f"cache {self.spec}: this U-Net has {n} level; caching needs at least two")
+        deep = [(f"down{i}", block) for i, block in enumerate(self.unet.down_blocks) if i > 0]
+        deep += [("mid", self.unet.mid_block)] + [(f"up{i}", block) for i, block in enumerate(self.unet.up_blocks) if i < n - 1]
+        for name, module in deep:
+            self._wrap(module, self._deep_forward(name, module.forward))
+        self._wrap(self.unet.down_blocks[0], self._probe_forward(self.unet.down_blocks[0].forward))
+        self._hook = self.unet.register_forward_pre_hook(self._start_call, with_kwargs=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for module, original in reversed(self._originals):
+            if original is None:
+                del module.forward
+            else:
+                module.forward = original
+        self._originals.clear()
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        self._store.clear()
+        self._probe = None
+
+    def _wrap(self, module: torch.nn.Module, forward) -> None:
+        self._originals.append((module, module.__dict__.get("forward")))
+        module.forward = forward
+
+    # ------------------------------------------------------------ per call
+
+    def _start_call(self, module, args, kwargs) -> None:
+        sample = args[0] if args else kwargs["sample"]
+        self._batch = int(sample.shape[0])
+        usable = self._store and self._stored_batch in (self._batch, 2 * self._batch)
+        if not usable:
+            self._full = True
+        elif self.spec.kind == "deep":
+            self._full = self._since_full + 1 >= self.spec.interval
+        else:
+            self._full = False  # adaptive: the probe decides once the first block has run
+        if self.spec.kind == "deep":
+            self._count()
+
+    def _count(self) -> None:
+        index = self.stats.full + self.stats.cached
+        if self._full:
+            self.stats.full += 1
+            self.stats.full_calls.append(index)
+            self._since_full = 0
+            self._store.clear()
+            self._stored_batch = self._batch
+        else:
+            self.stats.cached += 1
+            self._since_full += 1
+
+    def _take(self, value: Any) -> Any:
+        """A stored value for this call's batch: all of it, or the conditional (second) half."""
+        if self._stored_batch == self._batch:
+            return value
+        return _map(lambda t: t[t.shape[0] // 2:], value)
+
+    def _probe_forward(self, original):
+        def forward(*args, **kwargs):
+            out = original(*args, **kwargs)
+            if self.spec.kind == "adaptive":
+                probe = _first_tensor(out).detach()
+                if not self._full and self._probe is not None:
+                    reference = self._take(self._probe)
+                    change = (probe.float() - reference.float()).abs().mean() / reference.float().abs().mean().clamp_min(1e-12)
+                    self._full = bool(change > self.spec.threshold)
+                self._count()
+                if self._full:
+                    self._probe = probe
+            return out
+
+        return forward
+
+    def _deep_forward(self, name: str, original):
+        def forward(*args, **kwargs):
+            if self._full:
+                out = original(*args, **kwargs)
+                self._store[name] = out
+                return out
+            return self._take(self._store[name])
+
+        return forward
