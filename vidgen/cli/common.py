@@ -47,6 +47,8 @@ def add_sampling_args(parser: argparse.ArgumentParser, frames_flag: str = "--fra
     how.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
     how.add_argument("--fps", type=float, metavar="N", help="frames per second of written videos")
     how.add_argument("--upscale", type=int, metavar="K", help="enlarge written videos K times (for small models)")
+    how.add_argument("--cache", metavar="SPEC", help="reuse the denoiser's deep features across steps: none, deep:K "
+                     "(recompute them every K steps) or adaptive:T (when the first block moved by more than T)")
 
 
 def add_weights_args(parser: argparse.ArgumentParser) -> None:

@@ -1,19 +1,21 @@
 """Step-to-step feature caching for U-Net video denoisers (DeepCache-style, and an adaptive rule).
 
-Between neighbouring denoising steps the deep, low-resolution part of a U-Net changes little
-(Ma et al. 2023, "DeepCache"). :class:`FeatureCache` recomputes that part only on *full* calls and
-reuses its outputs on the others, while the shallow branch (the first down block, the last up
-block, the input and output layers) runs on every call:
+Between neighbouring denoising steps the inner part of a U-Net changes little (Ma et al. 2023,
+"DeepCache"). :class:`FeatureCache` recomputes it only on *full* calls and reuses its outputs on
+the others. What runs on every call is DeepCache's outermost skip branch: the input convolution
+(and the time embedding), the last layer of the last up block, which joins the input
+convolution's skip connection, and the output layers. Everything between them comes from the cache:
 
 * ``deep:K``: a full call every K denoiser calls (K = 1 recomputes everything, bit-identical to no cache);
-* ``adaptive:T``: a full call when the first down block's output has moved by more than T (mean
-  absolute change relative to its size) since the last full call, as first-block caching does for
-  transformers.
+* ``adaptive:T``: a full call when the input convolution's output has moved by more than T (mean
+  absolute change relative to its size) since the last full call, the input-change rule of
+  TeaCache and first-block caching, at the cost of nothing extra.
 
-The cached modules are the U-Net's own blocks (``down_blocks[1:]``, ``mid_block``, ``up_blocks[:-1]``), so
-the same code serves ``UNetMotionModel`` and ``UNet3DConditionModel``; the U-Net's ``forward`` is not
-rewritten. Classifier-free guidance batches both branches in one call, so both are cached together; a
-call that runs the conditional branch alone (outside the guidance interval) takes the conditional half
+The cached modules are the U-Net's own blocks and layers (all down blocks, the mid block, the up
+blocks but the last, and the last up block's layers but its last one), so the same code serves
+``UNetMotionModel`` and ``UNet3DConditionModel``; the U-Net's ``forward`` is not rewritten.
+Classifier-free guidance batches both branches in one call, so both are cached together; a call
+that runs the conditional branch alone (outside the guidance interval) takes the conditional half
 of the cache. A cache lives for one video (one pipeline call): nothing carries over to the next.
 """
 
@@ -79,12 +81,6 @@ def _map(fn: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any:
     return value
 
 
-def _first_tensor(value: Any) -> torch.Tensor:
-    while not isinstance(value, torch.Tensor):
-        value = value[0]
-    return value
-
-
 @dataclass
 class CacheStats:
     """What a cache did during one video: denoiser calls run in full and from the cache."""
@@ -125,16 +121,25 @@ class FeatureCache:
     def __enter__(self) -> "FeatureCache":
         if not self.active:
             return self
-        n = len(self.unet.down_blocks)
-        if n < 2:
-            raise InputError(f"cache {self.spec}: this U-Net has {n} level; caching needs at least two")
-        deep = [(f"down{i}", block) for i, block in enumerate(self.unet.down_blocks) if i > 0]
-        deep += [("mid", self.unet.mid_block)] + [(f"up{i}", block) for i, block in enumerate(self.unet.up_blocks) if i < n - 1]
-        for name, module in deep:
+        for name, module in self._inner_modules():
             self._wrap(module, self._deep_forward(name, module.forward))
-        self._wrap(self.unet.down_blocks[0], self._probe_forward(self.unet.down_blocks[0].forward))
+        self._wrap(self.unet.conv_in, self._probe_forward(self.unet.conv_in.forward))
         self._hook = self.unet.register_forward_pre_hook(self._start_call, with_kwargs=True)
         return self
+
+    def _inner_modules(self) -> list[tuple[str, torch.nn.Module]]:
+        """Everything between the input convolution and the last up block's last layer."""
+        unet = self.unet
+        inner = [(f"down{i}", block) for i, block in enumerate(unet.down_blocks)] + [("mid", unet.mid_block)]
+        inner += [(f"up{i}", block) for i, block in enumerate(unet.up_blocks[:-1])]
+        last = unet.up_blocks[-1]
+        layers = len(last.resnets)
+        if layers < 2:
+            raise InputError(f"cache {self.spec}: the last up block of this U-Net has one layer; caching needs two")
+        for list_name, modules in last.named_children():  # resnets, attentions, motion_modules / temp_convs, ...
+            if isinstance(modules, torch.nn.ModuleList) and len(modules) == layers:
+                inner += [(f"last.{list_name}.{j}", modules[j]) for j in range(layers - 1)]
+        return inner
 
     def __exit__(self, *exc) -> None:
         for module, original in reversed(self._originals):
@@ -190,7 +195,7 @@ class FeatureCache:
         def forward(*args, **kwargs):
             out = original(*args, **kwargs)
             if self.spec.kind == "adaptive":
-                probe = _first_tensor(out).detach()
+                probe = out.detach()
                 if not self._full and self._probe is not None:
                     reference = self._take(self._probe)
                     change = (probe.float() - reference.float()).abs().mean() / reference.float().abs().mean().clamp_min(1e-12)

@@ -64,8 +64,13 @@ class SamplingSettings:
     seed: int = 0
     fps: float = 8.0  # frame rate of written videos
     upscale: int = 1  # written videos are enlarged this many times (small models)
+    # feature caching of the denoiser's deep blocks across steps (vidgen.pipelines.caching): none | deep:K | adaptive:T
+    cache: Optional[str] = None
 
     def __post_init__(self) -> None:
+        from vidgen.pipelines.caching import parse_cache_spec
+
+        parse_cache_spec(self.cache)
         for name in ("frames", "steps", "upscale"):
             if getattr(self, name) < 1:
                 raise InputError(f"sampling.{name} must be at least 1, got {getattr(self, name)}")
@@ -110,7 +115,7 @@ def pipeline_kwargs(s: SamplingSettings, height: int | None = None, width: int |
     """The :class:`~vidgen.pipelines.TextToVideoPipeline` arguments that ``s`` sets (size given or ``s``'s own)."""
     return dict(num_frames=s.frames, height=height or s.height, width=width or s.width, num_inference_steps=s.steps,
                 guidance_scale=s.guidance, guidance_interval=s.guidance_interval,
-                negative_prompt=s.negative_prompt or None)
+                negative_prompt=s.negative_prompt or None, cache=s.cache)
 
 
 @dataclass

@@ -185,6 +185,7 @@ class StoryPipeline:
         pin: str = "noised",
         fps: float = 8.0,
         guidance_interval: tuple[float, float] | None = None,
+        cache: str | None = None,
     ) -> StoryOutput:
         """Generate one clip per segment, each continuing the last.
 
@@ -203,6 +204,7 @@ class StoryPipeline:
                 RePaint) or ``clean`` (as they are, for models trained with context frames).
             fps: frame rate recorded for the stitched video.
             guidance_interval: timesteps ``(lo, hi)`` where guidance runs (see the pipeline); ``None``: all.
+            cache: feature caching across steps (see the pipeline), started afresh for every clip.
 
         Returns:
             :class:`StoryOutput`.
@@ -237,7 +239,7 @@ class StoryPipeline:
                 seg.caption, negative_prompt=seg.negative_prompt or negative_prompt, num_frames=frames_i,
                 height=height, width=width, num_inference_steps=num_inference_steps,
                 guidance_scale=guidance, latents=kwargs.pop("latents", noise), output_type="latent",
-                guidance_interval=guidance_interval, **kwargs,
+                guidance_interval=guidance_interval, cache=cache, **kwargs,
             )
             latents = out.frames
             pixels = (pipe.decode_latents(latents) / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().numpy()
@@ -250,6 +252,8 @@ class StoryPipeline:
                 "steps": num_inference_steps, "guidance": guidance_scale, "height": height, "width": width}
         if guidance_interval is not None:
             meta["guidance_interval"] = list(guidance_interval)
+        if cache not in (None, "none"):
+            meta["cache"] = cache
         return StoryOutput(clips, video, fps, overlap, mode, meta)
 
     def _conditioning(self, noise: torch.Tensor, known: torch.Tensor, known_noise: torch.Tensor, steps: int,

@@ -22,6 +22,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from vidgen.errors import InputError
+from vidgen.pipelines.caching import FeatureCache, parse_cache_spec
 from vidgen.pipelines.settings import check_guidance_interval
 from vidgen.models.t2v import is_motion_unet, max_frames
 
@@ -331,6 +332,7 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         decode_chunk_size: int = 16,
         cross_attention_kwargs: dict[str, Any] | None = None,
         guidance_interval: tuple[float, float] | None = None,
+        cache: str | None = None,
     ) -> TextToVideoOutput | tuple:
         """Generate videos from text.
 
@@ -363,6 +365,10 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 limited interval (Kynkaanniemi et al. 2024); ``None``: every step. The decision is per
                 denoiser evaluation, so a second-order solver (heun, kdpm2) whose step straddles ``lo``
                 guides one of its two evaluations only.
+            cache: reuse the denoiser's deep features across steps (:mod:`vidgen.pipelines.caching`):
+                ``"deep:K"`` recomputes them every K denoiser calls, ``"adaptive:T"`` when the first
+                block's output moved by more than T; ``None``/``"none"``: every call in full. What it did
+                is in ``self.cache_stats`` afterwards.
 
         Returns:
             :class:`TextToVideoOutput` (or ``(frames,)`` when ``return_dict`` is false).
@@ -380,6 +386,7 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             num_videos_per_prompt, output_type, decode_chunk_size, prompt_embeds, negative_prompt_embeds,
         )
         guidance_interval = check_guidance_interval(guidance_interval)
+        feature_cache = FeatureCache(self.unet, parse_cache_spec(cache))
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
                 raise InputError(f"callback tensor {name!r} is not one of {', '.join(self._callback_tensor_inputs)}")
@@ -412,7 +419,7 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
         # 3. Denoising loop.
         self._num_timesteps = len(timesteps)
-        with self.progress_bar(total=len(timesteps)) as progress:
+        with self.progress_bar(total=len(timesteps)) as progress, feature_cache:
             for i, t in enumerate(timesteps):
                 scale = guidance_at(t, guidance_scale, guidance_interval)
                 noise_pred = self.predict(latents, t, prompt_embeds, scale, cross_attention_kwargs)
@@ -422,6 +429,7 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                     update = callback_on_step_end(self, i, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs}) or {}
                     latents = update.get("latents", latents)
                 progress.update()
+        self.cache_stats = feature_cache.stats
 
         # 4. Decode.
         if output_type == "latent":
