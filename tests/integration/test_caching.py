@@ -145,3 +145,16 @@ def test_cache_is_recorded_in_the_sidecar(tiny_motion_model, tmp_path):
                              "--no-progress"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "cache: deep:2" in (tmp_path / "v.yaml").read_text()
+
+
+def test_compile_and_cache_do_not_combine(tiny_motion_model):
+    pipe = load_pipeline(tiny_motion_model, device="cpu", compile=True)  # compiles lazily, at the first call
+    with pytest.raises(InputError, match="does not combine with a compiled denoiser"):
+        frames(pipe, "deep:2")
+
+
+@pytest.mark.slow
+def test_compiled_denoiser_gives_the_same_frames(tiny_motion_model):
+    eager = frames(load_pipeline(tiny_motion_model, device="cpu"), num_inference_steps=2)
+    compiled = frames(load_pipeline(tiny_motion_model, device="cpu", compile=True), num_inference_steps=2)
+    np.testing.assert_allclose(compiled, eager, atol=1e-4)

@@ -11,7 +11,7 @@ from vidgen.cli.common import (SAMPLING_FLAGS, STORY_FLAGS, WEIGHTS_FLAGS, add_c
 HELP = "evaluate a model on the toy world's suites"
 
 FIELDS = {"suite": "suite", "story": "story_folder", "fvd": "fvd", "model": "model", "viclip": "viclip", "n": "n", "out": "out",
-          "batch_size": "batch_size", "device": "device", "save_videos": "save_videos", "overwrite": "overwrite",
+          "batch_size": "batch_size", "device": "device", "compile": "compile", "save_videos": "save_videos", "overwrite": "overwrite",
           **STORY_FLAGS, **SAMPLING_FLAGS, **WEIGHTS_FLAGS}
 
 
@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", metavar="DIR", help="results folder (default eval/toyworld)")
     p.add_argument("--batch-size", type=int, metavar="N", help="prompts sampled together (default 8)")
     p.add_argument("--device", metavar="DEV", help="cpu, cuda or auto")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the denoiser (not with --cache)")
     p.add_argument("--save-videos", action="store_true", default=None, help="also write every sampled clip as MP4")
     p.add_argument("--fvd", action="store_true", default=None, help="toyworld suite: also the ViCLIP FVD of the generated "
                    "clips against real toy clips of the same attributes, and of two real sets (the floor)")

@@ -27,6 +27,7 @@ FIELDS = {
     "device": "device",
     "dtype": "dtype",
     "attention": "attention",
+    "compile": "compile",
     "format": "format",
     "upscale_mode": "upscale_mode",
     "overwrite": "overwrite",
@@ -53,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="weight precision (default fp32)")
     run.add_argument("--attention", choices=("auto", "sdpa", "xformers", "math"), help="attention kernel (default auto)")
     run.add_argument("--batch-size", type=int, metavar="N", help="videos denoised together (default 1)")
+    run.add_argument("--compile", action="store_true", default=None, help="torch.compile the denoiser (pays off over "
+                     "many videos: the first of each size compiles; not with --cache)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_json_arg(p)
     add_config_args(p)

@@ -24,7 +24,7 @@ has one caption per line; a .jsonl script has rows with 'caption' and
 optionally 'frames', 'negative_prompt', 'guidance'. --mode independent samples
 the clips separately (the baseline)."""
 
-FIELDS = {"script": "script", "prompt": "prompts", "model": "model", "out": "out", "device": "device",
+FIELDS = {"script": "script", "prompt": "prompts", "model": "model", "out": "out", "device": "device", "compile": "compile",
           "overwrite": "overwrite", "mode": "story.mode", "shared_noise": "story.shared_noise", **STORY_FLAGS,
           **SAMPLING_FLAGS, **WEIGHTS_FLAGS}
 
@@ -39,6 +39,7 @@ class StoryConfig:
     out: str = "story"
     device: str = "auto"
     dtype: str = "fp32"
+    compile: bool = False  # torch.compile the denoiser
     overwrite: bool = False
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     story: StorySettings = field(default_factory=StorySettings)
@@ -52,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_weights_args(p)
     p.add_argument("--out", "-o", metavar="DIR", help="output folder (default story/)")
     p.add_argument("--device", metavar="DEV", help="cpu, cuda or auto")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the denoiser (not with --cache)")
     p.add_argument("--overwrite", action="store_true", default=None, help="replace existing story files")
     story = add_story_args(p)
     story.add_argument("--mode", choices=("continuity", "independent"), help="condition on the previous clip, or not (baseline)")
@@ -93,7 +95,8 @@ def main(args: argparse.Namespace) -> int:
     # Everything that can be checked fails here, before the model loads and the clips are generated.
     StoryPipeline(None)._check(segments, s.frames, st.overlap, st.mode, st.resample or 0, st.pin)
     check_story_output(cfg.out, len(segments), cfg.overwrite)
-    pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler, weights=cfg.weights)
+    pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler, weights=cfg.weights,
+                         compile=cfg.compile)
     if st.resample is None:
         st.resample = default_resample(pipe, read_model_defaults(cfg.model).story)
     story = StoryPipeline(pipe)(segments, seed=s.seed, mode=st.mode, overlap=st.overlap, shared_noise=st.shared_noise,

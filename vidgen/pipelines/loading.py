@@ -89,6 +89,7 @@ def load_pipeline(
     attention: str = "auto",
     progress: bool = False,
     weights: "WeightsSettings | None" = None,
+    compile: bool = False,
 ):
     """Open a model as a :class:`~vidgen.pipelines.TextToVideoPipeline`, ready to sample.
 
@@ -96,6 +97,8 @@ def load_pipeline(
         path: the model folder; ``None`` for the shipped default model (or for ``weights.base``).
         weights: a Stable Diffusion base with a motion adapter instead of a model folder,
             the weight variant, and LoRAs to apply (:mod:`vidgen.pipelines.weights`).
+        compile: compile the denoiser with ``torch.compile`` (the first videos of each shape pay for
+            the compilation; it does not combine with feature caching).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         dtype: ``"fp32"``, ``"fp16"`` or ``"bf16"`` for the weights.
         scheduler: a short scheduler name to use instead of the folder's own.
@@ -146,5 +149,7 @@ def load_pipeline(
         name = "the shipped model" if path.resolve() == DEFAULT_MODEL_DIR.resolve() else f"the model in {path}"
         pipe.prompt_warnings = PromptWarnings(ModelVocabulary.load(path), model=name)
     pipe.set_attention_backend(attention)
+    if compile:
+        pipe.unet.compile()
     pipe.set_progress_bar_config(disable=True)
     return pipe

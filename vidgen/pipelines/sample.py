@@ -29,6 +29,7 @@ class SampleConfig:
     device: str = "auto"
     dtype: str = "fp32"
     attention: str = "auto"
+    compile: bool = False  # torch.compile the denoiser
     format: str = "mp4"
     upscale_mode: str = "nearest"
     decode_chunk_size: int = 16
@@ -179,7 +180,7 @@ def run_sample(
     s = cfg.sampling
     if pipe is None:
         pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler, attention=cfg.attention,
-                             weights=cfg.weights)
+                             weights=cfg.weights, compile=cfg.compile)
     height, width = s.height or pipe.default_size[0], s.width or pipe.default_size[1]
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     written = []

@@ -387,6 +387,8 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         )
         guidance_interval = check_guidance_interval(guidance_interval)
         feature_cache = FeatureCache(self.unet, parse_cache_spec(cache))
+        if feature_cache.active and getattr(self.unet, "_compiled_call_impl", None) is not None:
+            raise InputError("feature caching does not combine with a compiled denoiser (--compile); use one of them")
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
                 raise InputError(f"callback tensor {name!r} is not one of {', '.join(self._callback_tensor_inputs)}")

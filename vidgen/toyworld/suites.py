@@ -50,6 +50,7 @@ class EvalConfig:
     batch_size: int = 8
     device: str = "auto"
     dtype: str = "fp32"
+    compile: bool = False  # torch.compile the denoiser
     out: str = "eval/toyworld"
     save_videos: bool = False
     contact_rows: int = 24
@@ -194,7 +195,7 @@ def load_model(cfg: EvalConfig, pipe=None):
     model_dir = None if cfg.weights.assembled else Path(cfg.model) if cfg.model else default_model_dir()
     if pipe is None:
         pipe = load_pipeline(model_dir, device=cfg.device, dtype=cfg.dtype, scheduler=cfg.sampling.scheduler,
-                             weights=cfg.weights)
+                             weights=cfg.weights, compile=cfg.compile)
     s = cfg.sampling
     return pipe, model_dir, s.height or pipe.default_size[0], s.width or pipe.default_size[1]
 
