@@ -139,6 +139,7 @@ def test_cli_bad_cache_is_one_line(tmp_path):
     assert not (tmp_path / "v.mp4").exists()
 
 
+@pytest.mark.slow  # a CLI process
 def test_cache_is_recorded_in_the_sidecar(tiny_motion_model, tmp_path):
     result = subprocess.run([sys.executable, "-m", "vidgen", "sample", "--model", str(tiny_motion_model), "--prompt", "x",
                              "--cache", "deep:2", "--frames", "4", "--steps", "3", "--out", str(tmp_path / "v.mp4"),
@@ -158,3 +159,14 @@ def test_compiled_denoiser_gives_the_same_frames(tiny_motion_model):
     eager = frames(load_pipeline(tiny_motion_model, device="cpu"), num_inference_steps=2)
     compiled = frames(load_pipeline(tiny_motion_model, device="cpu", compile=True), num_inference_steps=2)
     np.testing.assert_allclose(compiled, eager, atol=1e-4)
+
+
+@pytest.mark.parametrize("scheduler", ["euler", "heun", "dpm++", "unipc", "ddpm"])
+def test_every_scheduler_takes_the_cache(tiny_motion_model, scheduler):
+    """First- and second-order, deterministic and stochastic schedulers: deep:1 is exact, deep:2 close."""
+    pipe = load_pipeline(tiny_motion_model, device="cpu", scheduler=scheduler)
+    reference = frames(pipe)
+    np.testing.assert_array_equal(frames(pipe, "deep:1"), reference)
+    cached = frames(pipe, "deep:2")
+    calls = pipe.cache_stats.full + pipe.cache_stats.cached
+    assert pipe.cache_stats.full == (calls + 1) // 2 and np.abs(cached - reference).mean() < 0.05

@@ -85,6 +85,7 @@ def test_original_motion_module_file_opens_to_the_adapter_weights(held):
     assert all(torch.equal(a[k], theirs.state_dict()[k]) for k in a)
 
 
+@pytest.mark.slow  # several CLI processes
 def test_single_file_base_with_original_adapter_from_the_cli(held, tmp_path):
     out = tmp_path / "clip.mp4"
     result = subprocess.run(
@@ -98,6 +99,7 @@ def test_single_file_base_with_original_adapter_from_the_cli(held, tmp_path):
     assert "mm_original.safetensors" in settings and "base_config" in settings
 
 
+@pytest.mark.slow  # several CLI processes
 def test_story_and_eval_take_the_same_weight_flags(held, tmp_path):
     flags = ["--base", held / "sd_fp16", "--motion-adapter", held / "adapter", "--lora", f"{held / 'lora_kohya.safetensors'}:0.5",
              "--steps", "2", "--height", "16", "--width", "16"]
@@ -206,6 +208,7 @@ def one_line_error(result, *fragments):
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow  # several CLI processes
 def test_adapter_that_does_not_fit_the_base(held, tmp_path):
     save_adapter_folder(tmp_path / "wide", channels=(64, 128))  # another base's shape (as SDXL's is to SD 1.5)
     out = tmp_path / "v.mp4"
@@ -214,6 +217,7 @@ def test_adapter_that_does_not_fit_the_base(held, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow  # several CLI processes
 def test_adapter_file_with_missing_or_foreign_keys(held, tmp_path):
     from safetensors.torch import load_file, save_file
 
@@ -228,6 +232,7 @@ def test_adapter_file_with_missing_or_foreign_keys(held, tmp_path):
     one_line_error(result, "holds no AnimateDiff motion modules")
 
 
+@pytest.mark.slow  # several CLI processes
 def test_pickle_with_code_is_refused_and_plain_pickles_open(held, tmp_path):
     from safetensors.torch import load_file
 
@@ -244,6 +249,7 @@ def test_pickle_with_code_is_refused_and_plain_pickles_open(held, tmp_path):
     assert list(adapter.config.block_out_channels) == [32, 64]
 
 
+@pytest.mark.slow  # several CLI processes
 def test_lora_for_another_architecture(held, tmp_path):
     from safetensors.torch import save_file
 
@@ -255,6 +261,7 @@ def test_lora_for_another_architecture(held, tmp_path):
     assert not (tmp_path / "v.mp4").exists()
 
 
+@pytest.mark.slow  # several CLI processes
 def test_base_without_its_parts(held, tmp_path):
     folder = shutil.copytree(held / "sd", tmp_path / "novae")
     shutil.rmtree(folder / "vae")

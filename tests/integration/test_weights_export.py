@@ -21,6 +21,8 @@ from vidgen.errors import InputError
 from vidgen.pipelines.loading import load_pipeline
 from vidgen.pipelines.weights import WeightsSettings
 
+pytestmark = pytest.mark.slow  # each test trains, exports and opens the result in a second process
+
 SAMPLE = dict(prompt="a red circle moves right", negative_prompt="blurry", num_frames=5, height=16, width=16,
               num_inference_steps=3, guidance_scale=6.0)
 

@@ -43,9 +43,10 @@ def test_story_settings_name_the_bad_value():
 
 
 def test_pipeline_kwargs_carry_every_setting_the_pipeline_takes():
-    s = SamplingSettings(frames=5, steps=3, guidance=2.0, guidance_interval=[0, 500], negative_prompt="blur", height=16)
+    s = SamplingSettings(frames=5, steps=3, guidance=2.0, guidance_interval=[0, 500], negative_prompt="blur", height=16,
+                         cache="deep:2")
     assert pipeline_kwargs(s, width=24) == dict(num_frames=5, height=16, width=24, num_inference_steps=3, guidance_scale=2.0,
-                                                guidance_interval=[0, 500], negative_prompt="blur")
+                                                guidance_interval=[0, 500], negative_prompt="blur", cache="deep:2")
 
 
 def test_model_defaults_round_trip_and_layer_under_the_user(tiny_motion_model, tmp_path):
