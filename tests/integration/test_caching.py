@@ -121,7 +121,8 @@ def test_stories_start_a_fresh_cache_for_every_clip(tiny_motion_model, monkeypat
     assert len(entered) == 2 and all(c.stats.full_calls[0] == 0 for c in entered)
 
 
-@pytest.mark.parametrize("spec", ["deep:0", "deep:-1", "deep:x", "deep", "adaptive:-1", "adaptive:nan", "adaptive", "warp:2"])
+@pytest.mark.parametrize("spec", ["deep:0", "deep:-1", "deep:x", "deep", "deep:²", "adaptive:-1", "adaptive:nan", "adaptive",
+                                  "warp:2"])
 def test_bad_cache_specs(spec):
     with pytest.raises(InputError, match="cache"):
         parse_cache_spec(spec)

@@ -185,10 +185,13 @@ def test_lora_on_a_model_folder_and_a_folder_spec(held, tiny_motion_model, tmp_p
     assert pipe.get_active_adapters() == ["lora_0"]
 
 
-def test_parse_lora_spec():
+def test_parse_lora_spec(tmp_path):
     assert parse_lora_spec("style.safetensors") == (Path("style.safetensors"), 1.0)
     assert parse_lora_spec("a/b.safetensors:0.5") == (Path("a/b.safetensors"), 0.5)
     assert parse_lora_spec("C:/loras/x.safetensors") == (Path("C:/loras/x.safetensors"), 1.0)
+    named = tmp_path / "style:v2.safetensors"
+    named.write_bytes(b"")
+    assert parse_lora_spec(str(named)) == (named, 1.0)  # an existing file with ':' in its name
     for bad in ("x.safetensors:nan", "x.safetensors:big", ":0.5"):
         with pytest.raises(InputError):
             parse_lora_spec(bad)

@@ -135,7 +135,7 @@ def test_motion_lora_run_exports_a_lora_animatediff_applies(held, tmp_path):
     from vidgen.training.export import export_model
 
     train_run(held, tmp_path / "run", "model.trainable=lora", "model.lora_layers=motion", "model.lora_rank=4",
-              "optim.lr=0.05")
+              "model.lora_alpha=8", "optim.lr=0.05")  # alpha != rank: the file must carry the scaling
     lora = export_model(tmp_path / "run", tmp_path / "lora", use_ema=False, format="lora")
     from safetensors.torch import load_file
 
@@ -171,6 +171,8 @@ def test_fp16_export_and_format_errors(held, tmp_path):
     train_run(held, tmp_path / "run")
     half = export_model(tmp_path / "run", tmp_path / "half", use_ema=False, dtype="fp16")
     assert safetensors_dtypes(half) == {"F16"}
+    adapter = export_model(tmp_path / "run", tmp_path / "adapter16", use_ema=False, dtype="fp16", format="motion-adapter")
+    assert safetensors_dtypes(adapter) == {"F16"}
     with pytest.raises(InputError, match="needs a run trained with model.trainable=lora"):
         export_model(tmp_path / "run", tmp_path / "x", format="lora")
     with pytest.raises(InputError, match="does not end in .safetensors"):
@@ -189,3 +191,23 @@ def test_adapter_training_config_needs_its_adapter(held):
         ModelConfig(base=str(held / "sd"), denoiser="adapter")
     assert ModelConfig(base=str(held / "sd"), denoiser="adapter", motion_adapter="x").trainable == "temporal"
     assert ModelConfig(base=str(held / "sd"), denoiser="inflate").trainable == "all"
+
+
+def test_single_file_refuses_motion_modules_other_tools_would_misread(tmp_path):
+    """The original layout cannot say the number of heads: a 4-head model (the shipped one's) is refused."""
+    from vidgen.models.t2v import build_unet
+    from vidgen.training.export import _write_original_motion_modules
+
+    with pytest.raises(InputError, match="4 and 32"):
+        _write_original_motion_modules(build_unet("motion", "tiny"), tmp_path / "mm.safetensors", overwrite=False)
+    assert not (tmp_path / "mm.safetensors").exists()
+
+
+def test_training_refuses_a_misspelt_variant(held):
+    from vidgen.errors import ModelLoadError
+    from vidgen.training.models import load_training_models
+
+    cfg = tiny_config(held / "sd", "/nonexistent", "model.denoiser=adapter", f"model.motion_adapter={held / 'adapter'}",
+                      "model.variant=fp61")
+    with pytest.raises(ModelLoadError, match="holds no 'fp61' weight variant"):
+        load_training_models(cfg.model)

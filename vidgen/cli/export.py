@@ -19,7 +19,7 @@ USE = {
     "folder": "sample it with: vidgen sample --model {out} --prompt TEXT",
     "motion-adapter": "use it with: vidgen sample --base SD15 --motion-adapter {out} --prompt TEXT",
     "single-file": "use it with: vidgen sample --base SD15 --motion-adapter {out} --prompt TEXT (or ComfyUI's AnimateDiff nodes)",
-    "lora": "apply it with: vidgen sample --model MODEL --lora {out} --prompt TEXT",
+    "lora": "apply it on the run's own base with: vidgen sample ... --lora {out} --prompt TEXT",
 }
 
 
@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
 
     out = export_model(args.run, args.out, checkpoint=args.checkpoint, use_ema=not args.no_ema, overwrite=args.overwrite,
                        format=args.format, dtype=args.dtype)
-    emit(args, {"out": str(out), "format": args.format, "dtype": args.dtype, "run": args.run, "ema": not args.no_ema},
+    emit(args, {"out": str(out), "folder": str(out), "format": args.format, "dtype": args.dtype, "run": args.run, "ema": not args.no_ema},
          f"wrote {out} ({args.format}, {args.dtype}, from {args.run}, {'raw' if args.no_ema else 'EMA'} weights); "
          + USE[args.format].format(out=out))
     return 0

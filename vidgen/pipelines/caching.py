@@ -59,7 +59,7 @@ def parse_cache_spec(spec: str | None) -> CacheSpec:
     kind, sep, value = str(spec).strip().lower().partition(":")
     usage = "use none, deep:K (recompute the deep blocks every K steps, K >= 1) or adaptive:T (T >= 0, e.g. 0.1)"
     if kind == "deep":
-        if not sep or not value.isdigit() or int(value) < 1:
+        if not sep or not value.isdecimal() or not value.isascii() or int(value) < 1:
             raise InputError(f"cache {spec!r}: deep:K needs a whole number K >= 1; {usage}")
         return CacheSpec("deep", interval=int(value))
     if kind == "adaptive":

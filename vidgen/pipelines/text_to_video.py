@@ -101,11 +101,14 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         import json
         from pathlib import Path
 
+        from vidgen.io.files import atomic_write_text
+
         super().save_pretrained(save_directory, *args, **kwargs)
+        unet = getattr(self.unet, "_orig_mod", self.unet)  # torch.compile's wrapper, if any
         index_path = Path(save_directory) / "model_index.json"
         index = json.loads(index_path.read_text(encoding="utf-8"))
-        index["_class_name"] = DIFFUSERS_PIPELINES[type(self.unet).__name__]
-        index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        index["_class_name"] = DIFFUSERS_PIPELINES.get(type(unet).__name__, index["_class_name"])
+        atomic_write_text(index_path, json.dumps(index, indent=2, sort_keys=True) + "\n")
 
     # ------------------------------------------------------------------ setup
 

@@ -45,7 +45,7 @@ class WeightsSettings:
 
     def __post_init__(self) -> None:
         if (self.base is None) != (self.motion_adapter is None):
-            given, missing = ("base", "motion_adapter") if self.base else ("motion_adapter", "base")
+            given, missing = ("base", "motion_adapter") if self.base is not None else ("motion_adapter", "base")
             raise ConfigError(f"weights.{given} needs weights.{missing} too (--base SD --motion-adapter MA)")
         if self.base_config is not None and self.base is None:
             raise ConfigError("weights.base_config describes a single-file --base; give --base too")
@@ -88,6 +88,8 @@ def parse_lora_spec(spec: str) -> tuple[Path, float]:
 
     path, scale = spec, 1.0
     head, sep, tail = spec.rpartition(":")
+    if Path(spec).exists():  # a file whose name holds ':' itself
+        sep = ""
     if sep and not tail.startswith(("/", "\\")) and not (len(head) == 1 and head.isalpha()):  # not a drive letter
         try:
             scale = float(tail)
@@ -183,8 +185,20 @@ def open_base(path: str | os.PathLike, *, variant: str | None = None, config: st
         "text_encoder": load(CLIPTextModel, "text_encoder", **_variant_for(path / "text_encoder", weights, transformers=True)),
         "tokenizer": load(CLIPTokenizer, "tokenizer"),
         "unet": load(UNet2DConditionModel, "unet", **_variant_for(path / "unet", weights)),
-        "scheduler": load(DDIMScheduler, "scheduler"),
+        "scheduler": load(_scheduler_class(path / "scheduler"), "scheduler"),
     }
+
+
+def _scheduler_class(folder: Path):
+    """The scheduler class a folder's config names (as diffusers' pipelines load it), DDIM if it names none."""
+    import diffusers
+
+    try:
+        name = json.loads((folder / "scheduler_config.json").read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    cls = getattr(diffusers, name, None) if isinstance(name, str) else None
+    return cls if isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin) else diffusers.DDIMScheduler
 
 
 def _variant_for(folder: Path, weights: dict, transformers: bool = False) -> dict:
@@ -216,7 +230,7 @@ def _refuse_pickle_only(folder: Path, components: Sequence[str]) -> None:
 
 
 def _open_single_file_base(path: Path, config: Path, torch_dtype) -> dict[str, Any]:
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline
 
     if not _is_weight_file(path):
         raise ModelLoadError(f"base {str(path)!r} is a file but not a checkpoint (expected {', '.join(WEIGHT_SUFFIXES)})")
@@ -243,9 +257,7 @@ def _open_single_file_base(path: Path, config: Path, torch_dtype) -> dict[str, A
     except LOAD_ERRORS as exc:
         raise ModelLoadError(f"cannot convert single-file base {str(path)!r} with the configs in {str(config)!r}: "
                              f"{first_line(exc)}") from None
-    parts = {name: getattr(pipe, name) for name in BASE_COMPONENTS}
-    parts["scheduler"] = DDIMScheduler.from_config(parts["scheduler"].config)
-    return parts
+    return {name: getattr(pipe, name) for name in BASE_COMPONENTS}
 
 
 def open_motion_adapter(path: str | os.PathLike, *, variant: str | None = None, torch_dtype=None):
@@ -364,6 +376,8 @@ def apply_loras(pipe, specs: Sequence[str]) -> list[str]:
     from vidgen.extras import require
 
     require("peft", "--lora", "train")
+    if any(pipe.get_list_adapters().values()):
+        raise InputError("this pipeline already holds LoRAs; apply all of them in one call, with their scales")
     names, scales = [], []
     for i, spec in enumerate(specs):
         path, scale = parse_lora_spec(spec)

@@ -129,8 +129,9 @@ def export_model(
         load_weights_into(unet, ckpt / part)
     unet.to(dtype=torch_dtype)
     if format == "motion-adapter":
+        adapter = motion_adapter_of(unet).to(dtype=torch_dtype)
         with atomic_folder(out, overwrite=overwrite, replaceable=_is_adapter_folder) as tmp:
-            unet.save_motion_modules(str(tmp), safe_serialization=True)
+            adapter.save_pretrained(str(tmp), safe_serialization=True)
         return out
     if format == "single-file":
         return _write_original_motion_modules(unet, out, overwrite)
@@ -144,10 +145,45 @@ def export_model(
     return out
 
 
+def motion_adapter_of(unet):
+    """The motion modules of a ``UNetMotionModel`` as a ``MotionAdapter`` with the U-Net's whole motion config.
+
+    Raises:
+        ModelLoadError: the modules do not fit the adapter built from that config.
+    """
+    from diffusers import MotionAdapter
+
+    from vidgen.errors import first_line
+
+    cfg = unet.config
+    adapter = MotionAdapter(
+        block_out_channels=tuple(cfg.block_out_channels), motion_layers_per_block=cfg.layers_per_block,
+        motion_transformer_layers_per_block=cfg.temporal_transformer_layers_per_block,
+        motion_mid_block_layers_per_block=cfg.mid_block_layers,
+        motion_transformer_layers_per_mid_block=cfg.temporal_transformer_layers_per_mid_block,
+        motion_num_attention_heads=cfg.motion_num_attention_heads, motion_norm_num_groups=cfg.norm_num_groups,
+        motion_max_seq_length=cfg.motion_max_seq_length, use_motion_mid_block=cfg.use_motion_mid_block,
+    )
+    state = {k: v for k, v in unet.state_dict().items() if ".motion_modules." in k}
+    try:
+        adapter.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"the run's motion modules do not fit a MotionAdapter: {first_line(exc)}") from None
+    return adapter
+
+
 def _write_original_motion_modules(unet, out: Path, overwrite: bool) -> Path:
     from safetensors.torch import save_file
 
-    from vidgen.models.weight_files import motion_modules_to_original
+    from vidgen.models.weight_files import ANIMATEDIFF_HEADS, motion_modules_to_original
+
+    cfg = unet.config
+    heads = cfg.motion_num_attention_heads
+    if heads != ANIMATEDIFF_HEADS or cfg.norm_num_groups != 32:
+        raise InputError(f"--format single-file: AnimateDiff's original layout cannot say how many attention heads "
+                         f"and norm groups the motion modules have, and every tool reads it as {ANIMATEDIFF_HEADS} heads "
+                         f"and 32 groups; this run's have {heads} and {cfg.norm_num_groups} (export --format "
+                         "motion-adapter, whose config says so)")
 
     motion = {k: v for k, v in unet.state_dict().items() if ".motion_modules." in k}
     state = {k: v.detach().contiguous().cpu() for k, v in motion_modules_to_original(motion).items()}
@@ -161,7 +197,10 @@ def _write_lora(unet, out: Path, overwrite: bool, torch_dtype) -> Path:
 
     from vidgen.pipelines.text_to_video import TextToVideoPipeline
 
-    layers = {k: v.detach().to(torch_dtype).contiguous().cpu() for k, v in get_peft_model_state_dict(unet).items()}
+    # Files in diffusers' LoRA layout carry no alpha: loaders take alpha = rank, so lora_B holds alpha / rank.
+    scaling = unet.peft_config["default"].lora_alpha / unet.peft_config["default"].r
+    layers = {k: (v * scaling if ".lora_B." in k else v).detach().to(torch_dtype).contiguous().cpu()
+              for k, v in get_peft_model_state_dict(unet).items()}
     with atomic_folder(out, overwrite=overwrite, replaceable=_is_lora_folder) as tmp:
         TextToVideoPipeline.save_lora_weights(str(tmp), unet_lora_layers=layers, safe_serialization=True)
     return out

@@ -162,6 +162,8 @@ def load_training_models(cfg: ModelConfig) -> TrainingModels:
                               f"denoiser={cfg.denoiser} needs a folder")
         from vidgen.pipelines.weights import open_base
 
+        if cfg.variant is not None:
+            raise ConfigError(f"model.variant names files of a base folder; {cfg.base!r} is a single file")
         parts = open_base(cfg.base, config=cfg.base_config)
         vae, text_encoder, tokenizer, unet2d = parts["vae"], parts["text_encoder"], parts["tokenizer"], parts["unet"]
         scheduler_config = parts["scheduler"].config
@@ -169,6 +171,10 @@ def load_training_models(cfg: ModelConfig) -> TrainingModels:
         base = _need_dir(Path(cfg.base), "model.base")
         for part in ("vae", "text_encoder", "tokenizer", "scheduler"):
             _need_dir(base / part, f"model.base {part}/")
+        if cfg.variant is not None:  # a misspelt variant is an error, not a silent fall-back to plain files
+            from vidgen.pipelines.weights import WEIGHTED, resolve_variant
+
+            resolve_variant(base, [p for p in WEIGHTED if (base / p).is_dir()], cfg.variant)
         vae = _from_pretrained(AutoencoderKL, base / "vae", "VAE", use_safetensors=True, **_variant(base / "vae", cfg.variant))
         text_encoder = _from_pretrained(CLIPTextModel, base / "text_encoder", "text encoder", use_safetensors=True,
                                         **_variant(base / "text_encoder", cfg.variant))
