@@ -67,16 +67,9 @@ def check_model_folder(path: str | os.PathLike) -> dict:
             f"model folder {str(path)!r}: denoiser class {unet_class!r} is not supported "
             f"(expected one of {', '.join(DENOISER_CLASSES)})"
         )
-    for name in WEIGHTED_COMPONENTS:
-        files = list((path / name).glob("*.safetensors"))
-        if not files:
-            pickles = [p.name for p in (path / name).iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
-            if pickles:
-                raise ModelLoadError(
-                    f"model folder {str(path)!r}: {name}/ holds only pickle weights ({', '.join(pickles)}); "
-                    "vidgen loads safetensors only, because pickles can run code"
-                )
-            raise ModelLoadError(f"model folder {str(path)!r}: {name}/ has no .safetensors weights")
+    from vidgen.pipelines.weights import refuse_pickle_only
+
+    refuse_pickle_only(path, WEIGHTED_COMPONENTS)
     return index
 
 

@@ -166,7 +166,7 @@ def open_base(path: str | os.PathLike, *, variant: str | None = None, config: st
         if not (path / name).is_dir():
             raise ModelLoadError(f"base folder {str(path)!r} is missing its {name}/ subfolder "
                                  "(a Stable Diffusion folder has vae/, text_encoder/, tokenizer/, unet/, scheduler/)")
-    _refuse_pickle_only(path, WEIGHTED)
+    refuse_pickle_only(path, WEIGHTED)
     variant = resolve_variant(path, WEIGHTED, variant)
     unet_class = _config_class(path / "unet")
     if unet_class != "UNet2DConditionModel":
@@ -179,12 +179,14 @@ def open_base(path: str | os.PathLike, *, variant: str | None = None, config: st
         except LOAD_ERRORS as exc:
             raise ModelLoadError(f"cannot load {name}/ of base {str(path)!r}: {first_line(exc)}") from None
 
-    weights = dict(use_safetensors=True, variant=variant, torch_dtype=torch_dtype)
     return {
-        "vae": load(AutoencoderKL, "vae", **_variant_for(path / "vae", weights)),
-        "text_encoder": load(CLIPTextModel, "text_encoder", **_variant_for(path / "text_encoder", weights, transformers=True)),
+        "vae": load(AutoencoderKL, "vae", use_safetensors=True, torch_dtype=torch_dtype,
+                    **component_variant(path / "vae", variant)),
+        "text_encoder": load(CLIPTextModel, "text_encoder", dtype=torch_dtype,
+                             **component_variant(path / "text_encoder", variant)),
         "tokenizer": load(CLIPTokenizer, "tokenizer"),
-        "unet": load(UNet2DConditionModel, "unet", **_variant_for(path / "unet", weights)),
+        "unet": load(UNet2DConditionModel, "unet", use_safetensors=True, torch_dtype=torch_dtype,
+                     **component_variant(path / "unet", variant)),
         "scheduler": load(_scheduler_class(path / "scheduler"), "scheduler"),
     }
 
@@ -201,15 +203,14 @@ def _scheduler_class(folder: Path):
     return cls if isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin) else diffusers.DDIMScheduler
 
 
-def _variant_for(folder: Path, weights: dict, transformers: bool = False) -> dict:
-    """Loader arguments for one component: its plain file where the chosen variant is not there."""
-    kwargs = dict(weights)
-    if kwargs.get("variant") not in folder_variants(folder):
-        kwargs["variant"] = None
-    if transformers:
-        kwargs.pop("use_safetensors")
-        kwargs["dtype"] = kwargs.pop("torch_dtype")
-    return kwargs
+def component_variant(folder: Path, asked: str | None) -> dict:
+    """``variant=`` for one component's ``from_pretrained``: ``asked`` where the folder holds it (else its plain
+    file), or, with nothing asked, the one variant a folder without plain files holds."""
+    if asked is not None:
+        variant = asked if asked in folder_variants(folder) else None
+    else:
+        variant = resolve_variant(folder.parent, [folder.name], None)
+    return {"variant": variant} if variant else {}
 
 
 def _config_class(folder: Path) -> str | None:
@@ -219,7 +220,12 @@ def _config_class(folder: Path) -> str | None:
         raise ModelLoadError(f"{str(folder)!r} has no readable config.json") from None
 
 
-def _refuse_pickle_only(folder: Path, components: Sequence[str]) -> None:
+def refuse_pickle_only(folder: Path, components: Sequence[str]) -> None:
+    """Refuse a component folder whose weights are pickles only (or missing), saying why.
+
+    Raises:
+        ModelLoadError: naming the folder, the component and its pickle files.
+    """
     for name in components:
         sub = folder / name
         if sub.is_dir() and not any(sub.glob("*.safetensors")):
@@ -282,7 +288,7 @@ def open_motion_adapter(path: str | os.PathLike, *, variant: str | None = None, 
             raise ModelLoadError(f"{str(path)!r} is not a MotionAdapter folder (its config.json names "
                                  f"{_config_class(path)})")
         if not any(path.glob("*.safetensors")):
-            _refuse_pickle_only(path.parent, [path.name])
+            refuse_pickle_only(path.parent, [path.name])
         # --variant names the base's files; an adapter without that variant reads the files it has
         chosen = variant if variant in folder_variants(path) else resolve_variant(path.parent, [path.name], None)
         try:

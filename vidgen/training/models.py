@@ -18,6 +18,7 @@ import torch
 
 from vidgen.errors import ConfigError, ModelLoadError, first_line
 from vidgen.models.t2v import build_unet
+from vidgen.pipelines.weights import component_variant
 from vidgen.training.config import ModelConfig
 
 # Parameter-name markers of the temporal layers in each denoiser family.
@@ -113,7 +114,7 @@ def load_denoiser(cfg: ModelConfig, cross_attention_dim: int, unet2d=None):
             raise ConfigError(f"model.denoiser={cfg.denoiser} needs a 2-D UNet2DConditionModel, but {str(path)!r} holds {class_name}")
         if unet2d is None:
             unet2d = _from_pretrained(UNet2DConditionModel, path, "2-D U-Net", use_safetensors=True,
-                                      **_variant(path, cfg.variant))
+                                      **component_variant(path, cfg.variant))
         if cfg.denoiser == "inflate":
             return inflate_unet2d(unet2d)
         from vidgen.pipelines.weights import motion_unet, open_motion_adapter
@@ -126,19 +127,7 @@ def load_denoiser(cfg: ModelConfig, cross_attention_dim: int, unet2d=None):
             f"model.denoiser=base needs a UNetMotionModel or UNet3DConditionModel, but {str(path)!r} holds {class_name}"
             + (" (use model.denoiser=inflate for a 2-D U-Net)" if class_name == "UNet2DConditionModel" else "")
         )
-    return _from_pretrained(classes[class_name], path, "U-Net", use_safetensors=True, **_variant(path, cfg.variant))
-
-
-def _variant(folder: Path, asked: str | None) -> dict:
-    """``variant=`` for one component folder: the asked one where it is there, else the one it holds."""
-    from vidgen.models.weight_files import folder_variants
-    from vidgen.pipelines.weights import resolve_variant
-
-    if asked is not None:
-        variant = asked if asked in folder_variants(folder) else None
-    else:
-        variant = resolve_variant(folder.parent, [folder.name], None)
-    return {"variant": variant} if variant else {}
+    return _from_pretrained(classes[class_name], path, "U-Net", use_safetensors=True, **component_variant(path, cfg.variant))
 
 
 def load_training_models(cfg: ModelConfig) -> TrainingModels:
@@ -175,9 +164,9 @@ def load_training_models(cfg: ModelConfig) -> TrainingModels:
             from vidgen.pipelines.weights import WEIGHTED, resolve_variant
 
             resolve_variant(base, [p for p in WEIGHTED if (base / p).is_dir()], cfg.variant)
-        vae = _from_pretrained(AutoencoderKL, base / "vae", "VAE", use_safetensors=True, **_variant(base / "vae", cfg.variant))
+        vae = _from_pretrained(AutoencoderKL, base / "vae", "VAE", use_safetensors=True, **component_variant(base / "vae", cfg.variant))
         text_encoder = _from_pretrained(CLIPTextModel, base / "text_encoder", "text encoder", use_safetensors=True,
-                                        **_variant(base / "text_encoder", cfg.variant))
+                                        **component_variant(base / "text_encoder", cfg.variant))
         tokenizer = _from_pretrained(CLIPTokenizer, base / "tokenizer", "tokenizer")
         scheduler_config = _from_pretrained(DDIMScheduler, base / "scheduler", "scheduler").config
     extra = {} if cfg.zero_terminal_snr is None else {"rescale_betas_zero_snr": cfg.zero_terminal_snr}
