@@ -118,24 +118,9 @@ def check_state_dict(model: ViCLIP, state_dict: Mapping[str, torch.Tensor], sour
 
 def _read_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """The ``model`` state dict of a ``.pth``, loaded with ``weights_only=True`` (no code runs)."""
-    import pickle
+    from vidgen.models.weight_files import load_pickle_safely
 
-    try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
-    except pickle.UnpicklingError as exc:
-        first = first_line(exc)
-        raise ModelLoadError(
-            f"refusing {str(path)!r}: it is a pickle that needs code to load, and vidgen loads checkpoints with "
-            f"torch.load(weights_only=True), which only reads tensors ({first})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
-        first = first_line(exc)
-        raise ModelLoadError(f"cannot read checkpoint {str(path)!r}: {first}") from None
+    obj = load_pickle_safely(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):

@@ -43,8 +43,6 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Raises:
         ModelLoadError: a missing or unreadable file, a pickle that needs code, or a file holding no tensors.
     """
-    import pickle
-
     import torch
 
     path = Path(path)
@@ -62,15 +60,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if suffix not in PICKLE_SUFFIXES:
         raise ModelLoadError(f"{str(path)!r}: unknown weight file type {suffix or '(no suffix)'!r}; "
                              f"expected one of {', '.join(WEIGHT_SUFFIXES)}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ModelLoadError(
-            f"refusing {str(path)!r}: it is a pickle that needs code to load, and vidgen reads pickles only with "
-            f"torch.load(weights_only=True), which reads tensors and nothing else ({first_line(exc)})"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as exc:
-        raise ModelLoadError(f"cannot read {str(path)!r}: {first_line(exc)}") from None
+    obj = load_pickle_safely(path)
     for wrapper in ("state_dict", "module"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
@@ -78,6 +68,33 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not tensors:
         raise ModelLoadError(f"{str(path)!r} holds no tensors (expected a state dict)")
     return tensors
+
+
+def load_pickle_safely(path: Path):
+    """``torch.load(path, weights_only=True)`` (memory-mapped where the format allows): tensors and plain
+    containers only, never code.
+
+    Raises:
+        ModelLoadError: a pickle that needs code to load, or an unreadable file.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError(
+            f"refusing {str(path)!r}: it is a pickle that needs code to load, and vidgen loads checkpoints with "
+            f"torch.load(weights_only=True), which only reads tensors ({first_line(exc)})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as exc:
+        raise ModelLoadError(f"cannot read checkpoint {str(path)!r}: {first_line(exc)}") from None
 
 
 def weight_keys(path: str | os.PathLike) -> list[str]:
