@@ -20,6 +20,7 @@ prompt and seed, so any file can be reproduced."""
 FIELDS = {
     "prompt": "prompts",
     "prompts_file": "prompts_file",
+    "prompt_travel": "prompt_travel",
     "model": "model",
     "out": "out",
     "num_videos": "num_videos",
@@ -41,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = p.add_argument_group("what to generate")
     what.add_argument("--prompt", "-p", action="append", metavar="TEXT", help="a prompt (repeatable)")
     what.add_argument("--prompts-file", metavar="FILE", help="prompts, one per line (or a .jsonl with a 'prompt' field)")
+    what.add_argument("--prompt-travel", nargs="+", metavar="FRAME: TEXT", help="one continuous video whose prompt "
+                      "changes at keyframes, e.g. '0: a red circle moves right' '16: a red circle moves up' (or one "
+                      ".jsonl/.yaml file of them); the first keyframe is at frame 0")
     what.add_argument("--num-videos", type=int, metavar="N", help="videos per prompt, seeds SEED, SEED+1, ... (default 1)")
     add_weights_args(p)
     where = p.add_argument_group("output")

@@ -22,10 +22,11 @@ conditioned on the last --overlap frames of the previous clip, and write into
 story.vtt subtitles, the interleaved story.jsonl and story.html. A .txt script
 has one caption per line; a .jsonl script has rows with 'caption' and
 optionally 'frames', 'negative_prompt', 'guidance'. --mode independent samples
-the clips separately (the baseline)."""
+the clips separately (the baseline). --continuous makes one continuous video
+whose prompt travels from caption to caption (context windows; no overlap)."""
 
 FIELDS = {"script": "script", "prompt": "prompts", "model": "model", "out": "out", "device": "device", "compile": "compile",
-          "overwrite": "overwrite", "mode": "story.mode", "shared_noise": "story.shared_noise", **STORY_FLAGS,
+          "overwrite": "overwrite", "continuous": "continuous", "mode": "story.mode", "shared_noise": "story.shared_noise", **STORY_FLAGS,
           **SAMPLING_FLAGS, **WEIGHTS_FLAGS}
 
 
@@ -41,6 +42,7 @@ class StoryConfig:
     dtype: str = "fp32"
     compile: bool = False  # torch.compile the denoiser
     overwrite: bool = False
+    continuous: bool = False  # one continuous video, the captions as prompt-travel keyframes
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     story: StorySettings = field(default_factory=StorySettings)
     weights: WeightsSettings = field(default_factory=WeightsSettings)
@@ -56,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the denoiser (not with --cache)")
     p.add_argument("--overwrite", action="store_true", default=None, help="replace existing story files")
     story = add_story_args(p)
+    story.add_argument("--continuous", action="store_true", default=None, help="one continuous video whose prompt "
+                       "travels from caption to caption (instead of clips continuing one another)")
     story.add_argument("--mode", choices=("continuity", "independent"), help="condition on the previous clip, or not (baseline)")
     story.add_argument("--no-shared-noise", dest="shared_noise", action="store_false", default=None,
                        help="do not reuse the previous clip's noise for the overlapping frames")
@@ -93,14 +97,20 @@ def main(args: argparse.Namespace) -> int:
     else:
         raise InputError("no story given (use --script FILE or --prompt TEXT --prompt TEXT ...)")
     # Everything that can be checked fails here, before the model loads and the clips are generated.
-    StoryPipeline(None)._check(segments, s.frames, st.overlap, st.mode, st.resample or 0, st.pin)
+    if cfg.continuous:
+        StoryPipeline(None)._check(segments, s.frames, 0, "independent")
+    else:
+        StoryPipeline(None)._check(segments, s.frames, st.overlap, st.mode, st.resample or 0, st.pin)
     check_story_output(cfg.out, len(segments), cfg.overwrite)
     pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler, weights=cfg.weights,
                          compile=cfg.compile)
-    if st.resample is None:
-        st.resample = default_resample(pipe, read_model_defaults(cfg.model).story)
-    story = StoryPipeline(pipe)(segments, seed=s.seed, mode=st.mode, overlap=st.overlap, shared_noise=st.shared_noise,
-                                resample=st.resample, pin=st.pin, fps=s.fps, **pipeline_kwargs(s))
+    if cfg.continuous:
+        story = StoryPipeline(pipe).continuous(segments, seed=s.seed, fps=s.fps, **pipeline_kwargs(s))
+    else:
+        if st.resample is None:
+            st.resample = default_resample(pipe, read_model_defaults(cfg.model).story)
+        story = StoryPipeline(pipe)(segments, seed=s.seed, mode=st.mode, overlap=st.overlap, shared_noise=st.shared_noise,
+                                    resample=st.resample, pin=st.pin, fps=s.fps, **pipeline_kwargs(s))
     paths = write_story(story, cfg.out, overwrite=cfg.overwrite, upscale=s.upscale,
                         settings={"model": cfg.model or cfg.weights.describe(), "scheduler": s.scheduler,
                                   "weights": dataclasses.asdict(cfg.weights)})

@@ -22,6 +22,8 @@ class SampleConfig:
 
     prompts: list[str] = field(default_factory=list)
     prompts_file: Optional[str] = None
+    # prompt travel: "FRAME: prompt" keyframes of one continuous video, or one .jsonl/.yaml file of them
+    prompt_travel: list[str] = field(default_factory=list)
     model: Optional[str] = None
     out: str = "outputs"
     num_videos: int = 1
@@ -53,6 +55,7 @@ class SampleJob:
     prompt: str
     seed: int
     path: Path
+    travel: Optional[dict[int, str]] = None  # prompt travel keyframes {frame: prompt}; `prompt` is the first one
 
 
 def read_prompts_file(path: str | Path) -> list[str]:
@@ -99,7 +102,7 @@ def plan_jobs(cfg: SampleConfig) -> list[SampleJob]:
 
     A single video goes to ``cfg.out`` when it ends in ``.mp4``/``.gif``;
     otherwise ``cfg.out`` is a folder and files are named
-    ``{index:03d}-{prompt-slug}-s{seed}.{format}``. Copy ``j`` of each prompt
+    ``{index:03d}-{prompt-slug}-s{seed}.{format}`` (with prompt travel, the first keyframe's prompt). Copy ``j`` of each prompt
     uses seed ``cfg.sampling.seed + j``.
 
     Raises:
@@ -108,7 +111,17 @@ def plan_jobs(cfg: SampleConfig) -> list[SampleJob]:
     """
     from vidgen.io.files import check_output_path
 
+    travel = None
     prompts = list(cfg.prompts)
+    if cfg.prompt_travel:
+        from vidgen.pipelines.long_video import check_keyframes, parse_keyframes
+
+        if prompts or cfg.prompts_file:
+            raise InputError("give --prompt-travel or --prompt/--prompts-file, not both")
+        keyframes = parse_keyframes(cfg.prompt_travel)
+        check_keyframes(keyframes, cfg.sampling.frames)
+        travel = {k.frame: k.prompt for k in keyframes}
+        prompts = [keyframes[0].prompt]
     if cfg.prompts_file:
         prompts += read_prompts_file(cfg.prompts_file)
     if not prompts:
@@ -127,7 +140,7 @@ def plan_jobs(cfg: SampleConfig) -> list[SampleJob]:
             index = i * cfg.num_videos + j
             seed = cfg.sampling.seed + j
             path = out if single_file else out / f"{index:03d}-{slugify(prompt)}-s{seed}.{output_format(cfg)}"
-            jobs.append(SampleJob(index=index, prompt=prompt.strip(), seed=seed, path=path))
+            jobs.append(SampleJob(index=index, prompt=prompt.strip(), seed=seed, path=path, travel=travel))
     seen = set()
     for job in jobs:
         if job.path in seen:
@@ -184,15 +197,20 @@ def run_sample(
     height, width = s.height or pipe.default_size[0], s.width or pipe.default_size[1]
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     written = []
-    for start in range(0, len(jobs), cfg.batch_size):
-        chunk = jobs[start : start + cfg.batch_size]
+    batch_size = 1 if jobs[0].travel else cfg.batch_size
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
         generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in chunk]
-        result = pipe(prompt=[job.prompt for job in chunk], generator=generators, decode_chunk_size=cfg.decode_chunk_size,
+        # prompt travel makes one video per call (its keyframes are its prompt)
+        prompt = chunk[0].travel if chunk[0].travel else [job.prompt for job in chunk]
+        result = pipe(prompt=prompt, generator=generators, decode_chunk_size=cfg.decode_chunk_size,
                       output_type="np", **pipeline_kwargs(s, height, width))
         for job, frames in zip(chunk, result.frames):
             write_video(job.path, frames, fps=s.fps, format=cfg.format, overwrite=cfg.overwrite,
                         upscale_factor=s.upscale, upscale_mode=cfg.upscale_mode)
-            resolved = dataclasses.replace(cfg, prompts=[job.prompt], prompts_file=None, num_videos=1, out=str(job.path),
+            resolved = dataclasses.replace(cfg, prompts=[] if job.travel else [job.prompt], prompts_file=None, num_videos=1,
+                                           out=str(job.path), batch_size=batch_size,
+                                           prompt_travel=[f"{f}: {p}" for f, p in (job.travel or {}).items()],
                                            sampling=dataclasses.replace(s, seed=job.seed, height=height, width=width))
             try:
                 atomic_write_text(sidecar_path(job.path), to_yaml(resolved), overwrite=cfg.overwrite)
