@@ -202,6 +202,25 @@ def test_whole_run_problems_are_one_line_exit_2(toy, capsys, tmp_path, monkeypat
     assert existing.read_text() == "{}"
 
 
+def test_caption_files_with_a_byte_order_mark_or_not_in_utf8(toy, capsys, tmp_path):
+    """Spreadsheets save CSV with a byte-order mark: it once hid the 'video' column ("found \\ufeffvideo")."""
+    videos = [toy["videos"][name] for name in CAPTIONS]
+    table = tmp_path / "caps.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + ("video,caption\n" + "".join(f"{v},{c}\n" for v, c in zip(videos, CAPTIONS.values()))).encode())
+    lines = tmp_path / "caps.txt"
+    lines.write_bytes(b"\xef\xbb\xbf" + "".join(c + "\n" for c in CAPTIONS.values()).encode())
+    for captions in (table, lines):
+        report = tmp_path / f"{captions.suffix[1:]}.json"
+        rc, _, err = _run(capsys, *videos, "--captions", captions, "--viclip", toy["model"], "--out", report)
+        assert rc == 0, err
+        assert [v["caption"] for v in json.loads(report.read_text())["videos"]] == list(CAPTIONS.values())
+    latin = tmp_path / "latin.txt"
+    data = "".join(c + "\n" for c in ("a red circle", "a blue café", "a green sign")).encode("latin-1")
+    latin.write_bytes(data)
+    _one_line_error(*_run(capsys, *videos, "--captions", latin, "--viclip", toy["model"])[::2], str(latin), "not UTF-8",
+                    f"byte offset {data.index(0xE9)}")
+
+
 def test_frame_level_clip_matches_manual_computation(toy, capsys, tmp_path):
     from transformers import CLIPConfig, CLIPModel
 

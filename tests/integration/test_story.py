@@ -173,6 +173,16 @@ def test_bad_scripts_are_one_clear_line(tiny_motion_model, tmp_path, capsys, scr
     assert not (tmp_path / "out").exists()
 
 
+def test_a_script_that_is_not_utf8_is_one_line(tiny_motion_model, tmp_path, capsys):
+    script = tmp_path / "script.txt"
+    data = "a red circle\na café sign\n".encode("latin-1")  # é as the single byte 0xE9
+    script.write_bytes(data)
+    rc = main(["story", "--model", str(tiny_motion_model), "--script", str(script), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and str(script) in err and f"byte offset {data.index(0xE9)}" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_script_and_bad_overlap(tiny_motion_model, tmp_path, capsys):
     assert main(["story", "--model", str(tiny_motion_model), "--script", str(tmp_path / "nope.txt")]) == 2
     assert "story script not found" in capsys.readouterr().err

@@ -31,6 +31,7 @@ from vidgen.data.rows import Row, is_youtube_id
 from vidgen.errors import DataError, InputError, OutputError, VideoError
 from vidgen.io.files import atomic_output, atomic_write_text, ensure_writable_dir
 from vidgen.io.sampling import fps_indices
+from vidgen.io.text import read_text
 from vidgen.io.video import frame_indices_for_times, is_video_file, iter_frames, probe
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class SourceIndex:
         path = Path(path)
         if not path.is_file():
             raise DataError(f"source mapping file not found: {str(path)!r}")
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         pairs: list[tuple[Any, Any]] = []
         try:
             if path.suffix.lower() == ".json":
