@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 from pathlib import Path
 
@@ -141,6 +142,20 @@ def test_html_report_is_self_contained(toy, capsys, tmp_path):
     assert "src='../../" in text or "src='../" in text  # relative to the page's folder
     for caption in CAPTIONS.values():
         assert caption in text
+
+
+def test_html_report_escapes_hostile_captions(toy, capsys, tmp_path):
+    hostile = ["a red circle <script>alert(1)</script> & <img src=x onerror=alert(2)>",
+               "moves up</track><b>bold</b>\n\n00:00:00.000 --> 00:00:09.000\ninjected cue", "it's \"quoted\" <i>x</i>"]
+    pairs = tmp_path / "hostile.jsonl"
+    pairs.write_text("".join(json.dumps({"video": str(toy["videos"][n]), "caption": c}) + "\n" for n, c in zip(CAPTIONS, hostile)))
+    page = tmp_path / "report.html"
+    rc, _, err = _run(capsys, pairs, "--viclip", toy["model"], "--html", page, "--retrieve")
+    assert rc == 0, err
+    text = page.read_text()
+    assert "<script" not in text and "<img" not in text and "</track>" not in text and "<b>bold" not in text and "<i>x" not in text
+    for caption in hostile:
+        assert html.escape(caption.strip()) in text
 
 
 def test_sidecar_captions_from_vidgen_sample(toy, capsys, tmp_path):
