@@ -133,6 +133,29 @@ def test_bad_videos_are_skipped_and_reported(toy, capsys, tmp_path):
     assert str(toy["model"]) in source and "preprocess demo" in source and "frames[::n // " in source
 
 
+def test_a_truncated_video_is_scored_on_the_frames_that_decode_and_the_report_says_so(toy, capsys, tmp_path):
+    """A cut-off MP4 announcing 48 frames once was scored on a spread over the first few, with no word about it."""
+    from tests.conftest import truncated_copy
+    from vidgen.io.writer import write_video
+    from vidgen.metrics.preprocess import get_preprocess
+
+    whole = write_video(tmp_path / "whole.mp4", _toy_frames("red", n=48), fps=8)
+    decodable, announced = truncated_copy(whole, tmp_path / "cut.mp4", range(8, 40))
+    truncated_copy(whole, tmp_path / "stub.mp4", range(1, 4))  # fewer than the tiny ViCLIP's 4 frames
+    report = tmp_path / "r.json"
+    rc, out, err = _run(capsys, tmp_path / "cut.mp4", tmp_path / "stub.mp4", "--prompt", CAPTIONS["red"],
+                        "--viclip", toy["model"], "--out", report)
+    assert rc == 0, err
+    saved = json.loads(report.read_text())
+    [row] = saved["videos"]
+    expected = f"truncated: {decodable} of {announced} frames decodable"
+    assert expected in row["note"] and expected in out
+    assert row["frames"]["viclip"] == get_preprocess("demo", num_frames=4).frame_indices(decodable)
+    [skipped] = saved["skipped"]
+    assert skipped["video"].endswith("stub.mp4") and skipped["reason"].startswith("truncated: ")
+    assert f" of {announced} frames decodable" in skipped["reason"]
+
+
 def test_html_report_is_self_contained(toy, capsys, tmp_path):
     page = tmp_path / "pages" / "report.html"
     rc, _, err = _run(capsys, toy["pairs"], "--viclip", toy["model"], "--html", page)
