@@ -18,8 +18,8 @@ from typing import BinaryIO, Iterator
 
 from vidgen.errors import TextEncodingError
 
-BOM = "\ufeff"
-NEWLINE = b"\n"
+_BOM = "\ufeff"
+_NEWLINE = b"\n"
 
 
 def _encoding_error(name: str, exc: UnicodeDecodeError, offset: int | None, data: bytes | None = None) -> TextEncodingError:
@@ -27,7 +27,7 @@ def _encoding_error(name: str, exc: UnicodeDecodeError, offset: int | None, data
     what = f"byte 0x{byte:02x}" if byte is not None else "an incomplete character"
     where = f" at byte offset {offset}" if offset is not None else ""
     if data is not None and offset is not None:
-        where += f" (line {data.count(NEWLINE, 0, offset) + 1})"
+        where += f" (line {data.count(_NEWLINE, 0, offset) + 1})"
     return TextEncodingError(f"{name!r} is not UTF-8 text: cannot decode {what}{where}; save the file as UTF-8")
 
 
@@ -76,7 +76,7 @@ def text_lines(stream: BinaryIO, name: str) -> Iterator[str]:
     try:
         first = text.readline()
         if first:
-            yield first[1:] if first.startswith(BOM) else first
+            yield first[1:] if first.startswith(_BOM) else first
             yield from text
     except UnicodeDecodeError as exc:
         # The wrapper decodes a chunk at a time: the stream's position is the end of the bytes
