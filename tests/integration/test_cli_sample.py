@@ -141,6 +141,17 @@ def test_bad_input_is_one_line_and_status_2(tiny_motion_model, tmp_path, capsys,
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_a_prompts_file_that_is_not_utf8_is_one_line(tiny_motion_model, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    data = "a red circle\na café sign\n".encode("latin-1")  # é as the single byte 0xE9
+    prompts.write_bytes(data)
+    assert run_cli("--model", tiny_motion_model, "--prompts-file", prompts, "--out", tmp_path / "out", *FAST) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("vidgen sample: error: "), err
+    assert str(prompts) in err and f"byte offset {data.index(0xE9)}" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_existing_output_needs_overwrite(tiny_motion_model, tmp_path, capsys):
     out = tmp_path / "v.mp4"
     out.write_bytes(b"precious")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,15 +40,44 @@ def cue_times(story) -> list[tuple[str, float, float]]:
     return [(c.segment.caption, c.start_frame / story.fps, (c.start_frame + c.num_new_frames) / story.fps) for c in story.clips]
 
 
+def _one_line(caption: str) -> str:
+    # A line break inside cue text would end the cue, and a blank line plus a timing line would start a new one.
+    return " ".join(caption.split())
+
+
+# What SubRip players render as markup: HTML-like tags (<i>, <font color=...>) and ASS override blocks ({\an8}).
+_SRT_MARKUP = re.compile(r"</?[A-Za-z][^<>]*>|\{\\[^{}]*\}")
+
+
+def vtt_cue_text(caption: str) -> str:
+    """``caption`` as WebVTT cue text: one line, ``&``, ``<`` and ``>`` as character references.
+
+    The references are WebVTT's own escapes, so players show the caption as written, no tag of it
+    is markup, and ``-->`` cannot appear.
+    """
+    return html.escape(_one_line(caption), quote=False)
+
+
+def srt_cue_text(caption: str) -> str:
+    """``caption`` as SubRip text: one line, tags players would render dropped, other angle brackets as look-alikes.
+
+    SubRip has no escapes, so markup cannot be kept as text: tags (``<i>``, ``<font ...>``, ``{\\an8}``)
+    go, and a lone ``<`` or ``>`` becomes ``‹``/``›`` (which also keeps ``-->`` out of the text).
+    """
+    text = _SRT_MARKUP.sub(" ", _one_line(caption))
+    return _one_line(text.replace("<", "\u2039").replace(">", "\u203a"))
+
+
 def srt_text(story) -> str:
     """SubRip subtitles timing each caption to its clip."""
-    blocks = [f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{text}\n" for i, (text, a, b) in enumerate(cue_times(story), 1)]
+    blocks = [f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{srt_cue_text(text)}\n"
+              for i, (text, a, b) in enumerate(cue_times(story), 1)]
     return "\n".join(blocks)
 
 
 def vtt_text(story) -> str:
     """WebVTT subtitles (what the page's <track> loads)."""
-    cues = [f"{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{text}\n" for text, a, b in cue_times(story)]
+    cues = [f"{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{vtt_cue_text(text)}\n" for text, a, b in cue_times(story)]
     return "WEBVTT\n\n" + "\n".join(cues)
 
 

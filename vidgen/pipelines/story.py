@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from vidgen.errors import InputError
+from vidgen.io.text import read_text
 from vidgen.pipelines.settings import MODES, PINS, check_guidance_interval
 
 
@@ -85,11 +86,12 @@ def read_script(path: str | Path) -> list[StorySegment]:
     Raises:
         InputError: a missing file, an empty line between captions, a row without a caption,
             or a script with no caption at all.
+        TextEncodingError: the script is not UTF-8.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"story script not found: {str(path)!r}")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()  # trailing blank lines are just the end of the file
     segments = []
