@@ -98,7 +98,7 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("no story given (use --script FILE or --prompt TEXT --prompt TEXT ...)")
     # Everything that can be checked fails here, before the model loads and the clips are generated.
     if cfg.continuous:
-        StoryPipeline(None)._check(segments, s.frames, 0, "independent")
+        StoryPipeline(None).check_continuous(segments, s.frames)
     else:
         StoryPipeline(None)._check(segments, s.frames, st.overlap, st.mode, st.resample or 0, st.pin)
     check_story_output(cfg.out, len(segments), cfg.overwrite)

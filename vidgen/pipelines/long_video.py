@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from vidgen.errors import InputError
+from vidgen.io.text import read_text
 
 KEYFRAME = re.compile(r"^\s*(\d+)\s*:\s*(.*)$", re.DOTALL)
 TRAVEL_FILES = (".jsonl", ".yaml", ".yml")
@@ -163,7 +164,7 @@ def read_keyframes(path: str | Path) -> list[Keyframe]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"prompt travel file not found: {str(path)!r}")
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path)
     rows: list[Any]
     if path.suffix.lower() == ".jsonl":
         rows = []

@@ -266,6 +266,15 @@ class StoryPipeline:
             meta["cache"] = cache
         return StoryOutput(clips, video, fps, overlap, mode, meta)
 
+    def check_continuous(self, segments: Sequence[StorySegment], num_frames: int) -> None:
+        """What :meth:`continuous` checks before any work: captions and frames, and no per-clip negative prompt
+        or guidance (one video has one of each)."""
+        self._check(segments, num_frames, 0, "independent")
+        for i, seg in enumerate(segments, 1):
+            if seg.negative_prompt is not None or seg.guidance is not None:
+                raise InputError(f"story clip {i}: a continuous story has one negative prompt and one guidance for the "
+                                 "whole video; drop the clip's own 'negative_prompt'/'guidance' or leave out --continuous")
+
     @torch.no_grad()
     def continuous(
         self,
@@ -297,11 +306,7 @@ class StoryPipeline:
                 has one of each), or a bad argument.
         """
         segs = [s if isinstance(s, StorySegment) else StorySegment(str(s)) for s in segments]
-        self._check(segs, num_frames, 0, "independent")
-        for i, seg in enumerate(segs, 1):
-            if seg.negative_prompt is not None or seg.guidance is not None:
-                raise InputError(f"story clip {i}: a continuous story has one negative prompt and one guidance for the "
-                                 "whole video; drop the clip's own 'negative_prompt'/'guidance' or leave out --continuous")
+        self.check_continuous(segs, num_frames)
         lengths = [seg.num_frames or num_frames for seg in segs]
         starts = [sum(lengths[:i]) for i in range(len(segs))]
         travel = {start: seg.caption.strip() for start, seg in zip(starts, segs)}
