@@ -1,0 +1,144 @@
+"""Killed jobs run again and full or read-only disks: the same command completes only what is missing, finished
+outputs stay as they are, and a failed write leaves nothing under a final name and ends in one line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import yaml
+
+from tests.disk_faults import FullDisk, read_only
+from vidgen.cli.main import main
+from vidgen.errors import OutputError
+
+TINY = ["--frames", "3", "--height", "16", "--width", "16", "--steps", "2", "--no-progress"]
+
+
+def files(folder) -> dict[str, bytes | dict]:
+    """Every file under ``folder`` by relative path (hidden temporaries included), with its bytes; a video's
+    settings as read, less the path it names (the folders compared differ)."""
+    found = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            found[str(p.relative_to(folder))] = p.read_bytes()
+            if p.suffix == ".yaml":
+                found[str(p.relative_to(folder))] = {k: v for k, v in yaml.safe_load(p.read_text()).items() if k != "out"}
+    return found
+
+
+def one_error_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"vidgen {command}: error: "), err
+    return err
+
+
+# ------------------------------------------------------------------ vidgen sample
+
+
+def sample(model, out, *extra):
+    prompts = ["a red circle slides left", "a blue square moves up", "a green triangle"]
+    return main(["sample", "--model", str(model), *[a for p in prompts for a in ("--prompt", p)], "--out", str(out),
+                 *TINY, *map(str, extra)])
+
+
+def test_sample_rerun_after_a_kill_finishes_only_the_missing_videos(tiny_motion_model, tmp_path, capsys):
+    assert sample(tiny_motion_model, tmp_path / "whole") == 0
+    whole = files(tmp_path / "whole")
+    assert len(whole) == 6
+    out = tmp_path / "killed"
+    shutil.copytree(tmp_path / "whole", out)
+    # What a kill leaves: video 1 renamed into place but not its settings, video 2 not written, a temporary.
+    (out / "001-a-blue-square-moves-up-s0.yaml").unlink()
+    for suffix in (".mp4", ".yaml"):
+        (out / f"002-a-green-triangle-s0{suffix}").unlink()
+    (out / ".002-a-green-triangle-s0.x1y2z3w4.tmp.mp4").write_bytes(b"half a video")
+    first = (out / "000-a-red-circle-slides-left-s0.mp4").stat()
+    capsys.readouterr()
+
+    assert sample(tiny_motion_model, out) == 0  # the same command, no --overwrite
+    printed = capsys.readouterr().out
+    assert "1 of 3 videos already in" in printed and printed.count("wrote ") == 2
+    assert files(out) == whole  # byte-identical to the uninterrupted run, and no temporaries left
+    again = (out / "000-a-red-circle-slides-left-s0.mp4").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)  # the finished one untouched
+
+    assert sample(tiny_motion_model, out) == 0  # all done: nothing is rendered
+    assert "3 of 3 videos already in" in capsys.readouterr().out and files(out) == whole
+
+
+def test_sample_killed_between_video_and_settings_is_redone(tiny_motion_model, tmp_path, monkeypatch, capsys):
+    """The video and its .yaml appear together: a kill between them leaves a video the next run redoes."""
+    renames = []
+    real_replace = os.replace
+
+    def killed_after_the_first_rename(src, dst):
+        renames.append(dst)
+        real_replace(src, dst)
+        if len(renames) == 1:
+            raise KeyboardInterrupt  # stands in for SIGKILL right after the first file went into place
+
+    monkeypatch.setattr(os, "replace", killed_after_the_first_rename)
+    out = tmp_path / "v"
+    assert sample(tiny_motion_model, out) == 130
+    monkeypatch.setattr(os, "replace", real_replace)
+    left = sorted(p.name for p in out.iterdir())
+    assert len(left) == 1  # one half of the first video's pair
+    assert sample(tiny_motion_model, out) == 0
+    assert len(list(out.glob("*.mp4"))) == len(list(out.glob("*.yaml"))) == 3
+    assert sample(tiny_motion_model, tmp_path / "whole") == 0
+    assert files(out) == files(tmp_path / "whole")
+
+
+def test_sample_on_a_full_disk_leaves_nothing_and_says_so(tiny_motion_model, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "disk" / "v.mp4"
+    out.parent.mkdir()
+    FullDisk(out.parent, free=500, scratch=tmp_path).install(monkeypatch)
+    rc = main(["sample", "--model", str(tiny_motion_model), "--prompt", "a red circle", "--out", str(out), *TINY])
+    err = one_error_line(capsys, "sample")
+    assert rc == 2 and str(out) in err and "No space left on device" in err
+    assert os.listdir(out.parent) == []  # no truncated video under its name, no temporaries
+    monkeypatch.undo()  # space freed: the same command now succeeds without --overwrite
+    assert main(["sample", "--model", str(tiny_motion_model), "--prompt", "a red circle", "--out", str(out), *TINY]) == 0
+    assert sorted(os.listdir(out.parent)) == ["v.mp4", "v.yaml"]
+
+
+def test_sample_disk_full_at_a_settings_file_leaves_no_video_without_it(tiny_motion_model, tmp_path, monkeypatch, capsys):
+    assert sample(tiny_motion_model, tmp_path / "whole") == 0
+    whole = files(tmp_path / "whole")
+    names = sorted(whole)
+    # Room for the first video and its settings and for the second video, not for the second settings file.
+    free = sum((tmp_path / "whole" / n).stat().st_size for n in names[:3]) + 10
+    out = tmp_path / "disk"
+    out.mkdir()
+    FullDisk(out, free=free, scratch=tmp_path).install(monkeypatch)
+    assert sample(tiny_motion_model, out) == 2
+    err = one_error_line(capsys, "sample")
+    assert str(out / names[2]) in err and "No space left on device" in err
+    assert files(out) == {n: whole[n] for n in names[:2]}  # the finished pair only: no video without its settings
+    monkeypatch.undo()
+    assert sample(tiny_motion_model, out) == 0
+    assert files(out) == whole
+
+
+def test_a_million_prompts_plan_by_one_listing(tmp_path):
+    """Planning reads the output folder once (the old plan looked up every file: 98 s for 1M prompts)."""
+    from vidgen.pipelines.sample import SampleConfig, plan_jobs
+
+    n = 200_000
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"a red circle number {i}\n" for i in range(n)))
+    out = tmp_path / "out"
+    out.mkdir()
+    last = f"{n - 1:03d}-a-red-circle-number-{n - 1}-s0"
+    (out / f"{last}.mp4").write_bytes(b"video")
+    (out / f"{last}.yaml").write_text("settings")
+    (out / "000-a-red-circle-number-0-s0.mp4").write_bytes(b"a video whose settings were never written")
+    jobs = plan_jobs(SampleConfig(prompts_file=str(prompts), out=str(out)))
+    assert len(jobs) == n and [j.index for j in jobs if j.done] == [n - 1]
+    assert jobs[-1].path == out / f"{last}.mp4" and len({j.name for j in jobs}) == n
+    assert not any(j.done for j in plan_jobs(SampleConfig(prompts_file=str(prompts), out=str(out), overwrite=True)))
+    (out / "001-a-red-circle-number-1-s0.yaml").mkdir()
+    with pytest.raises(OutputError, match="001-a-red-circle-number-1-s0.yaml' is a folder"):
+        plan_jobs(SampleConfig(prompts_file=str(prompts), out=str(out)))
