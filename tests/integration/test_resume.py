@@ -142,3 +142,91 @@ def test_a_million_prompts_plan_by_one_listing(tmp_path):
     (out / "001-a-red-circle-number-1-s0.yaml").mkdir()
     with pytest.raises(OutputError, match="001-a-red-circle-number-1-s0.yaml' is a folder"):
         plan_jobs(SampleConfig(prompts_file=str(prompts), out=str(out)))
+
+
+# ------------------------------------------------------------------ vidgen data shard
+
+
+@pytest.fixture
+def rows_and_clips(tmp_path):
+    """Five rows in a .jsonl and their clips (12 counter frames each)."""
+    import json
+
+    from tests.conftest import make_counter_video
+    from vidgen.data.rows import parse_row
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    records = [{"YoutubeID": "AAAAAAAAAAA", "Start_timestamp": float(2 * i), "End_timestamp": float(2 * i + 1),
+                "Caption": f"caption {i}"} for i in range(5)]
+    for record in records:
+        make_counter_video(clips / parse_row(record).clip_name, num_frames=12, fps=10.0, size=(32, 24))
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return rows, clips
+
+
+def shard_members(folder) -> dict[str, dict[str, bytes]]:
+    """Each shard's members by name with their bytes (tar headers carry the time they were written)."""
+    import tarfile
+
+    members = {}
+    for shard in sorted(folder.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            members[shard.name] = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    return members
+
+
+def shard(rows, clips, out):
+    return main(["data", "shard", str(rows), "--clips", str(clips), "--out", str(out), "--max-count", "2"])
+
+
+def test_shard_rerun_after_a_kill_keeps_finished_shards_and_writes_the_rest(rows_and_clips, tmp_path, monkeypatch, capsys):
+    import json
+
+    rows, clips = rows_and_clips
+    assert shard(rows, clips, tmp_path / "whole") == 0
+    out = tmp_path / "killed"
+    real_replace = os.replace
+    placed = []
+
+    def killed_after_the_second_shard(src, dst):
+        real_replace(src, dst)
+        placed.append(os.path.basename(dst))
+        if placed[-1] == "shard-000001.tar":
+            raise KeyboardInterrupt  # stands in for SIGKILL between the shard and its index entry
+
+    monkeypatch.setattr(os, "replace", killed_after_the_second_shard)
+    assert shard(rows, clips, out) == 130
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert sorted(os.listdir(out)) == ["shard-000000.tar", "shard-000001.tar", "shards.json"]
+    first = (out / "shard-000000.tar").stat()
+    capsys.readouterr()
+
+    assert shard(rows, clips, out) == 0  # the same command, no --overwrite
+    assert "(1 already written, kept)" in capsys.readouterr().out
+    assert shard_members(out) == shard_members(tmp_path / "whole")
+    again = (out / "shard-000000.tar").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+    index, whole = (json.loads((d / "shards.json").read_text()) for d in (out, tmp_path / "whole"))
+    assert [s["samples"] for s in index["shards"]] == [s["samples"] for s in whole["shards"]] == [2, 2, 1]
+    assert index["complete"] and index["samples"] == 5
+    assert shard(rows, clips, out) == 0 and shard_members(out) == shard_members(tmp_path / "whole")  # nothing left to do
+    assert main(["data", "shard", str(rows), "--clips", str(clips), "--out", str(out), "--max-count", "3"]) == 2
+    assert "written with other settings (max_count 2 -> 3)" in capsys.readouterr().err
+
+
+def test_shard_on_a_full_disk_keeps_whole_shards_only(rows_and_clips, tmp_path, monkeypatch, capsys):
+    rows, clips = rows_and_clips
+    assert shard(rows, clips, tmp_path / "whole") == 0
+    sizes = [(tmp_path / "whole" / f"shard-00000{i}.tar").stat().st_size for i in range(2)]
+    out = tmp_path / "disk"
+    out.mkdir()
+    FullDisk(out, free=sizes[0] + sizes[1] // 2, scratch=tmp_path).install(monkeypatch)  # the second shard does not fit
+    assert shard(rows, clips, out) == 2
+    err = one_error_line(capsys, "data")
+    assert str(out / "shard-000001.tar") in err and "No space left on device" in err
+    assert sorted(os.listdir(out)) == ["shard-000000.tar", "shards.json"]  # the finished shard and its entry
+    monkeypatch.undo()
+    assert shard(rows, clips, out) == 0
+    assert shard_members(out) == shard_members(tmp_path / "whole")

@@ -177,11 +177,14 @@ def ensure_writable_dir(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def _temporary_beside(path: Path) -> Path:
+def temporary_beside(path: Path) -> Path:
     """A new empty file beside ``path`` that :func:`temporary_owner` maps back to ``path``'s name.
 
     The temporary name keeps the suffix, so tools that pick a format from the extension (ffmpeg, Pillow)
     behave the same.
+
+    Raises:
+        OutputError: the file cannot be created (a read-only or full disk...).
     """
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
@@ -208,7 +211,7 @@ def atomic_outputs(paths: Sequence[str | os.PathLike], overwrite: bool = False) 
     temps: list[Path] = []
     try:
         for final in finals:
-            temps.append(_temporary_beside(final))
+            temps.append(temporary_beside(final))
         try:
             yield list(temps)
         except BaseException as exc:
