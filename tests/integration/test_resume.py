@@ -230,3 +230,80 @@ def test_shard_on_a_full_disk_keeps_whole_shards_only(rows_and_clips, tmp_path, 
     monkeypatch.undo()
     assert shard(rows, clips, out) == 0
     assert shard_members(out) == shard_members(tmp_path / "whole")
+
+
+# ------------------------------------------------------------------ vidgen data cache
+
+
+@pytest.fixture
+def cache_inputs(tiny_motion_model, rows_and_clips, tmp_path):
+    """Two shards of two and one clips, the cache units for them, the tiny model's encoders and a frame policy."""
+    from vidgen.data.cache import load_encoders, shards_from_urls
+    from vidgen.data.frames import FramePolicy
+    from vidgen.data.readers import iter_rows
+    from vidgen.data.shards import write_shards
+
+    rows, clips = rows_and_clips
+    write_shards(list(iter_rows(rows))[:3], clips, tmp_path / "shards", max_count=2, verify=False)
+    policy = FramePolicy(num_frames=4, stride=2, height=16, width=16, window="start")
+    return shards_from_urls(tmp_path / "shards"), load_encoders(model=tiny_motion_model), policy
+
+
+def cached(folder) -> dict[str, object]:
+    """A cache folder's files: indexes as text, tensor files as their metadata and tensors (the order of the
+    metadata in a file's header varies from run to run)."""
+    from safetensors import safe_open
+
+    found = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt") as f:
+                found[path.name] = (f.metadata(), {k: f.get_tensor(k).numpy().tobytes() for k in f.keys()})
+        else:
+            found[path.name] = path.read_bytes()
+    return found
+
+
+def test_cache_rerun_after_a_kill_between_tensors_and_index(cache_inputs, tmp_path, monkeypatch):
+    from vidgen.data.cache import build_cache
+
+    units, encoders, policy = cache_inputs
+    build_cache(units, encoders, tmp_path / "whole", policy=policy)
+    out = tmp_path / "killed"
+    real_replace = os.replace
+
+    def killed_after_the_second_tensors(src, dst):
+        real_replace(src, dst)
+        if os.path.basename(dst) == "shard-000001.safetensors":
+            raise KeyboardInterrupt  # stands in for SIGKILL before the index was written
+
+    monkeypatch.setattr(os, "replace", killed_after_the_second_tensors)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(units, encoders, out, policy=policy)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert sorted(os.listdir(out)) == ["shard-000000.json", "shard-000000.safetensors", "shard-000001.safetensors"]
+    (out / ".shard-000001.k3j9x0ab.tmp.json").write_text("{")  # what a kill while writing the index leaves
+    first = (out / "shard-000000.safetensors").stat()
+
+    report = build_cache(units, encoders, out, policy=policy)  # the same command, no --overwrite
+    assert (report.shards_existing, report.shards_done) == (1, 1)
+    assert cached(out) == cached(tmp_path / "whole")  # identical tensors and indexes, no temporaries
+    again = (out / "shard-000000.safetensors").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)
+
+
+def test_cache_on_a_full_disk_keeps_whole_shards_only(cache_inputs, tmp_path, monkeypatch):
+    from vidgen.data.cache import build_cache
+
+    units, encoders, policy = cache_inputs
+    build_cache(units, encoders, tmp_path / "whole", policy=policy)
+    first = sum((tmp_path / "whole" / f"shard-000000.{ext}").stat().st_size for ext in ("safetensors", "json"))
+    out = tmp_path / "disk"
+    out.mkdir()
+    FullDisk(out, free=first + 100, scratch=tmp_path).install(monkeypatch)
+    with pytest.raises(OutputError, match=r"cannot write '.*shard-000001\.safetensors': No space left on device"):
+        build_cache(units, encoders, out, policy=policy)
+    assert sorted(os.listdir(out)) == ["shard-000000.json", "shard-000000.safetensors"]
+    monkeypatch.undo()
+    build_cache(units, encoders, out, policy=policy)
+    assert cached(out) == cached(tmp_path / "whole")
