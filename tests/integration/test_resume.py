@@ -307,3 +307,45 @@ def test_cache_on_a_full_disk_keeps_whole_shards_only(cache_inputs, tmp_path, mo
     monkeypatch.undo()
     build_cache(units, encoders, out, policy=policy)
     assert cached(out) == cached(tmp_path / "whole")
+
+
+# ------------------------------------------------------------------ vidgen story
+
+
+def story(model, out, *extra):
+    return main(["story", "--model", str(model), "--prompt", "a red circle moves right", "--prompt", "a red circle moves up",
+                 "--frames-per-clip", "4", "--overlap", "2", "--steps", "2", "--out", str(out),
+                 "sampling.height=16", "sampling.width=16", *extra])
+
+
+def test_story_rerun_after_a_kill_finishes_it_and_a_finished_one_is_left_alone(tiny_motion_model, tmp_path, capsys):
+    assert story(tiny_motion_model, tmp_path / "whole") == 0
+    whole = files(tmp_path / "whole")
+    out = tmp_path / "killed"
+    shutil.copytree(tmp_path / "whole", out)
+    # What a kill while the files were moved into place leaves: the last ones still in the temporary folder.
+    left = out / ".story.k3j9x0ab.tmp"
+    left.mkdir()
+    for name in ("story.html", "settings.json"):
+        os.replace(out / name, left / name)
+    capsys.readouterr()
+    assert story(tiny_motion_model, out) == 0  # the same command, no --overwrite
+    assert files(out) == whole  # byte-identical (same seeds), and the temporary folder is gone
+
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capsys.readouterr()
+    assert story(tiny_motion_model, out) == 0  # finished: nothing to do, nothing rewritten
+    assert "already complete" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert story(tiny_motion_model, out, "--steps", "3") == 2  # another story: still needs --overwrite
+    assert "exists (pass --overwrite" in one_error_line(capsys, "story")
+
+
+def test_story_on_a_full_disk_leaves_nothing(tiny_motion_model, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "disk"
+    out.mkdir()
+    FullDisk(out, free=2000, scratch=tmp_path).install(monkeypatch)
+    assert story(tiny_motion_model, out) == 2
+    err = one_error_line(capsys, "story")
+    assert "No space left on device" in err and str(out) in err
+    assert os.listdir(out) == []

@@ -72,9 +72,28 @@ def resolve_config(args: argparse.Namespace) -> StoryConfig:
     return load_job_config(StoryConfig, args.config, merged_overrides(flag_overrides(args, FIELDS), args.overrides))
 
 
+def _recorded_settings(cfg: StoryConfig, segments, model: str) -> dict:
+    """What a story's ``settings.json`` records that this config fixes before the model loads (values the model
+    folder fills in, such as a default size, are left out)."""
+    s, st = cfg.sampling, cfg.story
+    known = {"captions": [seg.caption for seg in segments], **_written_settings(cfg, model), "seed": s.seed,
+             "steps": s.steps, "guidance": s.guidance, "guidance_interval": s.guidance_interval,
+             "cache": None if s.cache == "none" else s.cache,
+             "fps": s.fps, "overlap": st.overlap, "mode": st.mode, "shared_noise": st.shared_noise, "pin": st.pin,
+             "resample": st.resample, "height": s.height, "width": s.width}
+    return {key: value for key, value in known.items() if value is not None and key != "weights"}
+
+
+def _written_settings(cfg: StoryConfig, model: str) -> dict:
+    """What ``settings.json`` records beside the pipeline's own meta."""
+    s = cfg.sampling
+    return {"model": model, "scheduler": s.scheduler, "frames": s.frames, "negative_prompt": s.negative_prompt,
+            "upscale": s.upscale, "weights": dataclasses.asdict(cfg.weights)}
+
+
 def main(args: argparse.Namespace) -> int:
     from vidgen.errors import InputError
-    from vidgen.io.story import check_story_output, write_story
+    from vidgen.io.story import check_story_output, finished_story, write_story
     from vidgen.pipelines.loading import load_pipeline
     from vidgen.pipelines.settings import pipeline_kwargs, read_model_defaults
     from vidgen.pipelines.story import StoryPipeline, StorySegment, default_resample, read_script
@@ -94,6 +113,13 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("no story given (use --script FILE or --prompt TEXT --prompt TEXT ...)")
     # Everything that can be checked fails here, before the model loads and the clips are generated.
     StoryPipeline(None)._check(segments, s.frames, st.overlap, st.mode, st.resample or 0, st.pin)
+    model = cfg.model or cfg.weights.describe()
+    if not cfg.overwrite and finished_story(cfg.out, len(segments), _recorded_settings(cfg, segments, model)):
+        # The same command ran to the end before: a story is one piece (each clip continues the last), nothing to add.
+        emit(args, {"folder": cfg.out, "clips": len(segments), "skipped": True},
+             f"the story in {cfg.out} is already complete ({len(segments)} clips, same captions and settings); "
+             "pass --overwrite to make it again")
+        return 0
     check_story_output(cfg.out, len(segments), cfg.overwrite)
     pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler, weights=cfg.weights,
                          compile=cfg.compile)
@@ -102,8 +128,7 @@ def main(args: argparse.Namespace) -> int:
     story = StoryPipeline(pipe)(segments, seed=s.seed, mode=st.mode, overlap=st.overlap, shared_noise=st.shared_noise,
                                 resample=st.resample, pin=st.pin, fps=s.fps, **pipeline_kwargs(s))
     paths = write_story(story, cfg.out, overwrite=cfg.overwrite, upscale=s.upscale,
-                        settings={"model": cfg.model or cfg.weights.describe(), "scheduler": s.scheduler,
-                                  "weights": dataclasses.asdict(cfg.weights)})
+                        settings=_written_settings(cfg, model))
     emit(args, {"folder": cfg.out, "clips": len(story.clips), "frames": len(story.video),
                 "files": {name: str(path) for name, path in paths.items()}},
          [*(f"wrote {paths[name]}" for name in ("story.mp4", "story.html", "story.jsonl")),
