@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -349,3 +350,88 @@ def test_story_on_a_full_disk_leaves_nothing(tiny_motion_model, tmp_path, monkey
     err = one_error_line(capsys, "story")
     assert "No space left on device" in err and str(out) in err
     assert os.listdir(out) == []
+
+
+# ------------------------------------------------------------------ vidgen train
+
+
+def test_train_read_only_output_dir_is_one_error_before_any_model_loads(tiny_motion_model, tmp_path, monkeypatch):
+    from tests.train_helpers import ClipTensors, collate, tiny_config
+    from vidgen.training import loop
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("the models were loaded before the output folder was checked")
+
+    monkeypatch.setattr("vidgen.training.models.load_training_models", no_models)
+    for run in (tmp_path / "ro", tmp_path / "ro" / "new-run"):  # an existing folder, and one to make inside it
+        (tmp_path / "ro").mkdir(exist_ok=True)
+        with monkeypatch.context() as m:
+            read_only(m, tmp_path / "ro")
+            with pytest.raises(OutputError, match=rf"'{run}'.*Read-only file system"):
+                loop.train(tiny_config(tiny_motion_model, run, "train.max_steps=1"), dataset=ClipTensors(), collate_fn=collate)
+    assert os.listdir(tmp_path / "ro") == []
+
+
+def test_train_checkpoint_on_a_full_disk_is_one_error_and_leaves_no_checkpoint(tiny_motion_model, tmp_path, monkeypatch):
+    from tests.train_helpers import ClipTensors, collate, tiny_config
+    from vidgen.training.checkpoint import list_checkpoints
+    from vidgen.training.loop import train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = tiny_config(tiny_motion_model, run, "train.max_steps=2")
+    with monkeypatch.context() as m:
+        FullDisk(run, free=20_000, scratch=tmp_path).install(m)  # the config and metrics fit, the weights do not
+        with pytest.raises(OutputError, match=r"cannot write '.*checkpoint-000002': No space left on device"):
+            train(cfg, dataset=ClipTensors(), collate_fn=collate)
+    assert list_checkpoints(run) == [] and not [p for p in os.listdir(run) if p.startswith(".")]
+    assert train(cfg, dataset=ClipTensors(), collate_fn=collate).state.step == 2  # with room again, it runs
+
+
+# ------------------------------------------------------------------ vidgen data clips, vidgen export
+
+
+def test_clips_rerun_clears_what_a_killed_run_was_writing(tmp_path):
+    from tests.conftest import make_counter_video
+    from vidgen.data.clips import SourceIndex, cut_clips
+    from vidgen.data.rows import parse_row
+    from vidgen.io.files import temporary_beside
+
+    sources = tmp_path / "videos"
+    sources.mkdir()
+    make_counter_video(sources / "AAAAAAAAAAA.mp4", num_frames=30, fps=10.0)
+    rows = [parse_row({"YoutubeID": "AAAAAAAAAAA", "Start_timestamp": float(s), "End_timestamp": float(s + 1),
+                       "Caption": "x"}) for s in (0, 1)]
+    out = tmp_path / "clips"
+    out.mkdir()
+    (out / rows[0].clip_name).write_bytes(b"a clip a run before finished")
+    # What a SIGKILL in the middle of the second clip leaves: its temporary (named as the writer names them).
+    temporary_beside(out / rows[1].clip_name).write_bytes(b"half a clip")
+    report = cut_clips(rows, SourceIndex.from_folder(sources), out)
+    assert (report.existing, report.done) == (1, 1)
+    assert sorted(os.listdir(out)) == sorted([rows[0].clip_name, rows[1].clip_name, "clips_report.json"])
+    assert (out / rows[0].clip_name).read_bytes() == b"a clip a run before finished"
+
+
+def test_export_rerun_clears_what_a_killed_export_left(tiny_motion_model, tmp_path, capsys):
+    import tempfile
+
+    from tests.train_helpers import ClipTensors, collate, tiny_config
+    from vidgen.training.loop import train
+
+    train(tiny_config(tiny_motion_model, tmp_path / "run", "train.max_steps=1"), dataset=ClipTensors(), collate_fn=collate)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    # A kill mid-export leaves the half-written folders under the names atomic writes give them.
+    for name in ("model", "adapter"):
+        (Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=exports)) / "unet").mkdir()
+    assert main(["export", str(tmp_path / "run"), "--out", str(exports / "model")]) == 0
+    assert main(["export", str(tmp_path / "run"), "--out", str(exports / "adapter"), "--format", "motion-adapter"]) == 0
+    assert sorted(os.listdir(exports)) == ["adapter", "model"]
+    # A kill while --overwrite swapped folders: the previous export, set aside, goes back under its name.
+    aside = Path(tempfile.mkdtemp(prefix=".model.", suffix=".old", dir=exports))
+    os.replace(exports / "model", aside / "old")
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "run"), "--out", str(exports / "model")]) == 2
+    assert "exists (pass --overwrite" in one_error_line(capsys, "export")
+    assert sorted(os.listdir(exports)) == ["adapter", "model"] and (exports / "model" / "model_index.json").is_file()
