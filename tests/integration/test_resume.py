@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,8 @@ def test_sample_rerun_after_a_kill_finishes_only_the_missing_videos(tiny_motion_
 
     assert sample(tiny_motion_model, out) == 0  # all done: nothing is rendered
     assert "3 of 3 videos already in" in capsys.readouterr().out and files(out) == whole
+    assert sample(tiny_motion_model, out, "--steps", 3) == 2  # another command's videos are not taken as its own
+    assert "made with other settings (sampling.steps 2 -> 3)" in one_error_line(capsys, "sample")
 
 
 def test_sample_killed_between_video_and_settings_is_redone(tiny_motion_model, tmp_path, monkeypatch, capsys):
@@ -125,6 +128,7 @@ def test_sample_disk_full_at_a_settings_file_leaves_no_video_without_it(tiny_mot
 
 def test_a_million_prompts_plan_by_one_listing(tmp_path):
     """Planning reads the output folder once (the old plan looked up every file: 98 s for 1M prompts)."""
+    from vidgen.config import to_yaml
     from vidgen.pipelines.sample import SampleConfig, plan_jobs
 
     n = 200_000
@@ -134,7 +138,7 @@ def test_a_million_prompts_plan_by_one_listing(tmp_path):
     out.mkdir()
     last = f"{n - 1:03d}-a-red-circle-number-{n - 1}-s0"
     (out / f"{last}.mp4").write_bytes(b"video")
-    (out / f"{last}.yaml").write_text("settings")
+    (out / f"{last}.yaml").write_text(to_yaml(SampleConfig(prompts_file=str(prompts), out=str(out))))
     (out / "000-a-red-circle-number-0-s0.mp4").write_bytes(b"a video whose settings were never written")
     jobs = plan_jobs(SampleConfig(prompts_file=str(prompts), out=str(out)))
     assert len(jobs) == n and [j.index for j in jobs if j.done] == [n - 1]
@@ -395,7 +399,6 @@ def test_clips_rerun_clears_what_a_killed_run_was_writing(tmp_path):
     from tests.conftest import make_counter_video
     from vidgen.data.clips import SourceIndex, cut_clips
     from vidgen.data.rows import parse_row
-    from vidgen.io.files import temporary_beside
 
     sources = tmp_path / "videos"
     sources.mkdir()
@@ -405,8 +408,9 @@ def test_clips_rerun_clears_what_a_killed_run_was_writing(tmp_path):
     out = tmp_path / "clips"
     out.mkdir()
     (out / rows[0].clip_name).write_bytes(b"a clip a run before finished")
-    # What a SIGKILL in the middle of the second clip leaves: its temporary (named as the writer names them).
-    temporary_beside(out / rows[1].clip_name).write_bytes(b"half a clip")
+    # What a SIGKILL in the middle of the second clip leaves: its temporary, named as atomic writes name them.
+    stem = rows[1].clip_name[: -len(".mp4")]
+    Path(tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp.mp4", dir=out)[1]).write_bytes(b"half a clip")
     report = cut_clips(rows, SourceIndex.from_folder(sources), out)
     assert (report.existing, report.done) == (1, 1)
     assert sorted(os.listdir(out)) == sorted([rows[0].clip_name, rows[1].clip_name, "clips_report.json"])
@@ -414,8 +418,6 @@ def test_clips_rerun_clears_what_a_killed_run_was_writing(tmp_path):
 
 
 def test_export_rerun_clears_what_a_killed_export_left(tiny_motion_model, tmp_path, capsys):
-    import tempfile
-
     from tests.train_helpers import ClipTensors, collate, tiny_config
     from vidgen.training.loop import train
 

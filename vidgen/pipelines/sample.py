@@ -121,7 +121,8 @@ def plan_jobs(cfg: SampleConfig) -> list[SampleJob]:
 
     Raises:
         InputError: no prompts, or an empty prompt.
-        OutputError: a destination exists without ``overwrite``, is a folder, or is not writable.
+        OutputError: a destination exists without ``overwrite``, is a folder, or is not writable;
+            or the finished videos were made with other settings (another command's).
     """
     from vidgen.io.files import check_output_path, ensure_writable_dir
 
@@ -164,7 +165,57 @@ def plan_jobs(cfg: SampleConfig) -> list[SampleJob]:
                     raise OutputError(f"output path {str(out / name)!r} is a folder, not a file")
                 done = not cfg.overwrite and video_is_dir is not None and sidecar_is_dir is not None
             jobs.append(SampleJob(index, prompt, seed, out, video, done))
+    first_done = next((job for job in jobs if job.done), None)
+    if first_done is not None:
+        _check_same_settings(cfg, sidecar_path(first_done.path))
     return jobs
+
+
+# Fields that say how a run went, not what its videos are: a resumed run may change them.
+_RUN_FIELDS = ("prompts", "prompts_file", "out", "num_videos", "batch_size", "device", "attention", "compile",
+               "decode_chunk_size", "overwrite")
+
+
+def _check_same_settings(cfg: SampleConfig, sidecar: Path) -> None:
+    """Refuse to resume into videos another command made: a finished video's settings must be this config's.
+
+    One sidecar stands for all: one command gives every video the same settings but prompt and seed.
+
+    Raises:
+        OutputError: the sidecar records other settings (or cannot be read).
+    """
+    import yaml
+
+    from vidgen.config import to_yaml
+
+    def recipe(settings: dict) -> dict:
+        flat = {}
+        for key, value in settings.items():
+            if key in _RUN_FIELDS:
+                continue
+            if isinstance(value, dict):
+                flat.update({f"{key}.{sub}": v for sub, v in value.items()})
+            else:
+                flat[key] = value
+        flat.pop("sampling.seed", None)
+        for name in ("height", "width"):  # the model's own size, when the command leaves it open
+            if getattr(cfg.sampling, name) is None:
+                flat.pop(f"sampling.{name}", None)
+        return flat
+
+    wanted = recipe(yaml.safe_load(to_yaml(dataclasses.replace(cfg, format=output_format(cfg)))))
+    try:
+        found = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        found = str(exc)
+    if not isinstance(found, dict):
+        raise OutputError(f"{str(sidecar)!r} is not a settings file vidgen wrote; pass --overwrite to redo the videos, "
+                          "or give another --out")
+    found = recipe(found)
+    changed = [f"{key} {found.get(key)!r} -> {value!r}" for key, value in wanted.items() if found.get(key) != value]
+    if changed:
+        raise OutputError(f"the videos in {str(sidecar.parent)!r} were made with other settings ({', '.join(changed[:3])}); "
+                          "pass --overwrite to redo them, or give another --out")
 
 
 def sidecar_path(video: Path) -> Path:
