@@ -29,7 +29,7 @@ import numpy as np
 from vidgen.data.readers import RowReport
 from vidgen.data.rows import Row, file_name, is_youtube_id
 from vidgen.errors import DataError, InputError, OutputError, VideoError
-from vidgen.io.files import atomic_output, atomic_write_text, ensure_writable_dir
+from vidgen.io.files import atomic_output, atomic_write_text, ensure_writable_dir, remove_temporaries
 from vidgen.io.sampling import fps_indices
 from vidgen.io.text import read_text
 from vidgen.io.video import frame_indices_for_times, is_video_file, iter_frames, probe
@@ -392,6 +392,8 @@ def cut_clips(rows: Iterable[Row], sources: SourceIndex, out_dir: str | os.PathL
     if short_side is not None and short_side < 2:
         raise InputError(f"short side must be at least 2 pixels, got {short_side}")
     out_dir = ensure_writable_dir(out_dir)
+    # A killed run leaves the clips it was cutting under temporary names: this run cuts them again.
+    remove_temporaries(out_dir, lambda name: name.endswith(".mp4") or name == REPORT_NAME)
     report = report if report is not None else ClipReport()
 
     def jobs() -> Iterator[_Job]:

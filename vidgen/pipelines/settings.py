@@ -135,6 +135,14 @@ def pipeline_kwargs(s: SamplingSettings, height: int | None = None, width: int |
                 context_overlap=s.context_overlap, free_noise=s.free_noise, free_init_iters=s.free_init_iters)
 
 
+def long_video_settings(s: SamplingSettings) -> dict[str, Any]:
+    """The long-video settings ``s`` sets (context windows, FreeNoise, FreeInit), as a story's ``settings.json``
+    records them (unset ones left out)."""
+    values = dict(context_length=s.context_length, context_overlap=s.context_overlap, free_noise=s.free_noise,
+                  free_init_iters=s.free_init_iters)
+    return {k: v for k, v in values.items() if v is not None}
+
+
 @dataclass
 class ModelDefaults:
     """A model folder's ``sample_defaults.yaml``: sampling settings, and story settings under ``story:``."""

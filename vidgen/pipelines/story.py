@@ -264,6 +264,7 @@ class StoryPipeline:
             meta["guidance_interval"] = list(guidance_interval)
         if cache not in (None, "none"):
             meta["cache"] = cache
+        meta.update({k: v for k, v in long_video.items() if v is not None})
         return StoryOutput(clips, video, fps, overlap, mode, meta)
 
     def check_continuous(self, segments: Sequence[StorySegment], num_frames: int) -> None:
@@ -315,8 +316,10 @@ class StoryPipeline:
                         **sampling)
         video = out.frames[0]
         clips = [StoryClip(seg, video[start : start + n], start, n) for seg, start, n in zip(segs, starts, lengths)]
+        names = {"num_inference_steps": "steps"}  # as the clip-by-clip story records it
         meta = {"mode": "continuous", "seed": seed, "guidance": guidance_scale, "keyframes": starts,
-                **{k: (list(v) if isinstance(v, tuple) else v) for k, v in sampling.items() if v is not None}}
+                **{names.get(k, k): (list(v) if isinstance(v, tuple) else v) for k, v in sampling.items()
+                   if v is not None and v != "none"}}
         return StoryOutput(clips, video, fps, 0, "continuous", meta)
 
     def _conditioning(self, noise: torch.Tensor, known: torch.Tensor, known_noise: torch.Tensor, steps: int,
