@@ -191,15 +191,15 @@ def test_sample_prompt_travel_from_the_cli_saves_its_settings(tiny_motion_model,
     assert np.array_equal(read_frames(out), read_frames(again))
 
 
-def test_continuous_story_is_one_video_with_each_caption_timed_to_its_frames(tiny_motion_model, tmp_path):
+def test_continuous_story_is_one_video_with_each_caption_timed_to_its_frames(tiny_motion_model, tmp_path, capsys):
     script = tmp_path / "story.jsonl"
     script.write_text('{"caption": "a red circle moves right"}\n{"caption": "a red circle moves up", "frames": 4}\n'
                       '{"caption": "a red circle moves left"}\n')
     out = tmp_path / "story"
-    rc = main(["story", "--model", str(tiny_motion_model), "--script", str(script), "--continuous", "--frames-per-clip", "6",
+    command = ["story", "--model", str(tiny_motion_model), "--script", str(script), "--continuous", "--frames-per-clip", "6",
                "--context-length", "6", "--steps", "2", "--fps", "4", "--out", str(out), "sampling.height=16",
-               "sampling.width=16"])
-    assert rc == 0
+               "sampling.width=16"]
+    assert main(command) == 0
     assert probe(out / "story.mp4").num_frames == 16
     assert [probe(out / f"clip_00{i}.mp4").num_frames for i in range(3)] == [6, 4, 6]
     doc = json.loads((out / "story.jsonl").read_text())
@@ -208,6 +208,10 @@ def test_continuous_story_is_one_video_with_each_caption_timed_to_its_frames(tin
     assert "00:00:01.500 --> 00:00:02.500\na red circle moves up" in vtt
     settings = json.loads((out / "settings.json").read_text())
     assert settings["mode"] == "continuous" and settings["keyframes"] == [0, 6, 10] and settings["context_length"] == 6
+    # the same command again finds the story finished; other context settings are another story
+    before = (out / "story.mp4").stat().st_mtime_ns
+    assert main(command) == 0 and (out / "story.mp4").stat().st_mtime_ns == before
+    assert main([*command, "--context-length", "4"]) == 2
 
 
 def test_continuous_story_refuses_per_clip_guidance(tiny_motion_model, tmp_path, capsys):
