@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from vidgen.errors import InputError, OutputError
+from vidgen.io.text import read_text
 from vidgen.pipelines.settings import SamplingSettings
 from vidgen.pipelines.weights import WeightsSettings
 
@@ -76,7 +77,7 @@ def read_prompts_file(path: str | Path) -> list[str]:
     if not path.is_file():
         raise InputError(f"prompts file not found: {str(path)!r}")
     prompts = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
