@@ -4,7 +4,7 @@ Three measurements (``--only``):
 
 * ``long``: 64-frame videos (8x the 8 frames the model was trained on) from ``--n`` single toy-world
   prompts, made by vidgen's context windows (the model's defaults, and diffusers' settings: guidance
-  at every step, no cache), by one window of 32 frames (the most the model's motion modules take in
+  at every step, no cache, windows of 8 frames every 6), by one window of 32 frames (the most the model's motion modules take in
   one pass; 64 is refused) and by diffusers' own FreeNoise (``AnimateDiffPipeline.enable_free_noise``,
   the same weights, window 8, stride 6). Per 8-frame window the toy-world judge reads colour, shape
   and motion; over the whole video the largest frame-to-frame jump of the object's centroid, against
@@ -107,7 +107,8 @@ def measure_long(n: int, seed: int, batch: int) -> dict:
 
     pipe = load()
     shipped = shipped_settings()
-    equal = {**shipped, "guidance_interval": None, "cache": None}
+    # diffusers' FreeNoise guides every step without a cache, in windows of 8 frames every 6
+    equal = {**shipped, "guidance_interval": None, "cache": None, "context_length": WINDOW, "context_overlap": 2}
     prompts = toy_prompts(n, seed)
     from vidgen.pipelines.loading import default_model_dir
     from vidgen.training.export import motion_adapter_of

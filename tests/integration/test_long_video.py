@@ -17,7 +17,9 @@ from vidgen.pipelines.long_video import (Keyframe, check_keyframes, context_wind
                                          low_pass_filter, parse_keyframes, reschedule_noise, window_fusion_weights)
 
 SMALL = dict(height=16, width=16, num_inference_steps=3, guidance_scale=2.0, output_type="np")
-SCHEDULERS = ("ddim", "euler", "dpm++", "heun", "unipc", "ddpm")
+from vidgen.pipelines.schedulers import scheduler_names
+
+SCHEDULERS = scheduler_names()
 
 
 @pytest.fixture
@@ -63,9 +65,17 @@ def test_noise_rescheduling_keeps_the_first_window_and_reuses_its_noise():
 
 
 def test_one_window_gives_the_single_window_frames_bit_for_bit(pipe):
-    reference = frames(pipe, num_frames=6, context_length=6)
+    reference = frames(pipe, num_frames=6, context_length=6, output_type="latent")
     for kwargs in ({}, {"context_length": 16}, {"context_length": 6, "context_overlap": 5, "free_noise": False}):
-        assert np.array_equal(frames(pipe, num_frames=6, **kwargs), reference), kwargs
+        assert torch.equal(frames(pipe, num_frames=6, output_type="latent", **kwargs), reference), kwargs
+    # and they are what a plain loop of guided denoiser calls over every frame gives
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(reference.shape, generator=g) * pipe.scheduler.init_noise_sigma
+    states = torch.cat([pipe.encode_prompt([""], "cpu"), pipe.encode_prompt(["a red circle moves right"], "cpu")])
+    pipe.scheduler.set_timesteps(SMALL["num_inference_steps"])
+    for t in pipe.scheduler.timesteps:
+        latents = pipe.scheduler.step(pipe.predict(latents, t, states, SMALL["guidance_scale"]), t, latents).prev_sample
+    assert torch.equal(latents, reference)
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
@@ -76,12 +86,15 @@ def test_a_long_video_runs_windows_with_every_scheduler(tiny_motion_model, sched
     hook = pipe.unet.register_forward_pre_hook(lambda m, args, kwargs: calls.append(args[0].shape[2]) if args else
                                                calls.append(kwargs["sample"].shape[2]), with_kwargs=True)
     try:
+        frames(pipe, num_frames=6)
+        single = len(calls)
+        calls.clear()
         out = frames(pipe, num_frames=14, context_length=6, context_overlap=2)
     finally:
         hook.remove()
     assert out.shape == (1, 14, 16, 16, 3) and np.isfinite(out).all()
     assert set(calls) == {6}  # the denoiser never sees more than the window
-    assert len(calls) % 3 == 0  # three windows (0-5, 4-9, 8-13) per denoiser evaluation
+    assert len(calls) == 3 * single  # three windows (0-5, 4-9, 8-13) per denoiser evaluation
 
 
 def test_windows_work_for_both_denoisers_and_differ_from_one_window(pipe):
@@ -99,6 +112,7 @@ def test_windows_each_keep_their_own_feature_cache(tiny_motion_model):
     pipe("x", num_frames=10, context_length=6, context_overlap=2, cache="deep:3", **{**SMALL, "num_inference_steps": 6})
     # two windows, 6 steps each: full calls at steps 0 and 3 of each window
     assert pipe.cache_stats.full == 4 and pipe.cache_stats.cached == 8
+    assert pipe.cache_stats.full_calls == [0, 1, 6, 7]  # windows alternate: calls 0, 1 are both windows' step 0
 
 
 def test_prompt_travel_with_one_keyframe_equals_the_plain_prompt(pipe):
@@ -116,6 +130,28 @@ def test_prompt_travel_mixes_keyframes_by_the_frames_each_window_holds(pipe):
     assert np.isfinite(two).all() and not np.array_equal(two, first)
     # the first window holds only the first keyframe, but the fused steps feed its frames from the second too
     assert np.abs(two[:, :2] - first[:, :2]).mean() < np.abs(two[:, -4:] - first[:, -4:]).mean()
+
+
+def test_prompt_travel_inside_one_window_conditions_each_frame_on_its_keyframe(tiny_motion_model):
+    pipe = load_pipeline(tiny_motion_model, device="cpu")
+    pipe.set_progress_bar_config(disable=True)
+    travel = frames(pipe, {0: "a red circle moves right", 4: "a blue square moves up"}, num_frames=8)  # one 32-frame window
+    a, b = frames(pipe, "a red circle moves right", num_frames=8), frames(pipe, "a blue square moves up", num_frames=8)
+    near_a = np.abs(travel - a).mean(axis=(0, 2, 3, 4))
+    near_b = np.abs(travel - b).mean(axis=(0, 2, 3, 4))
+    assert near_a[:2].mean() < near_b[:2].mean() and near_b[-2:].mean() < near_a[-2:].mean()
+
+
+def test_story_clips_in_windows_resample_and_cache_together(tiny_motion_model):
+    from vidgen.pipelines.story import StoryPipeline
+
+    pipe = load_pipeline(tiny_motion_model, device="cpu", scheduler="ddim")
+    pipe.set_progress_bar_config(disable=True)
+    story = StoryPipeline(pipe)(["a red circle moves right", "a red circle moves up"], num_frames=10, overlap=2, resample=1,
+                                height=16, width=16, num_inference_steps=3, guidance_scale=2.0, cache="deep:3",
+                                context_length=6, context_overlap=2)
+    assert story.video.shape == (18, 16, 16, 3) and np.isfinite(story.video).all()
+    assert story.meta["context_length"] == 6
 
 
 def test_keyframes_from_strings_and_files(tmp_path):
@@ -163,6 +199,9 @@ def test_free_init_zero_rounds_is_a_no_op_and_rounds_change_the_video(pipe):
     (dict(prompt={0: "a", 8: "b"}, num_frames=8), "keyframe at frame 8 is past the video's 8 frames"),
     (dict(prompt={0: "a", 6: "b", 4: "c"}, num_frames=8), "out of order: frame 4 comes after frame 6"),
     (dict(prompt={0: "a", 4: "b"}, negative_prompt=["x", "y"], num_frames=8), "prompt travel takes one negative_prompt"),
+    (dict(prompt={0: "a", 4: "b"}, negative_prompt_embeds=torch.zeros(2, 77, 32), num_frames=8),
+     "at most one row of negative_prompt_embeds"),
+    (dict(prompt={}, num_frames=8), "prompt list is empty"),
 ])
 def test_bad_long_video_arguments_raise_input_error(tiny_motion_model, kwargs, message):
     pipe = load_pipeline(tiny_motion_model, device="cpu")
@@ -212,6 +251,27 @@ def test_continuous_story_is_one_video_with_each_caption_timed_to_its_frames(tin
     before = (out / "story.mp4").stat().st_mtime_ns
     assert main(command) == 0 and (out / "story.mp4").stat().st_mtime_ns == before
     assert main([*command, "--context-length", "4"]) == 2
+
+
+def test_prompt_travel_from_a_file_resumes_into_its_folder(tiny_motion_model, tmp_path, capsys):
+    keys = tmp_path / "keys.jsonl"
+    keys.write_text('{"frame": 0, "prompt": "a red circle"}\n{"frame": 4, "prompt": "a blue   square"}\n')
+    command = ["sample", "--model", str(tiny_motion_model), "--prompt-travel", str(keys), "--frames", "8", "--num-videos", "2",
+               "--steps", "2", "--no-progress", "--out", str(tmp_path / "out"), "sampling.height=16", "sampling.width=16"]
+    assert main(command) == 0
+    first = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(first) == 4
+    capsys.readouterr()
+    assert main(command) == 0  # everything is there: nothing to redo, and the keyframes count as the same settings
+    assert "already" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == first
+
+
+def test_continuous_story_refuses_clip_flags(tiny_motion_model, tmp_path, capsys):
+    rc = main(["story", "--model", str(tiny_motion_model), "-p", "a", "-p", "b", "--continuous", "--overlap", "3",
+               "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "--continuous makes one video with no clips to continue: leave out --overlap" in err
 
 
 def test_continuous_story_refuses_per_clip_guidance(tiny_motion_model, tmp_path, capsys):

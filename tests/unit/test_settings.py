@@ -28,9 +28,9 @@ from vidgen.pipelines.settings import (
     (dict(height=-32), "sampling.height must be positive"),
     (dict(scheduler="warp"), "unknown scheduler 'warp'"),
     (dict(guidance_interval=[900, 100]), "guidance_interval must satisfy"),
-    (dict(context_length=0), "sampling.context_length must be at least 1"),
+    (dict(context_length=0), "sampling.context_length must be a positive integer"),
     (dict(context_length=8, context_overlap=8), "context_overlap=8 must be smaller than the context window of 8"),
-    (dict(context_overlap=-1), "sampling.context_overlap must be >= 0"),
+    (dict(context_overlap=-1), "sampling.context_overlap must be a non-negative integer"),
     (dict(free_init_iters=-1), "sampling.free_init_iters must be >= 0"),
 ])
 def test_sampling_settings_name_the_bad_value(bad, message):

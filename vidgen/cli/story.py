@@ -85,7 +85,8 @@ def _recorded_settings(cfg: StoryConfig, segments, model: str) -> dict:
              "cache": None if s.cache == "none" else s.cache,
              "fps": s.fps, "height": s.height, "width": s.width, **long_video_settings(s)}
     if cfg.continuous:
-        known["mode"] = "continuous"
+        lengths = [seg.num_frames or s.frames for seg in segments]
+        known.update(mode="continuous", keyframes=[sum(lengths[:i]) for i in range(len(lengths))])
     else:
         known.update(overlap=st.overlap, mode=st.mode, shared_noise=st.shared_noise, pin=st.pin, resample=st.resample)
     return {key: value for key, value in known.items() if value is not None and key != "weights"}
@@ -120,6 +121,10 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("no story given (use --script FILE or --prompt TEXT --prompt TEXT ...)")
     # Everything that can be checked fails here, before the model loads and the clips are generated.
     if cfg.continuous:
+        clip_flags = [f"--{name.replace('_', '-')}" for name in ("overlap", "resample", "pin", "mode")
+                      if getattr(args, name, None) is not None] + (["--no-shared-noise"] if args.shared_noise is False else [])
+        if clip_flags:
+            raise InputError(f"--continuous makes one video with no clips to continue: leave out {', '.join(clip_flags)}")
         StoryPipeline(None).check_continuous(segments, s.frames)
     else:
         StoryPipeline(None)._check(segments, s.frames, st.overlap, st.mode, st.resample or 0, st.pin)

@@ -2,7 +2,8 @@
 
 Motion modules learn a fixed clip length (16 frames for AnimateDiff, 8 for the shipped model); asked
 for many more frames in one pass they blur or fall apart. Here a long video is denoised as
-overlapping *context windows* of the trained length: at every step the denoiser sees each window
+overlapping *context windows* of a length the model handles (a model folder names it in its
+``sample_defaults.yaml``; else the motion modules' position limit): at every step the denoiser sees each window
 on its own and the predictions are fused per frame, weighted so that a window counts less towards
 its edges (AnimateDiff's context scheduling, and FreeNoise's window fusion, Qiu et al. 2024). The
 initial noise of the frames after the first window is a shuffled re-use of the frames
@@ -10,9 +11,10 @@ initial noise of the frames after the first window is a shuffled re-use of the f
 noise statistics and the windows agree on the layout.
 
 *Prompt travel* gives keyframes (``{0: "a red circle moves right", 16: "... moves up"}``): each
-frame belongs to the keyframe at or before it, and each window is conditioned on the keyframes'
-text states mixed by how many of its frames each one holds, so the conditioning moves from one
-prompt to the next across the windows straddling a keyframe, within one continuous video.
+frame belongs to the keyframe at or before it. A ``UNetMotionModel`` takes each frame's text states
+(its spatial layers run per frame) and its temporal layers, with the window fusion, carry the
+change smoothly across the keyframe; a ``UNet3DConditionModel`` takes one state per window, the
+keyframes' mixed by how many of its frames each one holds. Either way, one continuous video.
 
 *FreeInit* (Wu et al. 2023) samples again from noise whose low spatio-temporal frequencies come
 from the previous result diffused back to the first timestep and whose high frequencies are fresh,
@@ -217,7 +219,7 @@ def keyframe_mix(keyframes: Sequence[Keyframe], window: range) -> list[tuple[int
     """``(keyframe index, share)`` of the frames of ``window`` each keyframe holds (shares sum to one)."""
     counts: dict[int, int] = {}
     for frame in window:
-        index = max(i for i, k in enumerate(keyframes) if k.frame <= frame)
+        index = keyframe_of(keyframes, frame)
         counts[index] = counts.get(index, 0) + 1
     return [(i, n / len(window)) for i, n in sorted(counts.items())]
 
@@ -230,10 +232,15 @@ def mix_states(states: torch.Tensor, mix: Sequence[tuple[int, float]]) -> torch.
     return sum(share * states[i : i + 1] for i, share in mix)
 
 
-def segment_frames(keyframes: Sequence[Keyframe], num_frames: int) -> list[range]:
-    """The frames each keyframe's prompt holds."""
-    ends = [k.frame for k in keyframes[1:]] + [num_frames]
-    return [range(k.frame, end) for k, end in zip(keyframes, ends)]
+def keyframe_of(keyframes: Sequence[Keyframe], frame: int) -> int:
+    """The index of the keyframe ``frame`` belongs to: the last one at or before it."""
+    return max(i for i, k in enumerate(keyframes) if k.frame <= frame)
+
+
+def frame_states(states: torch.Tensor, keyframes: Sequence[Keyframe], window: range) -> torch.Tensor:
+    """The text states per frame ``[1, F, L, D]`` of ``window``: each frame its keyframe's (``states[K, L, D]``)."""
+    index = torch.tensor([keyframe_of(keyframes, f) for f in window], device=states.device)
+    return states[index][None]
 
 
 # ------------------------------------------------------------------------------------------ FreeInit

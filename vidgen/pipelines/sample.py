@@ -141,6 +141,8 @@ def plan_jobs(cfg: SampleConfig) -> list[SampleJob]:
         check_keyframes(keyframes, cfg.sampling.frames)
         travel = {k.frame: k.prompt for k in keyframes}
         prompts = [keyframes[0].prompt]
+        # as the sidecars record them, so a resumed run compares like with like (a file's keyframes too)
+        cfg = dataclasses.replace(cfg, prompt_travel=travel_items(travel))
     if cfg.prompts_file:
         prompts += read_prompts_file(cfg.prompts_file)
     if not prompts:
@@ -213,7 +215,8 @@ def _check_same_settings(cfg: SampleConfig, sidecar: Path) -> None:
             else:
                 flat[key] = value
         flat.pop("sampling.seed", None)
-        for name in ("height", "width"):  # the model's own size, when the command leaves it open
+        # the model's own size and context windows, when the command leaves them open
+        for name in ("height", "width", "context_length", "context_overlap"):
             if getattr(cfg.sampling, name) is None:
                 flat.pop(f"sampling.{name}", None)
         return flat
@@ -226,11 +229,16 @@ def _check_same_settings(cfg: SampleConfig, sidecar: Path) -> None:
     if not isinstance(found, dict):
         raise OutputError(f"{str(sidecar)!r} is not a settings file vidgen wrote; pass --overwrite to redo the videos, "
                           "or give another --out")
-    found = recipe(found)
+    found = {**recipe(yaml.safe_load(to_yaml(SampleConfig()))), **recipe(found)}  # settings added since: their defaults
     changed = [f"{key} {found.get(key)!r} -> {value!r}" for key, value in wanted.items() if found.get(key) != value]
     if changed:
         raise OutputError(f"the videos in {str(sidecar.parent)!r} were made with other settings ({', '.join(changed[:3])}); "
                           "pass --overwrite to redo them, or give another --out")
+
+
+def travel_items(travel: dict[int, str]) -> list[str]:
+    """Keyframes as ``"FRAME: prompt"`` strings, the form ``--prompt-travel`` takes and sidecars record."""
+    return [f"{frame}: {prompt}" for frame, prompt in travel.items()]
 
 
 def travel_of(jobs: list[SampleJob]) -> Optional[dict[int, str]]:
@@ -295,6 +303,7 @@ def run_sample(
         pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler, attention=cfg.attention,
                              weights=cfg.weights, compile=cfg.compile)
     height, width = s.height or pipe.default_size[0], s.width or pipe.default_size[1]
+    context = pipe.context_settings(s.frames, s.context_length, s.context_overlap)
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     written = []
     batch_size = 1 if travel_of(jobs) else cfg.batch_size  # prompt travel makes one video per call
@@ -306,8 +315,9 @@ def run_sample(
                       output_type="np", **pipeline_kwargs(s, height, width))
         for job, frames in zip(chunk, result.frames):
             resolved = dataclasses.replace(cfg, prompts=[] if job.travel else [job.prompt], prompts_file=None, num_videos=1,
-                                           out=str(job.path), prompt_travel=[f"{f}: {p}" for f, p in (job.travel or {}).items()],
-                                           sampling=dataclasses.replace(s, seed=job.seed, height=height, width=width))
+                                           out=str(job.path), prompt_travel=travel_items(job.travel or {}),
+                                           sampling=dataclasses.replace(s, seed=job.seed, height=height, width=width,
+                                                                        context_length=context[0], context_overlap=context[1]))
             # In a folder, a file of a job not done is the half of an unfinished one: ours to replace.
             with atomic_outputs([job.path, sidecar_path(job.path)], overwrite=cfg.overwrite or not single_file) as (video, sidecar):
                 encode_video(video, frames, fps=s.fps, format=cfg.format, upscale_factor=s.upscale,

@@ -77,14 +77,16 @@ class SamplingSettings:
         from vidgen.pipelines.caching import parse_cache_spec
 
         parse_cache_spec(self.cache)
-        if self.context_length is not None and self.context_length < 1:
-            raise InputError(f"sampling.context_length must be at least 1, got {self.context_length}")
-        if self.context_overlap is not None:
-            if self.context_overlap < 0:
-                raise InputError(f"sampling.context_overlap must be >= 0, got {self.context_overlap}")
-            if self.context_length is not None and self.context_overlap >= self.context_length:
-                raise InputError(f"sampling.context_overlap={self.context_overlap} must be smaller than the context "
-                                 f"window of {self.context_length} frames")
+        if self.context_length is not None or self.context_overlap is not None:
+            from vidgen.pipelines.long_video import check_context, default_overlap
+
+            # the model's limit is checked once it is loaded; a missing length stands for any longer than the overlap
+            length = self.context_length if self.context_length is not None else max(self.frames, self.context_overlap + 1)
+            overlap = self.context_overlap if self.context_overlap is not None else default_overlap(length)
+            try:
+                check_context(self.frames, length, overlap, None)
+            except InputError as exc:
+                raise InputError(f"sampling.{exc}") from None
         if self.free_init_iters < 0:
             raise InputError(f"sampling.free_init_iters must be >= 0, got {self.free_init_iters}")
         for name in ("frames", "steps", "upscale"):

@@ -312,7 +312,7 @@ class StoryPipeline:
         starts = [sum(lengths[:i]) for i in range(len(segs))]
         travel = {start: seg.caption.strip() for start, seg in zip(starts, segs)}
         out = self.pipe(travel, negative_prompt=negative_prompt, num_frames=sum(lengths), guidance_scale=guidance_scale,
-                        generator=torch.Generator(self.pipe._execution_device).manual_seed(seed), output_type="np",
+                        generator=torch.Generator().manual_seed(seed), output_type="np",
                         **sampling)
         video = out.frames[0]
         clips = [StoryClip(seg, video[start : start + n], start, n) for seg, start, n in zip(segs, starts, lengths)]
@@ -368,9 +368,8 @@ class StoryPipeline:
             for _ in range(resample):
                 z = torch.randn(latents.shape, generator=fresh).to(latents)
                 back = pinned(ratio**0.5 * latents + (1 - ratio) ** 0.5 * z, t)
-                pred = pipe.predict(back, t, tensors["prompt_embeds"], guidance_at(t, guidance_scale, guidance_interval))
+                pred = pipe.predict_windows(back, t, guidance_at(t, guidance_scale, guidance_interval))
                 latents = pinned(scheduler.step(pred, t, back).prev_sample, s)
             return {"latents": latents}
 
-        return {"latents": start, "callback_on_step_end": on_step_end,
-                "callback_on_step_end_tensor_inputs": ("latents", "prompt_embeds")}
+        return {"latents": start, "callback_on_step_end": on_step_end, "callback_on_step_end_tensor_inputs": ("latents",)}

@@ -23,9 +23,9 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from vidgen.errors import InputError
 from vidgen.pipelines.caching import FeatureCache, parse_cache_spec
-from vidgen.pipelines.long_video import (check_context, check_keyframes, context_windows, default_overlap, free_init_noise,
-                                         keyframe_mix, low_pass_filter, mix_states, parse_keyframes, reschedule_noise,
-                                         window_fusion_weights)
+from vidgen.pipelines.long_video import (check_context, check_keyframes, context_windows, default_overlap, frame_states,
+                                         free_init_noise, keyframe_mix, low_pass_filter, mix_states, parse_keyframes,
+                                         reschedule_noise, window_fusion_weights)
 from vidgen.pipelines.settings import check_guidance_interval
 from vidgen.models.t2v import is_motion_unet, max_frames
 
@@ -76,6 +76,8 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
     _callback_tensor_inputs = ["latents", "prompt_embeds", "noise_pred"]
+
+    _windows = None  # the context windows of the call in progress (predict_windows)
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
         super().__init__()
@@ -283,7 +285,8 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             latents: ``[B, C, F, h, w]``, before the scheduler's input scaling.
             prompt_embeds: ``[2B, L, D]`` (negative states first, then the prompts)
                 when ``__call__`` guides, else ``[B, L, D]``; with ``[2B, L, D]`` and
-                ``guidance_scale <= 1`` only the prompts' half is used.
+                ``guidance_scale <= 1`` only the prompts' half is used. ``UNetMotionModel``
+                denoisers also take states per frame, ``[2B, F, L, D]`` (prompt travel).
             guidance_scale: classifier-free guidance weight.
         """
         do_cfg = guidance_scale > 1.0
@@ -293,7 +296,10 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         model_input = self.scheduler.scale_model_input(model_input, t)
         # UNetMotionModel runs its spatial layers per frame and expects the text
         # states already repeated per frame; UNet3DConditionModel repeats them itself.
-        states = prompt_embeds.repeat_interleave(latents.shape[2], dim=0) if is_motion_unet(self.unet) else prompt_embeds
+        if prompt_embeds.ndim == 4:  # states per frame, [B, F, L, D]
+            states = prompt_embeds.flatten(0, 1)
+        else:
+            states = prompt_embeds.repeat_interleave(latents.shape[2], dim=0) if is_motion_unet(self.unet) else prompt_embeds
         pred = self.unet(model_input, t, encoder_hidden_states=states, cross_attention_kwargs=cross_attention_kwargs).sample
         if do_cfg:
             uncond_pred, cond_pred = pred.chunk(2)
@@ -305,8 +311,9 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     def context_settings(self, num_frames: int, context_length: int | None = None,
                          context_overlap: int | None = None) -> tuple[int, int]:
         """The ``(length, overlap)`` of the context windows for ``num_frames`` frames: ``context_length`` or
-        the denoiser's frame limit (every frame in one window when it has none), ``context_overlap`` or
-        a quarter of the window.
+        the denoiser's frame limit, ``motion_max_seq_length`` (every frame in one window when it has none;
+        the length a model was trained on is not recorded in it: model folders name it in their
+        ``sample_defaults.yaml``), and ``context_overlap`` or a quarter of the window.
 
         Raises:
             InputError: a window longer than the model takes, or an overlap not smaller than the window.
@@ -383,7 +390,8 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             cache: reuse the denoiser's deep features across steps (:mod:`vidgen.pipelines.caching`):
                 ``"deep:K"`` recomputes them every K denoiser calls, ``"adaptive:T"`` when the first
                 block's output moved by more than T; ``None``/``"none"``: every call in full. What it did
-                is in ``self.cache_stats`` afterwards.
+                is in ``self.cache_stats`` afterwards (the last FreeInit round's). In context windows each
+                window keeps its own cache, so its memory grows with the number of windows.
             context_length: frames the denoiser sees at once; a longer video runs overlapping windows of
                 this length whose predictions are fused per frame. ``None``: the denoiser's frame limit
                 (``motion_max_seq_length``), or every frame at once for denoisers without one.
@@ -400,7 +408,11 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             InputError: any argument that the model cannot take.
         """
         keyframes = parse_keyframes(prompt) if isinstance(prompt, Mapping) else None
-        prompts = [k.prompt for k in keyframes] if keyframes else _as_list(prompt, "prompt")
+        if keyframes is not None and (prompt_embeds is not None or
+                                      (negative_prompt_embeds is not None and negative_prompt_embeds.shape[0] != 1)):
+            raise InputError("prompt travel keyframes take their text from the prompts: do not pass prompt_embeds, and "
+                             "at most one row of negative_prompt_embeds")
+        prompts = [k.prompt for k in keyframes] if keyframes is not None else _as_list(prompt, "prompt")
         negatives = _as_list(negative_prompt, "negative_prompt")
         default_h, default_w = self.default_size
         height = default_h if height is None else height
@@ -410,8 +422,6 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             num_videos_per_prompt, output_type, decode_chunk_size, prompt_embeds, negative_prompt_embeds,
         )
         if keyframes is not None:
-            if prompt_embeds is not None:
-                raise InputError("prompt travel keyframes take their text from the prompts; do not pass prompt_embeds")
             check_keyframes(keyframes, num_frames)
             if negatives is not None and len(negatives) != 1:
                 raise InputError(f"prompt travel takes one negative_prompt, got {len(negatives)}")
@@ -432,7 +442,7 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         if prompt_embeds is None:
             prompt_embeds = self.encode_prompt(prompts, device)
         prompt_embeds = prompt_embeds.to(device=device, dtype=self.text_encoder.dtype)
-        num_prompts = 1 if keyframes else prompt_embeds.shape[0]
+        num_prompts = 1 if keyframes is not None else prompt_embeds.shape[0]
         batch = num_prompts * num_videos_per_prompt
         if do_cfg:
             if negative_prompt_embeds is None:
@@ -445,14 +455,21 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
         def conditioning(states: torch.Tensor) -> torch.Tensor:
             if do_cfg:
-                states = torch.cat([negative_prompt_embeds, states])
+                negative = negative_prompt_embeds
+                if states.ndim == 4:  # per frame
+                    negative = negative[:, None].expand(-1, states.shape[1], -1, -1)
+                states = torch.cat([negative, states])
             return states.repeat_interleave(num_videos_per_prompt, dim=0)
 
-        # 2. Context windows, each with its text states (prompt travel mixes the keyframes' per window).
+        # 2. Context windows, each with its text states. With prompt travel a motion denoiser gets each frame
+        # its keyframe's states (its spatial layers run per frame); a 3D U-Net takes one state per window,
+        # the keyframes' mixed by how many of its frames each holds.
         windows = context_windows(num_frames, length, overlap)
-        fusion = window_fusion_weights(windows, num_frames)
+        fusion = [w.to(device) for w in window_fusion_weights(windows, num_frames)]
         if keyframes is None:
             window_states = [conditioning(prompt_embeds)] * len(windows)
+        elif is_motion_unet(self.unet):
+            window_states = [conditioning(frame_states(prompt_embeds, keyframes, w)) for w in windows]
         else:
             window_states = [conditioning(mix_states(prompt_embeds, keyframe_mix(keyframes, w))) for w in windows]
 
@@ -460,6 +477,7 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (batch, self.unet.config.in_channels, num_frames, height // self.vae_scale_factor, width // self.vae_scale_factor)
         dtype = prompt_embeds.dtype
+        latents_given = latents is not None
         if latents is None:
             noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
             if free_noise and len(windows) > 1:
@@ -470,21 +488,25 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             noise = latents.to(device=device, dtype=dtype)
         step_kwargs = self._step_kwargs(generator, eta)
 
-        # 4. Denoising, then FreeInit's rounds from the re-noised result.
-        stats = []
+        # 4. Denoising, then FreeInit's rounds. Each round starts from the first round's noise diffusing the last
+        # result to the first timestep (the schedule's start, where the paper says t = T: the same level
+        # whenever the schedule starts at T), low frequencies kept, high ones fresh.
+        initial = noise
         for round_ in range(free_init_iters + 1):
             if round_:
                 self.scheduler.set_timesteps(num_inference_steps, device=device)
-                first = int(self.scheduler.timesteps[0])
-                alpha_bar = float(self.scheduler.alphas_cumprod[first])
+                alpha_bar = float(self.scheduler.alphas_cumprod[int(self.scheduler.timesteps[0])])
                 fresh = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-                noise = free_init_noise(latents, noise, fresh, alpha_bar, low_pass_filter(shape[2:]))
-            feature_cache = FeatureCache(self.unet, cache_spec)
-            latents = self._denoise(noise * self.scheduler.init_noise_sigma, windows, fusion, window_states, guidance_scale,
-                                    guidance_interval, feature_cache, step_kwargs, cross_attention_kwargs,
-                                    callback_on_step_end, callback_on_step_end_tensor_inputs)
-            stats.append(feature_cache.stats)
-        self.cache_stats = stats[-1]
+                if free_noise and latents_given is False and len(windows) > 1:
+                    fresh = reschedule_noise(fresh, length, overlap, generator)
+                noise = free_init_noise(latents, initial, fresh, alpha_bar, low_pass_filter(shape[2:]))
+            self._windows = _Windows(windows, fusion, window_states, FeatureCache(self.unet, cache_spec), cross_attention_kwargs)
+            try:
+                latents = self._denoise(noise * self.scheduler.init_noise_sigma, guidance_scale, guidance_interval, step_kwargs,
+                                        callback_on_step_end, callback_on_step_end_tensor_inputs)
+            finally:
+                self.cache_stats = self._windows.cache.stats  # the last round's
+                self._windows = None
 
         # 5. Decode.
         if output_type == "latent":
@@ -505,31 +527,49 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             return (video,)
         return TextToVideoOutput(frames=video)
 
-    def _denoise(self, latents: torch.Tensor, windows: Sequence[range], fusion: Sequence[torch.Tensor],
-                 window_states: Sequence[torch.Tensor], guidance_scale: float, guidance_interval, feature_cache: FeatureCache,
-                 step_kwargs: dict[str, Any], cross_attention_kwargs, callback_on_step_end, callback_tensor_inputs) -> torch.Tensor:
-        """The denoising loop over the scheduler's timesteps; each step fuses the windows' predictions per frame."""
+    def predict_windows(self, latents: torch.Tensor, t, guidance_scale: float) -> torch.Tensor:
+        """The guided prediction for the whole video ``latents`` at ``t`` while a call runs: each context window
+        predicted on its own (with its own text states and feature cache) and fused per frame. Callbacks that
+        denoise again (a story's resampling) call this, so they see the video as the loop does."""
+        ctx = self._windows
+        if ctx is None:
+            raise RuntimeError("predict_windows runs inside a pipeline call (from a callback)")
+        if len(ctx.windows) == 1:
+            return self.predict(latents, t, ctx.states[0], guidance_scale, ctx.cross_attention_kwargs)
+        pred = torch.zeros_like(latents)
+        for w, (window, weight) in enumerate(zip(ctx.windows, ctx.fusion)):
+            ctx.cache.use(w)
+            frames = slice(window.start, window.stop)
+            part = self.predict(latents[:, :, frames], t, ctx.states[w], guidance_scale, ctx.cross_attention_kwargs)
+            pred[:, :, frames] += part * weight.to(part.dtype).view(1, 1, -1, 1, 1)
+        return pred
+
+    def _denoise(self, latents: torch.Tensor, guidance_scale: float, guidance_interval, step_kwargs: dict[str, Any],
+                 callback_on_step_end, callback_tensor_inputs) -> torch.Tensor:
+        """The denoising loop over the scheduler's timesteps (the call's windows in ``self._windows``)."""
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
-        with self.progress_bar(total=len(timesteps)) as progress, feature_cache:
+        with self.progress_bar(total=len(timesteps)) as progress, self._windows.cache:
             for i, t in enumerate(timesteps):
-                scale = guidance_at(t, guidance_scale, guidance_interval)
-                if len(windows) == 1:
-                    noise_pred = self.predict(latents, t, window_states[0], scale, cross_attention_kwargs)
-                else:
-                    noise_pred = torch.zeros_like(latents)
-                    for w, (window, weight) in enumerate(zip(windows, fusion)):
-                        feature_cache.use(w)
-                        frames = slice(window.start, window.stop)
-                        pred = self.predict(latents[:, :, frames], t, window_states[w], scale, cross_attention_kwargs)
-                        noise_pred[:, :, frames] += pred * weight.to(pred).view(1, 1, -1, 1, 1)
+                noise_pred = self.predict_windows(latents, t, guidance_at(t, guidance_scale, guidance_interval))
                 latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
                 if callback_on_step_end is not None:
-                    tensors = {"latents": latents, "prompt_embeds": window_states[0], "noise_pred": noise_pred}
+                    tensors = {"latents": latents, "prompt_embeds": self._windows.states[0], "noise_pred": noise_pred}
                     update = callback_on_step_end(self, i, t, {k: tensors[k] for k in callback_tensor_inputs}) or {}
                     latents = update.get("latents", latents)
                 progress.update()
         return latents
+
+
+@dataclass
+class _Windows:
+    """A call's context windows: frames, fusion weights, text states and feature cache (one slot per window)."""
+
+    windows: list[range]
+    fusion: list[torch.Tensor]
+    states: list[torch.Tensor]
+    cache: FeatureCache
+    cross_attention_kwargs: dict[str, Any] | None
 
 
 def guidance_at(t, guidance_scale: float, interval: tuple[float, float] | None) -> float:
