@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import (SAMPLING_FLAGS, WEIGHTS_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_weights_args,
+from vidgen.cli.common import (COUNT, SAMPLING_FLAGS, WEIGHTS_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_weights_args,
                                emit, flag_overrides, merged_overrides)
 
 HELP = "generate videos from text prompts"
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = p.add_argument_group("what to generate")
     what.add_argument("--prompt", "-p", action="append", metavar="TEXT", help="a prompt (repeatable)")
     what.add_argument("--prompts-file", metavar="FILE", help="prompts, one per line (or a .jsonl with a 'prompt' field)")
-    what.add_argument("--num-videos", type=int, metavar="N", help="videos per prompt, seeds SEED, SEED+1, ... (default 1)")
+    what.add_argument("--num-videos", type=COUNT, metavar="N", help="videos per prompt, seeds SEED, SEED+1, ... (default 1)")
     add_weights_args(p)
     where = p.add_argument_group("output")
     where.add_argument("--out", "-o", metavar="PATH", help="output file (.mp4/.gif, one video) or folder (default outputs/)")
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--device", metavar="DEV", help="cpu, cuda or auto (default auto)")
     run.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="weight precision (default fp32)")
     run.add_argument("--attention", choices=("auto", "sdpa", "xformers", "math"), help="attention kernel (default auto)")
-    run.add_argument("--batch-size", type=int, metavar="N", help="videos denoised together (default 1)")
+    run.add_argument("--batch-size", type=COUNT, metavar="N", help="videos denoised together (default 1)")
     run.add_argument("--compile", action="store_true", default=None, help="torch.compile the denoiser (pays off over "
                      "many videos: the first of each size compiles; not with --cache)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -78,6 +78,9 @@ class SamplingSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InputError(f"sampling.{name} must be positive, got {value}")
+        from vidgen.config import check_seed
+
+        check_seed("sampling.seed", self.seed)
         if not (math.isfinite(self.fps) and self.fps > 0):
             raise InputError(f"sampling.fps must be a positive number, got {self.fps}")
         if not (math.isfinite(self.guidance) and self.guidance >= 0):

@@ -1,0 +1,76 @@
+"""Bad numbers and sizes: one line naming the option and its value, exit status 2, before any model loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vidgen.cli.main import main
+from vidgen.config import load_config
+from vidgen.errors import ConfigError, InputError
+
+REPO = Path(__file__).resolve().parents[2]
+HUGE = str(2**80)  # beyond what torch.Generator.manual_seed takes
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Any attempt to open a model fails the test: refusals must come first."""
+    from vidgen.pipelines.text_to_video import TextToVideoPipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the bad number was refused")
+
+    monkeypatch.setattr(TextToVideoPipeline, "from_pretrained", refuse)
+
+
+@pytest.mark.parametrize("argv, named, value", [
+    (["sample", "--prompt", "a", "--fps", "nan"], "--fps", "nan"),
+    (["sample", "--prompt", "a", "--fps", "inf"], "--fps", "inf"),
+    (["sample", "--prompt", "a", "--seed", HUGE], "--seed", HUGE),
+    (["sample", "--prompt", "a", f"sampling.seed={HUGE}"], "sampling.seed", HUGE),
+    (["story", "--prompt", "a", "--prompt", "b", "--seed", HUGE], "--seed", HUGE),
+    (["eval", "--n", "2", "--seed", "-1"], "--seed", "-1"),
+    (["train", "--config", str(REPO / "configs/train/tiny.yaml"), "optim.lr=nan"], "optim.lr", "nan"),
+    (["train", "--config", str(REPO / "configs/train/tiny.yaml"), f"train.seed={HUGE}"], "train.seed", HUGE),
+    (["data", "clips", "rows.jsonl", "--sources", ".", "-o", "clips", "--fps", "nan"], "--fps", "nan"),
+    (["data", "cache", ".", "-o", "cache", "--fps", "inf"], "--fps", "inf"),
+    (["data", "interleave", "rows.jsonl", "-o", "items.jsonl", "--seed", "-1"], "--seed", "-1"),
+    (["data", "toyworld", "-o", "toy", "seed=-1"], "seed", "-1"),
+    (["data", "download", "rows.jsonl", "-o", "videos", "--timeout", "nan"], "--timeout", "nan"),
+    (["score", "v.mp4", "--clip-frames", "0"], "--clip-frames", "0"),
+])
+def test_a_bad_number_is_one_line_naming_the_option(argv, named, value, tmp_path, monkeypatch, capsys, no_model_loads):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rows.jsonl").write_text('{"YoutubeID": "abcdefghijk", "Start_timestamp": "00:00:00.000", '
+                                         '"End_timestamp": "00:00:02.000", "Caption": "a red circle"}\n')
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert named in err and value in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]  # nothing written
+
+
+@pytest.mark.parametrize("override, named", [
+    ("optim.lr=.nan", "optim.lr"),
+    ("optim.eps=.inf", "optim.eps"),
+    ("optim.betas=[0.9, .nan]", "optim.betas"),
+    ("train.offset_noise=.nan", "train.offset_noise"),
+    ("train.seed=5000000000", "train.seed"),  # accelerate's set_seed seeds numpy, which takes 32 bits
+    (f"validation.sampling.seed={HUGE}", "validation.sampling.seed"),
+])
+def test_config_numbers_are_checked_when_the_config_is_built(override, named):
+    from vidgen.training.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(TrainConfig, overrides=["model.base=m", "data.path=d", override])
+
+
+def test_sampling_settings_refuse_a_seed_no_generator_takes():
+    from vidgen.pipelines.settings import SamplingSettings
+
+    for seed in (-1, 2**80):
+        with pytest.raises(InputError, match=f"sampling.seed must be an integer from 0 to 2\\*\\*63-1, got {seed}"):
+            SamplingSettings(seed=seed)
+    assert SamplingSettings(seed=2**63 - 1).seed == 2**63 - 1
