@@ -19,6 +19,39 @@ def silence_library_progress() -> None:
     transformers_logging.disable_progress_bar()
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (``MemAvailable``: free plus reclaimable caches), or ``None``
+    where it cannot be told."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return int(psutil.virtual_memory().available)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def gpu_free_memory(device: str = "cuda") -> int | None:
+    """Free bytes on a CUDA device (``None`` without one)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.mem_get_info(torch.device(device if device.startswith("cuda") else "cuda"))[0])
+
+
 def resolve_device(device: str = "auto") -> str:
     """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; checks explicit choices.
 

@@ -20,7 +20,7 @@ def no_model_loads(monkeypatch):
     from vidgen.pipelines.text_to_video import TextToVideoPipeline
 
     def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the bad number was refused")
+        raise AssertionError("a model was loaded before the bad value was refused")
 
     monkeypatch.setattr(TextToVideoPipeline, "from_pretrained", refuse)
 
@@ -74,3 +74,44 @@ def test_sampling_settings_refuse_a_seed_no_generator_takes():
         with pytest.raises(InputError, match=f"sampling.seed must be an integer from 0 to 2\\*\\*63-1, got {seed}"):
             SamplingSettings(seed=seed)
     assert SamplingSettings(seed=2**63 - 1).seed == 2**63 - 1
+
+
+@pytest.fixture
+def four_gib(monkeypatch):
+    """A machine with 4 GiB available, whatever this one has."""
+    monkeypatch.setattr("vidgen.runtime.available_memory", lambda: 4 * 2**30, raising=False)
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["sample", "--height", "100000"], "sampling.frames=8, height=100000, width=32 needs about"),
+    (["sample", "--frames", "32", "--height", "2048", "--width", "2048"], "sampling.frames=32, height=2048, width=2048"),
+    (["sample", "--upscale", "1000"], "sampling.upscale=1000 (8 frames of 32x32 written as 32000x32000) needs about 22.9 GiB"),
+    (["sample", "--model", "{tmp}", "--height", "64", "--width", "64", "--upscale", "1000"], "sampling.upscale=1000"),
+    (["story", "--prompt", "b", "--upscale", "1000"], "sampling.upscale=1000 (14 frames of 32x32"),
+    (["eval", "--frames", "32", "--height", "2048", "--width", "2048"], "(a batch of 8) needs about"),
+    (["sample", "--height", "30"], "sampling.height=30 is not divisible by the VAE factor 4"),
+    (["sample", "--steps", "100000"], "sampling.steps=100000 is more than the 1000 timesteps"),
+])
+def test_a_size_that_cannot_fit_is_refused_with_its_estimate_before_the_model_loads(argv, named, tmp_path, capsys,
+                                                                                   no_model_loads, four_gib):
+    garbage = tmp_path / "garbage"  # a model folder with nothing to read: the size alone is refused
+    garbage.mkdir()
+    argv = [a.format(tmp=garbage) for a in argv]
+    prompt = ["--prompt", "a"] if argv[0] != "eval" else []
+    assert main([*argv, *prompt, "--out", str(tmp_path / ("a.mp4" if argv[0] == "sample" else "out"))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and named in err, err
+    assert "GiB" not in err or "this machine has 4.0 GiB available" in err
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_the_shipped_model_at_its_own_size_fits_in_little_memory():
+    from vidgen.pipelines.memory import check_sampling_size, model_geometry
+    from vidgen.pipelines.settings import SamplingSettings, read_model_defaults
+
+    geometry = model_geometry(None)
+    assert (geometry.vae_factor, geometry.default_size, geometry.train_timesteps) == (4, (32, 32), 1000)
+    own = SamplingSettings(**read_model_defaults(REPO / "checkpoints").sampling)
+    assert check_sampling_size(own, geometry, batch=8, available=2**30, device="cpu") == (32, 32)
+    with pytest.raises(InputError, match="needs about 3.0 GiB of memory in the denoiser; this machine has 1.0 GiB"):
+        check_sampling_size(SamplingSettings(frames=16, height=512, width=512), geometry, available=2**30, device="cpu")

@@ -76,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
     from vidgen.errors import InputError
     from vidgen.io.story import check_story_output, write_story
     from vidgen.pipelines.loading import load_pipeline
+    from vidgen.pipelines.memory import check_sampling_size, model_geometry
     from vidgen.pipelines.settings import pipeline_kwargs, read_model_defaults
     from vidgen.pipelines.story import StoryPipeline, StorySegment, default_resample, read_script
 
@@ -94,6 +95,9 @@ def main(args: argparse.Namespace) -> int:
         raise InputError("no story given (use --script FILE or --prompt TEXT --prompt TEXT ...)")
     # Everything that can be checked fails here, before the model loads and the clips are generated.
     StoryPipeline(None)._check(segments, s.frames, st.overlap, st.mode, st.resample or 0, st.pin)
+    lengths = [seg.num_frames or s.frames for seg in segments]
+    check_sampling_size(s, model_geometry(cfg.model, cfg.weights), frames=max(lengths), dtype=cfg.dtype, device=cfg.device,
+                        written_frames=sum(lengths) - (st.overlap if st.mode == "continuity" else 0) * (len(lengths) - 1))
     check_story_output(cfg.out, len(segments), cfg.overwrite)
     pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler, weights=cfg.weights,
                          compile=cfg.compile)

@@ -208,6 +208,11 @@ def train(
     # Models: frozen VAE + text encoder, a trainable denoiser.
     models = load_training_models(cfg.model)
     unet = models.unet
+    if cfg.validation.prompts:  # a validation size that cannot fit is refused now, not after hours of training
+        from vidgen.pipelines.memory import check_sampling_size, geometry_of
+
+        check_sampling_size(cfg.validation.sampling, geometry_of(models.vae, unet, models.sampling_scheduler),
+                            device=str(accelerator.device))
     motion = is_motion_unet(unet)
     if cfg.model.gradient_checkpointing:
         enable_gradient_checkpointing(unet)
