@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 from vidgen.errors import InputError
@@ -17,6 +18,28 @@ def silence_library_progress() -> None:
 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def quiet_libraries():
+    """Hold back diffusers', transformers' and peft's own log lines and warnings while they load or apply weights
+    (diffusers logs "An error occurred while trying to fetch ..." before raising): vidgen says what went wrong in its
+    own words, once, from the exception."""
+    import warnings
+
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    diffusers_logging.set_verbosity(diffusers_logging.CRITICAL)
+    transformers_logging.set_verbosity(transformers_logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        diffusers_logging.set_verbosity(levels[0])
+        transformers_logging.set_verbosity(levels[1])
 
 
 def available_memory() -> int | None:
