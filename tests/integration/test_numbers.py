@@ -115,3 +115,14 @@ def test_the_shipped_model_at_its_own_size_fits_in_little_memory():
     assert check_sampling_size(own, geometry, batch=8, available=2**30, device="cpu") == (32, 32)
     with pytest.raises(InputError, match="needs about 3.0 GiB of memory in the denoiser; this machine has 1.0 GiB"):
         check_sampling_size(SamplingSettings(frames=16, height=512, width=512), geometry, available=2**30, device="cpu")
+
+
+def test_on_a_gpu_the_denoiser_is_measured_against_the_gpu_s_free_memory(monkeypatch):
+    from vidgen.pipelines.memory import check_sampling_size, model_geometry
+    from vidgen.pipelines.settings import SamplingSettings
+
+    monkeypatch.setattr("vidgen.runtime.gpu_free_memory", lambda device="cuda": 2**30)
+    size = SamplingSettings(frames=16, height=512, width=512)
+    with pytest.raises(InputError, match="in the denoiser; the GPU has 1.0 GiB available"):
+        check_sampling_size(size, model_geometry(None), device="cuda", available=2**40)
+    assert check_sampling_size(size, model_geometry(None), device="cpu", available=2**40) == (512, 512)
