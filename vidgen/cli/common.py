@@ -39,7 +39,6 @@ def _number(parse: type, kind: str, **bounds: Any) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(f"{problem}, got {text}")
         return value
 
-    convert.__name__ = kind  # argparse names the type in its own messages
     return convert
 
 

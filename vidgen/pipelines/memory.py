@@ -131,16 +131,23 @@ def memory_needed(geometry: ModelGeometry, frames: int, height: int, width: int,
     """
     latent_values = batch * (2 if guidance else 1) * frames * (height // geometry.vae_factor) * (width // geometry.vae_factor)
     pixels = height * width
-    decoded = batch * frames * pixels * 3 * 4
     chunk = min(decode_chunk_size, batch * frames)
-    written = written_frames or frames
-    upscaled = written * pixels * upscale**2 * 3
     return {
         "denoise": latent_values * geometry.denoiser_channels * DENOISER_TENSORS * dtype_bytes,
-        "decode": chunk * pixels * geometry.vae_channels * VAE_TENSORS * dtype_bytes + decoded * DECODED_COPIES,
-        # all videos of a batch in float32, one of them in uint8 and enlarged (bicubic works in float32 copies)
-        "write": decoded + written * pixels * 3 + (upscaled * (1 if upscale_mode == "nearest" else 13) if upscale > 1 else 0),
+        "decode": chunk * pixels * geometry.vae_channels * VAE_TENSORS * dtype_bytes + batch * frames * pixels * 12 * DECODED_COPIES,
+        "write": write_bytes(frames, height, width, batch=batch, upscale=upscale, upscale_mode=upscale_mode,
+                             written_frames=written_frames),
     }
+
+
+def write_bytes(frames: int, height: int, width: int, *, batch: int = 1, upscale: int = 1, upscale_mode: str = "nearest",
+                written_frames: int | None = None) -> int:
+    """Estimated peak bytes while videos are written: every video of the batch in float32, and the one being written
+    in uint8 and enlarged (bicubic enlarges through float32 copies)."""
+    pixels = height * width
+    written = written_frames or frames
+    upscaled = written * pixels * upscale**2 * 3 if upscale > 1 else 0
+    return batch * frames * pixels * 12 + written * pixels * 3 + upscaled * (1 if upscale_mode == "nearest" else 13)
 
 
 STAGES = {"denoise": "in the denoiser", "decode": "to decode the frames", "write": "to write the video"}
@@ -197,7 +204,8 @@ def check_sampling_size(
     what = f"sampling.frames={frames}, height={height}, width={width}" + (f" (a batch of {batch})" if batch > 1 else "")
     written = written_frames or frames
     if geometry is None:  # without the model's sizes, only what the written video itself needs
-        need = {"write": batch * frames * height * width * 3 * 4 + written * height * width * upscale**2 * 3}
+        need = {"write": write_bytes(frames, height, width, batch=batch, upscale=upscale, upscale_mode=upscale_mode,
+                                     written_frames=written)}
     else:
         need = memory_needed(geometry, frames, height, width, batch=batch, guidance=s.guidance > 1, upscale=upscale,
                              upscale_mode=upscale_mode, written_frames=written, decode_chunk_size=decode_chunk_size,
