@@ -230,7 +230,7 @@ def bench_swscale(args) -> dict:
     text = scorer.embed_texts([CAPTION])[0]
     rows = []
     for video in videos:
-        [(indices, frames)] = decode_frames(video, scorer.preprocess.frame_indices)
+        [(indices, frames)] = decode_frames(video, scorer.preprocess.frame_indices).picks
         exact = scorer.preprocess.transform(frames)
         row = {"video": video.name}
         for interp in ("BILINEAR", "BICUBIC", "AREA"):

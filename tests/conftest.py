@@ -92,6 +92,31 @@ def counter_value(frame: np.ndarray) -> int:
     return int(round(float(frame[:, : w // 4].mean()) / 8)) % 32
 
 
+def truncated_copy(video: Path, out: Path, decodable: range) -> tuple[int, int]:
+    """Cut bytes off the end of ``video`` until a number of frames in ``decodable`` decode while the header
+    still announces them all (bisecting on the length kept); returns ``(decodable, announced)``.
+
+    The header must come first, as vidgen's writer puts it (``+faststart``): a cut then loses frames, not the index.
+    """
+    from vidgen.errors import VideoError
+    from vidgen.io.video import iter_frames, probe
+
+    data = video.read_bytes()
+    announced = probe(video).num_frames
+    low, high = 0, len(data)
+    while high - low > 1:
+        keep = (low + high) // 2
+        out.write_bytes(data[:keep])
+        try:
+            count = sum(1 for _ in iter_frames(out))
+        except VideoError:
+            count = 0
+        if count in decodable and probe(out).num_frames == announced:
+            return count, announced
+        low, high = (keep, high) if count < decodable.start else (low, keep)
+    raise AssertionError(f"no cut of {video} leaves {decodable} decodable frames")
+
+
 @pytest.fixture
 def counter_video(tmp_path) -> Path:
     """30 frames at 10 fps, 64x48, keyframe every 8 frames, frame number readable per frame."""

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import io
 import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
-from vidgen.errors import ConfigError, InputError
+from vidgen.errors import ConfigError, InputError, TextEncodingError
+from vidgen.io.text import read_text
 
 T = TypeVar("T")
 
@@ -238,7 +240,11 @@ def _read_yaml(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict[s
     if path.resolve() in _chain:
         raise ConfigError(f"config file {str(path)!r} includes itself through _base_")
     try:
-        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        text = read_text(path)
+    except TextEncodingError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(io.StringIO(text)), resolve=False)
     except Exception as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {str(exc).splitlines()[0]}") from None
     if data is None:

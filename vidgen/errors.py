@@ -38,6 +38,14 @@ class OutputError(VidgenError):
     """An output that would overwrite a file, or a destination that cannot be written."""
 
 
+class TextEncodingError(InputError, DataError):
+    """A text input (rows, prompts, a script, captions...) that is not UTF-8.
+
+    Both an :class:`InputError` and a :class:`DataError`, so whichever a reader
+    documents for its malformed files also catches this.
+    """
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an error's message (library errors can run to many lines), or its type's name."""
     text = str(exc).strip()

@@ -89,7 +89,7 @@ def test_halving_reuse_matches_the_conditional_half_exactly():
     sample = torch.randn(4, 4, 4, 8, 8)
     with torch.no_grad(), FeatureCache(unet, CacheSpec("deep", interval=2)) as cache:
         unet(sample, 500, encoder_hidden_states=states)
-        stored = {k: v for k, v in cache._store.items()}
+        stored = {k: v for k, v in cache._slot.store.items()}
         half = unet(sample[2:], 499, encoder_hidden_states=states[8:]).sample
     assert cache.stats.full_calls == [0] and cache.stats.cached == 1
     assert stored["mid"].shape[0] == 16 and half.shape[0] == 2

@@ -110,7 +110,15 @@ def _bad_model_folders(tiny_motion_model, tmp_path):
         ("empty prompt", ["--prompt", "   "], "prompt 1 is empty"),
         ("no prompt", [], "no prompt given"),
         ("size", ["--prompt", "x", "--height", 15], "height=15 is not divisible by the VAE factor 2"),
-        ("frames", ["--prompt", "x", "--frames", 40], "exceeds this model's limit of 32 frames"),
+        ("context", ["--prompt", "x", "--frames", 40, "--context-length", 40], "context_length=40 exceeds this model's limit of 32 frames"),
+        ("overlap", ["--prompt", "x", "--frames", 40, "--context-length", 8, "--context-overlap", 8],
+         "context_overlap=8 must be smaller than the context window of 8 frames"),
+        ("travel order", ["--prompt-travel", "0: a", "12: b", "6: c", "--frames", 16], "keyframes out of order: frame 6 comes after frame 12"),
+        ("travel past", ["--prompt-travel", "0: a", "16: b", "--frames", 16], "keyframe at frame 16 is past the video's 16 frames"),
+        ("travel start", ["--prompt-travel", "4: a", "--frames", 16], "must start at frame 0"),
+        ("travel form", ["--prompt-travel", "a red circle", "--frames", 16], "is not 'FRAME: prompt'"),
+        ("travel and prompt", ["--prompt", "x", "--prompt-travel", "0: a"], "give --prompt-travel or --prompt/--prompts-file, not both"),
+        ("free init", ["--prompt", "x", "--free-init-iters", -1], "--free-init-iters: must be an integer >= 0, got -1"),
         ("scheduler", ["--prompt", "x", "--scheduler", "warp"], "unknown scheduler 'warp'"),
         ("config key", ["--prompt", "x", "stesp=3"], "unknown config key 'stesp'.*did you mean 'sampling.steps'"),
         ("config type", ["--prompt", "x", "sampling.frames=many"], "bad value for key 'sampling.frames'"),
@@ -131,6 +139,17 @@ def test_bad_input_is_one_line_and_status_2(tiny_motion_model, tmp_path, capsys,
     assert len(err.splitlines()) == 1 and err.startswith("vidgen sample: error: ")
     assert re.search(message, err), err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_prompts_file_that_is_not_utf8_is_one_line(tiny_motion_model, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    data = "a red circle\na café sign\n".encode("latin-1")  # é as the single byte 0xE9
+    prompts.write_bytes(data)
+    assert run_cli("--model", tiny_motion_model, "--prompts-file", prompts, "--out", tmp_path / "out", *FAST) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("vidgen sample: error: "), err
+    assert str(prompts) in err and f"byte offset {data.index(0xE9)}" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_existing_output_needs_overwrite(tiny_motion_model, tmp_path, capsys):

@@ -132,4 +132,23 @@ def test_source_mapping_files(tmp_path):
     named = make_counter_video(tmp_path / "CCCCCCCCCCC_720p.mp4", num_frames=20, fps=10.0)
     path_row = parse_row({"YoutubeID": str(named), "Start_timestamp": 0, "End_timestamp": 1, "Caption": "c"})
     assert path_row.youtube_id == "CCCCCCCCCCC"
-    assert SourceIndex({}).lookup(path_row) == named  # the row names its own file
+    assert SourceIndex({}).lookup(path_row) is None  # a path is a name to look for in the sources, not a place
+    assert SourceIndex.from_folder(tmp_path).lookup(path_row) == named
+
+
+@pytest.mark.parametrize("given", ["../../elsewhere/CCCCCCCCCCC_720p.mp4", "{outside}/CCCCCCCCCCC_720p.mp4",
+                                   "..\\..\\elsewhere\\CCCCCCCCCCC_720p.mp4"])
+def test_a_path_in_place_of_the_id_never_reads_outside_the_sources(tmp_path, monkeypatch, given):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    make_counter_video(outside / "CCCCCCCCCCC_720p.mp4", num_frames=20, fps=10.0)
+    (tmp_path / "work" / "here").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work" / "here")  # where "../../elsewhere" resolves to the file above
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    path_row = parse_row({"YoutubeID": given.format(outside=outside), "Start_timestamp": 0, "End_timestamp": 1, "Caption": "c"})
+    report = cut_clips([path_row], SourceIndex.from_folder(sources), tmp_path / "clips")
+    assert (report.done, report.missing_sources) == (0, {"CCCCCCCCCCC": 1})  # reported as a missing source
+    assert not list((tmp_path / "clips").glob("*.mp4"))
+    os.symlink(outside / "CCCCCCCCCCC_720p.mp4", sources / "CCCCCCCCCCC_720p.mp4")  # the same name inside --sources
+    assert cut_clips([path_row], SourceIndex.from_folder(sources), tmp_path / "clips").done == 1

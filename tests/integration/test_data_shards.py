@@ -96,7 +96,10 @@ def test_interrupted_write_leaves_no_partial_shard(tmp_path, clip_folder):
 
     with pytest.raises(KeyboardInterrupt):
         write_shards(rows_then_crash(), folder, tmp_path / "shards", max_count=2)
-    assert sorted(os.listdir(tmp_path / "shards")) == ["shard-000000.tar"]  # the complete shard only
+    # The complete shard only, listed in the index, which says the run did not finish.
+    assert sorted(os.listdir(tmp_path / "shards")) == ["shard-000000.tar", "shards.json"]
+    index = json.loads((tmp_path / "shards" / "shards.json").read_text())
+    assert [s["name"] for s in index["shards"]] == ["shard-000000.tar"] and index["complete"] is False
 
 
 def test_dataset_yields_the_asked_shapes_and_frames(tmp_path, clip_folder):

@@ -204,10 +204,10 @@ def test_bad_arguments_raise_input_error(pipe, kwargs, message):
         pipe(**args)
 
 
-def test_too_many_frames_for_the_motion_model(tiny_motion_model):
+def test_a_context_window_longer_than_the_motion_model_takes(tiny_motion_model):
     pipe = load_pipeline(tiny_motion_model, device="cpu")
-    with pytest.raises(InputError, match="exceeds this model's limit of 32 frames"):
-        pipe("x", num_frames=33, height=16, width=16)
+    with pytest.raises(InputError, match="context_length=33 exceeds this model's limit of 32 frames"):
+        pipe("x", num_frames=33, height=16, width=16, context_length=33)
 
 
 def _copy_model(src, dst):

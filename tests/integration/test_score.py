@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 from pathlib import Path
 
@@ -132,6 +133,29 @@ def test_bad_videos_are_skipped_and_reported(toy, capsys, tmp_path):
     assert str(toy["model"]) in source and "preprocess demo" in source and "frames[::n // " in source
 
 
+def test_a_truncated_video_is_scored_on_the_frames_that_decode_and_the_report_says_so(toy, capsys, tmp_path):
+    """A cut-off MP4 announcing 48 frames once was scored on a spread over the first few, with no word about it."""
+    from tests.conftest import truncated_copy
+    from vidgen.io.writer import write_video
+    from vidgen.metrics.preprocess import get_preprocess
+
+    whole = write_video(tmp_path / "whole.mp4", _toy_frames("red", n=48), fps=8)
+    decodable, announced = truncated_copy(whole, tmp_path / "cut.mp4", range(8, 40))
+    truncated_copy(whole, tmp_path / "stub.mp4", range(1, 4))  # fewer than the tiny ViCLIP's 4 frames
+    report = tmp_path / "r.json"
+    rc, out, err = _run(capsys, tmp_path / "cut.mp4", tmp_path / "stub.mp4", "--prompt", CAPTIONS["red"],
+                        "--viclip", toy["model"], "--out", report)
+    assert rc == 0, err
+    saved = json.loads(report.read_text())
+    [row] = saved["videos"]
+    expected = f"truncated: {decodable} of {announced} frames decodable"
+    assert expected in row["note"] and expected in out
+    assert row["frames"]["viclip"] == get_preprocess("demo", num_frames=4).frame_indices(decodable)
+    [skipped] = saved["skipped"]
+    assert skipped["video"].endswith("stub.mp4") and skipped["reason"].startswith("truncated: ")
+    assert f" of {announced} frames decodable" in skipped["reason"]
+
+
 def test_html_report_is_self_contained(toy, capsys, tmp_path):
     page = tmp_path / "pages" / "report.html"
     rc, _, err = _run(capsys, toy["pairs"], "--viclip", toy["model"], "--html", page)
@@ -141,6 +165,20 @@ def test_html_report_is_self_contained(toy, capsys, tmp_path):
     assert "src='../../" in text or "src='../" in text  # relative to the page's folder
     for caption in CAPTIONS.values():
         assert caption in text
+
+
+def test_html_report_escapes_hostile_captions(toy, capsys, tmp_path):
+    hostile = ["a red circle <script>alert(1)</script> & <img src=x onerror=alert(2)>",
+               "moves up</track><b>bold</b>\n\n00:00:00.000 --> 00:00:09.000\ninjected cue", "it's \"quoted\" <i>x</i>"]
+    pairs = tmp_path / "hostile.jsonl"
+    pairs.write_text("".join(json.dumps({"video": str(toy["videos"][n]), "caption": c}) + "\n" for n, c in zip(CAPTIONS, hostile)))
+    page = tmp_path / "report.html"
+    rc, _, err = _run(capsys, pairs, "--viclip", toy["model"], "--html", page, "--retrieve")
+    assert rc == 0, err
+    text = page.read_text()
+    assert "<script" not in text and "<img" not in text and "</track>" not in text and "<b>bold" not in text and "<i>x" not in text
+    for caption in hostile:
+        assert html.escape(caption.strip()) in text
 
 
 def test_sidecar_captions_from_vidgen_sample(toy, capsys, tmp_path):
@@ -200,6 +238,25 @@ def test_whole_run_problems_are_one_line_exit_2(toy, capsys, tmp_path, monkeypat
     existing.write_text("{}")
     _one_line_error(*_run(capsys, toy["videos"]["red"], "--prompt", "a", "--viclip", toy["model"], "--out", existing)[::2], "--overwrite")
     assert existing.read_text() == "{}"
+
+
+def test_caption_files_with_a_byte_order_mark_or_not_in_utf8(toy, capsys, tmp_path):
+    """Spreadsheets save CSV with a byte-order mark: it once hid the 'video' column ("found \\ufeffvideo")."""
+    videos = [toy["videos"][name] for name in CAPTIONS]
+    table = tmp_path / "caps.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + ("video,caption\n" + "".join(f"{v},{c}\n" for v, c in zip(videos, CAPTIONS.values()))).encode())
+    lines = tmp_path / "caps.txt"
+    lines.write_bytes(b"\xef\xbb\xbf" + "".join(c + "\n" for c in CAPTIONS.values()).encode())
+    for captions in (table, lines):
+        report = tmp_path / f"{captions.suffix[1:]}.json"
+        rc, _, err = _run(capsys, *videos, "--captions", captions, "--viclip", toy["model"], "--out", report)
+        assert rc == 0, err
+        assert [v["caption"] for v in json.loads(report.read_text())["videos"]] == list(CAPTIONS.values())
+    latin = tmp_path / "latin.txt"
+    data = "".join(c + "\n" for c in ("a red circle", "a blue café", "a green sign")).encode("latin-1")
+    latin.write_bytes(data)
+    _one_line_error(*_run(capsys, *videos, "--captions", latin, "--viclip", toy["model"])[::2], str(latin), "not UTF-8",
+                    f"byte offset {data.index(0xE9)}")
 
 
 def test_frame_level_clip_matches_manual_computation(toy, capsys, tmp_path):

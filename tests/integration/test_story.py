@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 import shutil
 import subprocess
 import threading
@@ -52,6 +54,54 @@ def test_subtitles_and_document_time_each_caption_to_its_clip(story_dir):
         {"text": "a red circle moves right"}, {"video": "clip_000.mp4", "source": "story.mp4", "start": 0.0, "end": 1.5},
         {"text": "a red circle moves up"}, {"video": "clip_001.mp4", "source": "story.mp4", "start": 1.5, "end": 2.5},
     ]
+
+
+HOSTILE = [
+    "a red circle <script>alert(1)</script> & <img src=x onerror=alert(2)>",
+    "moves up</track><b>bold</b>\n\n00:00:00.000 --> 00:00:09.000\ninjected cue {\\an8}<font color=red>x</font> a<b",
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_story(tiny_motion_model, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hostile")
+    script = root / "script.jsonl"
+    script.write_text("".join(json.dumps({"caption": c}) + "\n" for c in HOSTILE))
+    assert main(["story", "--model", str(tiny_motion_model), "--script", str(script), "--frames-per-clip", "4",
+                 "--overlap", "1", "--steps", "2", "--fps", "4", "--out", str(root / "out"),
+                 "sampling.height=16", "sampling.width=16"]) == 0
+    return root / "out"
+
+
+def _cues(text: str) -> list[list[str]]:
+    return [block.splitlines() for block in text.strip().split("\n\n")]
+
+
+def test_webvtt_escapes_captions_and_a_caption_cannot_start_a_cue(hostile_story):
+    header, *cues = _cues((hostile_story / "story.vtt").read_text())
+    assert header == ["WEBVTT"] and len(cues) == len(HOSTILE)
+    for (timing, *text), caption in zip(cues, HOSTILE):
+        assert " --> " in timing and len(text) == 1, cues
+        assert "<" not in text[0] and ">" not in text[0] and "-->" not in text[0]
+        assert not re.search(r"&(?!amp;|lt;|gt;)", text[0])  # every & is one of WebVTT's escapes
+        assert html.unescape(text[0]) == " ".join(caption.split())  # shown as written, on one line
+
+
+def test_subrip_drops_markup_and_a_caption_cannot_start_a_cue(hostile_story):
+    blocks = _cues((hostile_story / "story.srt").read_text())
+    assert [b[0] for b in blocks] == [str(i) for i in range(1, len(HOSTILE) + 1)]
+    for number, timing, *text in blocks:
+        assert " --> " in timing and len(text) == 1, blocks
+        assert not re.search(r"[<>]|\{\\|-->", text[0]), text[0]
+    assert "alert(1)" in blocks[0][2] and "injected cue" in blocks[1][2] and "bold" in blocks[1][2]
+
+
+def test_story_page_escapes_the_same_captions(hostile_story):
+    page = (hostile_story / "story.html").read_text()
+    assert "<script" not in page and "<img" not in page and "</track>" not in page and "<b>" not in page
+    for caption in HOSTILE:
+        assert html.escape(caption) in page
+    assert [segment["text"] for segment in json.loads((hostile_story / "story.jsonl").read_text())[::2]] == HOSTILE
 
 
 @pytest.mark.slow
@@ -170,6 +220,16 @@ def test_bad_scripts_are_one_clear_line(tiny_motion_model, tmp_path, capsys, scr
     rc = main(["story", "--model", str(tiny_motion_model), "--script", str(path), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_script_that_is_not_utf8_is_one_line(tiny_motion_model, tmp_path, capsys):
+    script = tmp_path / "script.txt"
+    data = "a red circle\na café sign\n".encode("latin-1")  # é as the single byte 0xE9
+    script.write_bytes(data)
+    rc = main(["story", "--model", str(tiny_motion_model), "--script", str(script), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and str(script) in err and f"byte offset {data.index(0xE9)}" in err
     assert not (tmp_path / "out").exists()
 
 

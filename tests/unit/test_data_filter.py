@@ -166,3 +166,27 @@ def test_stats_counts_and_plot(tmp_path):
     json.dumps(d)
     png = plot_stats(stats, tmp_path / "stats.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_filter_keeps_every_row_of_a_csv_with_a_byte_order_mark(tmp_path, capsys):
+    """Spreadsheet programs save UTF-8 CSV with a byte-order mark: `vidgen data filter` once kept 0 of 0 rows."""
+    from vidgen.cli.main import main
+
+    plain = tmp_path / "plain.csv"
+    write_rows(plain, [make_row(i, aes=3 + i / 2) for i in range(10)])
+    (tmp_path / "rows.csv").write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert main(["data", "filter", str(tmp_path / "rows.csv"), "-o", str(tmp_path / "out.csv"), "--min-aesthetic", "4"]) == 0
+    assert "kept 8 of 10 valid rows" in capsys.readouterr().out
+    assert [r.aesthetic_score for r in read_rows(tmp_path / "out.csv")] == [3 + i / 2 for i in range(2, 10)]
+
+
+def test_filter_of_a_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    from vidgen.cli.main import main
+
+    data = b"YoutubeID,Start_timestamp,End_timestamp,Caption\nvideo000001,0,2,caf\xe9\n"  # Latin-1
+    (tmp_path / "rows.csv").write_bytes(data)
+    assert main(["data", "filter", str(tmp_path / "rows.csv"), "-o", str(tmp_path / "out.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "rows.csv" in err and "not UTF-8" in err
+    assert f"byte offset {data.index(0xE9)}" in err
+    assert not (tmp_path / "out.csv").exists()

@@ -10,7 +10,7 @@ import pytest
 
 from vidgen.data.readers import RowReport, RowWriter, iter_rows, read_rows, row_format, write_rows
 from vidgen.data.rows import Row, RowError, format_timestamp, parse_row, parse_timestamp
-from vidgen.errors import DataError, OutputError
+from vidgen.errors import DataError, OutputError, TextEncodingError
 
 
 def record(vid="qJrOyggIB-w", start="00:07:33.689", end="00:07:51.085", caption="a screen shot of heroes", **extra):
@@ -172,6 +172,34 @@ def test_unreadable_inputs(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(DataError, match="cannot read parquet"):
         list(iter_rows(tmp_path / "bad.parquet"))
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.jsonl", "r.csv.gz"])
+def test_a_byte_order_mark_loses_no_row(tmp_path, name):
+    """Spreadsheet programs start UTF-8 CSV files with a byte-order mark; it once renamed the first column."""
+    rows = [parse_row(record(caption=f"clip {i} é")) for i in range(3)]
+    plain = tmp_path / ("plain" + name[1:])
+    write_rows(plain, rows)
+    data = b"\xef\xbb\xbf" + (gzip.decompress(plain.read_bytes()) if name.endswith(".gz") else plain.read_bytes())
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    report = RowReport()
+    back = read_rows(tmp_path / name, report=report)
+    assert (report.valid, report.bad) == (3, 0)
+    assert [r.caption for r in back] == [r.caption for r in rows]
+
+
+@pytest.mark.parametrize("name", ["rows.csv", "rows.jsonl.gz"])
+def test_a_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path, name):
+    good = "".join(json.dumps(record(caption=f"clip {i}")) + "\n" for i in range(400)).encode()  # past one read chunk
+    if name.endswith(".csv"):
+        good = b"YoutubeID,Start_timestamp,End_timestamp,Caption\n" + b"qJrOyggIB-w,1,2,caf\xc3\xa9\n" * 400
+    data = good + b"qJrOyggIB-w,1,2,caf\xe9\n"  # Latin-1, as an old export writes it
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(TextEncodingError) as caught:
+        list(iter_rows(tmp_path / name))
+    message = str(caught.value)
+    assert str(tmp_path / name) in message and f"byte offset {len(data) - 2}" in message
+    assert isinstance(caught.value, DataError) and len(message.splitlines()) == 1
 
 
 def test_reads_fsspec_urls(tmp_path):

@@ -63,11 +63,35 @@ def test_vbench_frames_and_crop():
 def test_decoding_picks_the_asked_frames(counter_video):
     from tests.conftest import counter_value
 
-    (demo_idx, demo_frames), (mid_idx, mid_frames) = decode_frames(
-        counter_video, get_preprocess("demo").frame_indices, get_preprocess("vbench").frame_indices)
+    decoded = decode_frames(counter_video, get_preprocess("demo").frame_indices, get_preprocess("vbench").frame_indices)
+    (demo_idx, demo_frames), (mid_idx, mid_frames) = decoded.picks
+    assert (decoded.announced, decoded.decodable, decoded.note) == (30, 30, None)
     assert demo_idx == [0, 3, 6, 9, 12, 15, 18, 21]  # 30 frames: frames[::3][:8]
     assert [counter_value(f) for f in demo_frames] == demo_idx
     assert [counter_value(f) for f in mid_frames] == mid_idx
+
+
+def test_a_truncated_video_is_sampled_among_the_frames_that_decode(tmp_path, caplog):
+    """A cut-off MP4 announces 48 frames and decodes fewer: the frame rule runs on the frames that exist, and says so."""
+    from tests.conftest import counter_value, truncated_copy
+    from vidgen.io.writer import write_video
+
+    frames = np.zeros((48, 48, 64, 3), np.uint8)
+    for i in range(48):
+        frames[i, :, :32] = (i * 8) % 256  # as tests.conftest.make_counter_video, with the header first (faststart)
+    whole = write_video(tmp_path / "whole.mp4", frames, fps=8.0, crf=0)
+    decodable, announced = truncated_copy(whole, tmp_path / "cut.mp4", range(16, 40))
+    demo, middle = get_preprocess("demo"), get_preprocess("vbench")
+    decoded = decode_frames(tmp_path / "cut.mp4", demo.frame_indices, middle.frame_indices)
+    assert (decoded.announced, decoded.decodable, decoded.truncated) == (announced, decodable, True)
+    assert f"truncated: {decodable} of {announced} frames decodable" in decoded.note
+    for (indices, frames), pre in zip(decoded.picks, (demo, middle)):
+        assert indices == pre.frame_indices(decodable)  # the rule's own spread over the frames that exist
+        assert [counter_value(f) for f in frames] == [i % 32 for i in indices]
+    assert any(decoded.note in r.getMessage() for r in caplog.records)
+    truncated_copy(whole, tmp_path / "stub.mp4", range(1, 8))
+    with pytest.raises(VideoError, match=rf"^truncated: \d of {announced} frames decodable; .* 8 are needed"):
+        decode_frames(tmp_path / "stub.mp4", demo.frame_indices)
 
 
 def test_too_short_for_demo(counter_video):

@@ -28,6 +28,10 @@ from vidgen.pipelines.settings import (
     (dict(height=-32), "sampling.height must be positive"),
     (dict(scheduler="warp"), "unknown scheduler 'warp'"),
     (dict(guidance_interval=[900, 100]), "guidance_interval must satisfy"),
+    (dict(context_length=0), "sampling.context_length must be at least 1"),
+    (dict(context_length=8, context_overlap=8), "context_overlap=8 must be smaller than the context window of 8"),
+    (dict(context_overlap=-1), "sampling.context_overlap must be >= 0"),
+    (dict(free_init_iters=-1), "sampling.free_init_iters must be >= 0"),
 ])
 def test_sampling_settings_name_the_bad_value(bad, message):
     with pytest.raises(InputError, match=message):
@@ -44,9 +48,10 @@ def test_story_settings_name_the_bad_value():
 
 def test_pipeline_kwargs_carry_every_setting_the_pipeline_takes():
     s = SamplingSettings(frames=5, steps=3, guidance=2.0, guidance_interval=[0, 500], negative_prompt="blur", height=16,
-                         cache="deep:2")
+                         cache="deep:2", context_length=4, context_overlap=1, free_noise=False, free_init_iters=2)
     assert pipeline_kwargs(s, width=24) == dict(num_frames=5, height=16, width=24, num_inference_steps=3, guidance_scale=2.0,
-                                                guidance_interval=[0, 500], negative_prompt="blur", cache="deep:2")
+                                                guidance_interval=[0, 500], negative_prompt="blur", cache="deep:2",
+                                                context_length=4, context_overlap=1, free_noise=False, free_init_iters=2)
 
 
 def test_model_defaults_round_trip_and_layer_under_the_user(tiny_motion_model, tmp_path):

@@ -79,6 +79,14 @@ def add_sampling_args(parser: argparse.ArgumentParser, frames_flag: str = "--fra
     how.add_argument("--upscale", type=COUNT, metavar="K", help="enlarge written videos K times (for small models)")
     how.add_argument("--cache", metavar="SPEC", help="reuse the denoiser's deep features across steps: none, deep:K "
                      "(recompute them every K steps) or adaptive:T (when the first block moved by more than T)")
+    how.add_argument("--context-length", type=COUNT, metavar="N", help=f"frames the denoiser sees at once: a longer {what} "
+                     "is denoised in overlapping windows of N frames (default: the model's)")
+    how.add_argument("--context-overlap", type=integer(0), metavar="K", help="frames neighbouring context windows share "
+                     "(default: a quarter of the window)")
+    how.add_argument("--free-noise", action=argparse.BooleanOptionalAction, default=None,
+                     help="reschedule the noise of frames past the first window so windows agree (FreeNoise; default on)")
+    how.add_argument("--free-init-iters", type=integer(0), metavar="K", help="FreeInit: sample K more times from noise keeping "
+                     "the last result's low frequencies (default 0)")
 
 
 def add_weights_args(parser: argparse.ArgumentParser) -> None:

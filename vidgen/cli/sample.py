@@ -20,6 +20,7 @@ prompt and seed, so any file can be reproduced."""
 FIELDS = {
     "prompt": "prompts",
     "prompts_file": "prompts_file",
+    "prompt_travel": "prompt_travel",
     "model": "model",
     "out": "out",
     "num_videos": "num_videos",
@@ -41,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = p.add_argument_group("what to generate")
     what.add_argument("--prompt", "-p", action="append", metavar="TEXT", help="a prompt (repeatable)")
     what.add_argument("--prompts-file", metavar="FILE", help="prompts, one per line (or a .jsonl with a 'prompt' field)")
+    what.add_argument("--prompt-travel", nargs="+", metavar="FRAME: TEXT", help="one continuous video whose prompt "
+                      "changes at keyframes, e.g. '0: a red circle moves right' '16: a red circle moves up' (or one "
+                      ".jsonl/.yaml file of them); the first keyframe is at frame 0")
     what.add_argument("--num-videos", type=COUNT, metavar="N", help="videos per prompt, seeds SEED, SEED+1, ... (default 1)")
     add_weights_args(p)
     where = p.add_argument_group("output")
@@ -76,13 +80,18 @@ def main(args: argparse.Namespace) -> int:
     from vidgen.pipelines.sample import plan_jobs, run_sample
 
     cfg = resolve_config(args)
-    plan_jobs(cfg)  # fail on bad prompts or outputs before loading the model
+    jobs = plan_jobs(cfg)  # fail on bad prompts or outputs before loading the model
+    done = sum(job.done for job in jobs)
+    if done:  # a run of this command was stopped: its finished videos stay as they are
+        print(f"{done} of {len(jobs)} videos already in {cfg.out} (with their .yaml), skipped; "
+              "pass --overwrite to redo them", flush=True)
     start = time.perf_counter()
-    written = run_sample(cfg, progress=not args.no_progress and not args.json,
+    written = run_sample(cfg, progress=not args.no_progress and not args.json, jobs=jobs,
                          on_written=lambda job: print(f"wrote {job.path}  ({job.prompt!r}, seed {job.seed})", flush=True))
     seconds = time.perf_counter() - start
     model = cfg.model or cfg.weights.describe()
-    emit(args, {"videos": [str(p) for p in written], "count": len(written), "model": model, "seconds": seconds},
+    emit(args, {"videos": [str(p) for p in written], "count": len(written), "skipped": done, "model": model,
+                "seconds": seconds},
          f"{len(written)} video{'s' * (len(written) != 1)} in {seconds:.1f} s with "
          + (f"the model in {model}" if cfg.model else model))
     return 0

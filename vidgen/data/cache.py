@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from vidgen.data.frames import FramePolicy, item_rng, key_rng
 from vidgen.data.rows import Row
 from vidgen.errors import DataError, InputError, ModelLoadError
-from vidgen.io.files import atomic_output, atomic_write_text, ensure_writable_dir
+from vidgen.io.files import atomic_outputs, ensure_writable_dir, remove_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +230,18 @@ def cache_paths(out_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:
     return out / f"{name}.safetensors", out / f"{name}.json"
 
 
+def _is_cached(out_dir: Path, name: str) -> bool:
+    """Whether a shard's cache is complete: its index, and its tensors when the index counts clips."""
+    tensors_path, index_path = cache_paths(out_dir, name)
+    if not index_path.is_file():
+        return False
+    try:
+        count = json.loads(index_path.read_text(encoding="utf-8"))["count"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # an index this code did not write whole: the shard is cached again
+    return count == 0 or tensors_path.is_file()
+
+
 def cache_shard(shard: CacheShard, encoders: CacheEncoders, out_dir: str | os.PathLike, *,
                 policy: FramePolicy, store_dtype: str = "fp16", text_batch: int = 32, vae_chunk: int = 16,
                 seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
@@ -290,10 +302,11 @@ def cache_shard(shard: CacheShard, encoders: CacheEncoders, out_dir: str | os.Pa
             "text": torch.cat(texts).to(STORE_DTYPES[store_dtype]).contiguous(),
             "uncond": uncond.to(STORE_DTYPES[store_dtype]).contiguous(),
         }
-        with atomic_output(tensors_path, overwrite=overwrite) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
-    # The index is written last: its presence marks the shard complete.
-    atomic_write_text(index_path, json.dumps(index, ensure_ascii=False) + "\n", overwrite=overwrite)
+    # Tensors and index appear together, the index last: its presence marks the shard complete.
+    with atomic_outputs([tensors_path, index_path] if keys else [index_path], overwrite=overwrite) as temps:
+        if keys:
+            save_file(tensors, str(temps[0]), metadata=metadata)
+        temps[-1].write_text(json.dumps(index, ensure_ascii=False) + "\n", encoding="utf-8")
     return index
 
 
@@ -320,18 +333,25 @@ def build_cache(shards: Sequence[CacheShard], encoders: CacheEncoders, out_dir: 
                 process_index: int = 0, num_processes: int = 1, text_batch: int = 32, vae_chunk: int = 16) -> CacheReport:
     """Cache this process's slice of ``shards`` into ``out_dir``; shards already cached are skipped.
 
+    A shard is cached once its index is written (after its tensors), so the same command run
+    again after a kill redoes only the shards that had no index yet.
+
     Raises:
-        OutputError: ``out_dir`` cannot be written.
+        OutputError: ``out_dir`` cannot be written (a full or read-only disk included: the shard
+            being written is not left behind).
     """
     out = ensure_writable_dir(out_dir)
     report = CacheReport(process_index=process_index, num_processes=num_processes)
-    for shard in process_slice(shards, process_index, num_processes):
-        tensors_path, index_path = cache_paths(out, shard.name)
-        if index_path.is_file() and not overwrite:
+    mine = process_slice(shards, process_index, num_processes)
+    # Temporaries a killed run left, of this process's shards only: other processes are writing theirs.
+    remove_temporaries(out, {path.name for shard in mine for path in cache_paths(out, shard.name)})
+    for shard in mine:
+        if not overwrite and _is_cached(out, shard.name):
             report.shards_existing += 1
             continue
+        # A shard without its index is one a stopped run did not finish: its tensors, if any, are replaced.
         index = cache_shard(shard, encoders, out, policy=policy, store_dtype=store_dtype, seed=seed,
-                            overwrite=overwrite, text_batch=text_batch, vae_chunk=vae_chunk)
+                            overwrite=True, text_batch=text_batch, vae_chunk=vae_chunk)
         report.shards_done += 1
         report.clips += index["count"]
         for reason, count in index["skipped"].items():

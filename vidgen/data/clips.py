@@ -27,10 +27,11 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from vidgen.data.readers import RowReport
-from vidgen.data.rows import Row, is_youtube_id
+from vidgen.data.rows import Row, file_name, is_youtube_id
 from vidgen.errors import DataError, InputError, OutputError, VideoError
-from vidgen.io.files import atomic_output, atomic_write_text, ensure_writable_dir
+from vidgen.io.files import atomic_output, atomic_write_text, ensure_writable_dir, remove_temporaries
 from vidgen.io.sampling import fps_indices
+from vidgen.io.text import read_text
 from vidgen.io.video import frame_indices_for_times, is_video_file, iter_frames, probe
 
 logger = logging.getLogger(__name__)
@@ -63,12 +64,19 @@ def clip_frame_range(start: float, end: float, fps: float) -> tuple[int, int]:
 class SourceIndex:
     """Where each YouTube video's local file is: a folder of ``{YoutubeID}.*`` files or a mapping file.
 
-    A row whose ID was given as a local path (``Row.extra["video_path"]``)
-    uses that path first.
+    A row whose ID was given as a path (``Row.extra["video_path"]``, as some
+    mirrors write it) is looked up by that path's file name among the folder's
+    files, then by its ID; the path itself is never opened, so a row cannot make
+    the cutter read a file outside the sources.
+
+    Args:
+        paths: YouTube ID -> source file.
+        names: file name -> source file, for rows that name their file (a folder's video files).
     """
 
-    def __init__(self, paths: dict[str, Path]):
+    def __init__(self, paths: dict[str, Path], names: dict[str, Path] | None = None):
         self.paths = paths
+        self.names = names or {}
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike) -> "SourceIndex":
@@ -81,11 +89,15 @@ class SourceIndex:
         if not folder.is_dir():
             raise DataError(f"source video folder not found: {str(folder)!r}")
         paths: dict[str, Path] = {}
+        names: dict[str, Path] = {}
         for entry in sorted(folder.iterdir()):
+            if not (entry.is_file() and is_video_file(entry)):
+                continue
+            names[entry.name] = entry
             stem = entry.name.split(".", 1)[0]
-            if entry.is_file() and is_video_file(entry) and is_youtube_id(stem):
+            if is_youtube_id(stem):
                 paths.setdefault(stem, entry)
-        return cls(paths)
+        return cls(paths, names)
 
     @classmethod
     def from_mapping(cls, path: str | os.PathLike) -> "SourceIndex":
@@ -99,7 +111,7 @@ class SourceIndex:
         path = Path(path)
         if not path.is_file():
             raise DataError(f"source mapping file not found: {str(path)!r}")
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         pairs: list[tuple[Any, Any]] = []
         try:
             if path.suffix.lower() == ".json":
@@ -127,10 +139,12 @@ class SourceIndex:
         return cls(paths)
 
     def lookup(self, row: Row) -> Path | None:
-        """The source file of ``row``'s video, or ``None`` when there is none on disk."""
+        """The source file of ``row``'s video, or ``None`` when the sources hold none."""
         given = row.extra.get("video_path")
-        if isinstance(given, str) and os.path.isfile(given):
-            return Path(given)
+        if isinstance(given, str):
+            found = self.names.get(file_name(given))
+            if found is not None and found.is_file():
+                return found
         found = self.paths.get(row.youtube_id)
         return found if found is not None and found.is_file() else None
 
@@ -378,6 +392,8 @@ def cut_clips(rows: Iterable[Row], sources: SourceIndex, out_dir: str | os.PathL
     if short_side is not None and short_side < 2:
         raise InputError(f"short side must be at least 2 pixels, got {short_side}")
     out_dir = ensure_writable_dir(out_dir)
+    # A killed run leaves the clips it was cutting under temporary names: this run cuts them again.
+    remove_temporaries(out_dir, lambda name: name.endswith(".mp4") or name == REPORT_NAME)
     report = report if report is not None else ClipReport()
 
     def jobs() -> Iterator[_Job]:

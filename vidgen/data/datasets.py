@@ -27,6 +27,7 @@ from vidgen.data.frames import ClipTooShortError, FramePolicy, bytes_as_file, it
 from vidgen.data.readers import RowReport, iter_rows
 from vidgen.data.rows import Row
 from vidgen.errors import DataError, InputError, VideoError
+from vidgen.io.text import read_text
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def folder_items(root: str | os.PathLike, rows: str | os.PathLike | Iterable[Row
     ``.txt`` beside it is an item.
 
     Raises:
-        DataError: ``root`` is not a folder.
+        DataError: ``root`` is not a folder, or a caption file is not UTF-8.
     """
     from vidgen.io.video import is_video_file
 
@@ -140,7 +141,7 @@ def folder_items(root: str | os.PathLike, rows: str | os.PathLike | Iterable[Row
         sidecar = path.with_suffix(".txt")
         if sidecar.is_file():
             key = str(path.relative_to(root).with_suffix("")).replace(os.sep, "/")
-            items.append((key, path, sidecar.read_text(encoding="utf-8", errors="replace").strip()))
+            items.append((key, path, read_text(sidecar).strip()))
         else:
             missing += 1
     return items, missing

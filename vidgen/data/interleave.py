@@ -25,6 +25,7 @@ from vidgen.data.readers import RowReport
 from vidgen.data.rows import Row
 from vidgen.errors import InputError
 from vidgen.io.files import atomic_output
+from vidgen.io.text import text_lines
 
 DEFAULT_DROP = 0.3  # InternVid-ICL's clip drop probability
 VARIANTS = ("single", "asr", "concat")
@@ -188,8 +189,8 @@ def read_items(path: str | os.PathLike) -> Iterator[list[dict[str, Any]]]:
 
     if not os.path.isfile(path):
         raise DataError(f"interleaved items file not found: {str(path)!r}")
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for number, line in enumerate(text_lines(f, str(path)), start=1):
             if not line.strip():
                 continue
             try:

@@ -20,12 +20,13 @@ import lzma
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TextIO
+from typing import Any, Iterable, Iterator
 
 from vidgen.extras import require
 from vidgen.data.rows import Row, RowError, parse_row
 from vidgen.errors import DataError
 from vidgen.io.files import atomic_output
+from vidgen.io.text import text_lines
 
 logger = logging.getLogger(__name__)
 
@@ -126,33 +127,38 @@ def _open_binary(path: str) -> io.BufferedIOBase:
         raise DataError(f"cannot open {path!r}: {exc.strerror or exc}") from None
 
 
-def open_text(path: str | os.PathLike) -> TextIO:
-    """Open a (possibly compressed, possibly remote) text file for reading, as UTF-8.
+@contextlib.contextmanager
+def open_text(path: str | os.PathLike) -> Iterator[Iterator[str]]:
+    """The lines of a (possibly compressed, possibly remote) UTF-8 text file, read lazily.
 
     ``.gz``, ``.bz2`` and ``.xz`` are decompressed on the fly; ``.zst`` and URLs
-    (``s3://``, ``https://``, ``hf://``...) go through fsspec.
+    (``s3://``, ``https://``, ``hf://``...) go through fsspec. A byte-order mark is
+    dropped; line endings are kept (as ``newline=""`` keeps them, for :mod:`csv`).
 
     Raises:
         DataError: the file is missing or cannot be opened.
+        TextEncodingError: (while reading) the file is not UTF-8.
         MissingExtraError: a URL or ``.zst`` without fsspec installed.
     """
     path = str(path)
     _, compression = _split_compression(path)
-    if compression == ".zst":
-        fsspec = require("fsspec", f"reading {path!r}")
-        try:
-            return fsspec.open(path, "rt", compression="zstd", encoding="utf-8", newline="").open()
-        except (OSError, ValueError, ImportError) as exc:
-            raise DataError(f"cannot open {path!r}: {exc}") from None
-    raw = _open_binary(path)
-    if compression is not None:
-        raw = _COMPRESSIONS[compression](raw, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+    with contextlib.ExitStack() as stack:
+        if compression == ".zst":
+            fsspec = require("fsspec", f"reading {path!r}")
+            try:
+                raw = stack.enter_context(fsspec.open(path, "rb", compression="zstd").open())
+            except (OSError, ValueError, ImportError) as exc:
+                raise DataError(f"cannot open {path!r}: {exc}") from None
+        else:
+            raw = stack.enter_context(_open_binary(path))
+            if compression is not None:
+                raw = stack.enter_context(_COMPRESSIONS[compression](raw, "rb"))
+        yield text_lines(raw, path)
 
 
 def _jsonl_records(path: str) -> Iterator[tuple[int, Any]]:
-    with open_text(path) as f:
-        for line_no, line in enumerate(f, start=1):
+    with open_text(path) as lines:
+        for line_no, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
@@ -164,8 +170,8 @@ def _jsonl_records(path: str) -> Iterator[tuple[int, Any]]:
 def _csv_records(path: str) -> Iterator[tuple[int, Any]]:
     base, _ = _split_compression(path)
     delimiter = "\t" if base.lower().endswith(".tsv") else ","
-    with open_text(path) as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
+    with open_text(path) as lines:
+        reader = csv.DictReader(lines, delimiter=delimiter)
         if reader.fieldnames is None:
             return
         for record in reader:
@@ -240,8 +246,6 @@ def iter_rows(path: str | os.PathLike, *, strict: bool = False, report: RowRepor
                 continue
             report.valid += 1
             yield row
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{str(path)!r} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except (EOFError, gzip.BadGzipFile, lzma.LZMAError, OSError) as exc:
         raise DataError(f"cannot read {str(path)!r}: {exc}") from None
 

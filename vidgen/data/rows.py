@@ -10,7 +10,6 @@ add the line number and decide whether to skip or stop.
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -54,6 +53,11 @@ class RowError(DataError):
 def is_youtube_id(value: object) -> bool:
     """Whether ``value`` is an 11-character YouTube ID of ``[A-Za-z0-9_-]``."""
     return isinstance(value, str) and YOUTUBE_ID_RE.fullmatch(value) is not None
+
+
+def file_name(path: str) -> str:
+    """The last part of a path written with either separator (rows come from any system)."""
+    return re.split(r"[\\/]", path)[-1]
 
 
 def check_youtube_id(value: object) -> str:
@@ -245,10 +249,10 @@ def parse_row(record: Mapping[str, Any]) -> Row:
     used = {column for column, _ in fields.values()}
     extra = {k: v for k, v in record.items() if k not in used} if len(record) > len(used) else {}
     youtube_id = raw_id
-    if isinstance(raw_id, str) and not is_youtube_id(raw_id) and ("/" in raw_id or "." in raw_id):
+    if isinstance(raw_id, str) and not is_youtube_id(raw_id) and ("/" in raw_id or "\\" in raw_id or "." in raw_id):
         # Some mirrors put a local file path in place of the ID; the ID is the
         # first 11 characters of the file's basename (FORMATS.md).
-        youtube_id = os.path.basename(raw_id)[:11]
+        youtube_id = file_name(raw_id)[:11]
         extra.setdefault("video_path", raw_id)
     check_youtube_id(youtube_id)
     start = parse_timestamp(fields["start"][1])

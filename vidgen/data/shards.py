@@ -24,7 +24,8 @@ from vidgen.extras import require
 from vidgen.data.readers import RowReport
 from vidgen.data.rows import Row
 from vidgen.errors import DataError, InputError, OutputError, VidgenError
-from vidgen.io.files import atomic_write_text, ensure_writable_dir
+from vidgen.io.files import (atomic_outputs, atomic_write_text, ensure_writable_dir, output_error, remove_temporaries,
+                             temporary_beside, write_failure)
 from vidgen.io.video import probe, read_frames
 
 logger = logging.getLogger(__name__)
@@ -77,20 +78,49 @@ class ShardReport:
     samples: int = 0
     missing: list[str] = field(default_factory=list)
     bad: list[dict[str, str]] = field(default_factory=list)
+    existing: int = 0  # shards an earlier, stopped run of the same command had finished (kept as they were)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (written as ``shards.json`` beside the shards)."""
         return {"rows": self.rows.to_dict(), "samples": self.samples, "shards": self.shards,
-                "missing_clips": self.missing, "bad_clips": self.bad}
+                "missing_clips": self.missing, "bad_clips": self.bad, "existing_shards": self.existing}
 
     def summary(self) -> str:
         """One line for the terminal."""
-        return (f"{self.samples} clips in {len(self.shards)} shards; {len(self.missing)} clips missing, "
+        kept = f" ({self.existing} already written, kept)" if self.existing else ""
+        return (f"{self.samples} clips in {len(self.shards)} shards{kept}; {len(self.missing)} clips missing, "
                 f"{len(self.bad)} unreadable, {self.rows.bad} malformed rows (skipped)")
 
 
-def _shard_name(prefix: str, index: int) -> str:
-    return f"{prefix}-{index:06d}.tar"
+def _finished_shards(out: Path, prefix: str, settings: dict[str, Any], on_disk: list[str]) -> dict[str, Any]:
+    """What an earlier run of the same command left finished in ``out``: its index, cut after the last shard that
+    is on disk as the index describes it (``{}`` when there is nothing to pick up).
+
+    Raises:
+        OutputError: shards of ``prefix`` that another command wrote (other settings, or an index too old to say).
+    """
+    path = out / INDEX_NAME
+    try:
+        index = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError):
+        index = None
+    if not isinstance(index, dict) or index.get("settings", {}).get("prefix") != prefix:
+        if on_disk and isinstance(index, dict):
+            raise OutputError(f"{len(on_disk)} shards named {prefix}-*.tar already in {str(out)!r}, not from this command "
+                              "(pass --overwrite to replace them)")
+        return {}  # no index: shards of a run stopped before its first one was finished, written again
+    if index["settings"] != settings:
+        changed = ", ".join(f"{k} {index['settings'].get(k)!r} -> {v!r}" for k, v in settings.items()
+                            if index["settings"].get(k) != v)
+        raise OutputError(f"{len(on_disk)} shards named {prefix}-*.tar in {str(out)!r} were written with other settings "
+                          f"({changed}); pass --overwrite to replace them")
+    finished = []
+    for entry in index["shards"]:
+        shard = out / entry["name"]
+        if not shard.is_file() or shard.stat().st_size != entry["bytes"] or "rows_read" not in entry:
+            break
+        finished.append(entry)
+    return {**index, "shards": finished}
 
 
 def write_shards(rows: Iterable[Row], clips_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -103,10 +133,17 @@ def write_shards(rows: Iterable[Row], clips_dir: str | os.PathLike, out_dir: str
     :attr:`Row.key`. Missing clips and (with ``verify``) clips that do not
     decode are skipped and listed in the report.
 
+    The index ``shards.json`` is rewritten as each shard is finished, the shard and
+    its entry appearing together, so a stopped run picks up where it stopped when
+    the same command runs again: finished shards are kept as they are, the rows
+    they hold are not read again, and the shards after them come out as an
+    uninterrupted run writes them.
+
     Raises:
         InputError: a bad prefix, size or count.
         DataError: ``clips_dir`` is not a folder.
-        OutputError: shards with this prefix exist without ``overwrite``.
+        OutputError: shards with this prefix from another command exist without ``overwrite``; a shard
+            cannot be written (a full or read-only disk: the shard being written is not left behind).
         MissingExtraError: webdataset is not installed.
     """
     wds = require("webdataset", "writing WebDataset shards")
@@ -120,28 +157,50 @@ def write_shards(rows: Iterable[Row], clips_dir: str | os.PathLike, out_dir: str
         raise DataError(f"clip folder not found: {str(clips_dir)!r}")
     out = ensure_writable_dir(out_dir)
     old = sorted(glob.glob(os.path.join(glob.escape(str(out)), f"{prefix}-[0-9][0-9][0-9][0-9][0-9][0-9].tar")))
-    if old and not overwrite:
-        raise OutputError(f"{len(old)} shards named {prefix}-*.tar already in {str(out)!r} (pass --overwrite to replace them)")
+    settings = {"prefix": prefix, "max_size": max_size, "max_count": max_count, "verify": verify}
+    previous = {} if overwrite else _finished_shards(out, prefix, settings, old)
     report = report if report is not None else ShardReport()
+    report.shards = list(previous.get("shards", []))
+    report.existing = len(report.shards)
+    report.samples = sum(entry["samples"] for entry in report.shards)
+    skip = report.shards[-1]["rows_read"] if report.shards else 0
+    if skip:
+        report.missing = list(previous.get("missing_clips", []))
+        report.bad = list(previous.get("bad_clips", []))
+    remove_temporaries(out, lambda name: name == INDEX_NAME or re.fullmatch(rf"{re.escape(prefix)}-\d{{6}}\.tar", name))
     open_files: dict[str, Any] = {}
-
-    def temp_name(fname: str) -> str:
-        return os.path.join(os.path.dirname(fname), f".{os.path.basename(fname)}.tmp")
+    shard_end = 0  # when a shard closes, the position of the first row that is not in it
 
     def opener(fname: str):
-        handle = open(temp_name(fname), "wb")
+        handle = open(temporary_beside(Path(fname)), "wb")
         open_files[fname] = handle
         return handle
 
+    def write_index(complete: bool) -> dict[str, Any]:
+        return {**report.to_dict(), "settings": settings, "complete": complete}
+
     def finished(fname: str) -> None:
-        open_files.pop(fname).close()
-        os.replace(temp_name(fname), fname)
+        handle = open_files.pop(fname)
+        handle.close()
+        path = Path(fname)
+        entry = {"name": path.name, "samples": writer.count, "bytes": os.path.getsize(handle.name), "rows_read": shard_end}
+        report.shards.append(entry)
+        # The shard and its index entry appear together, the index last: a shard not in the index is unfinished.
+        try:
+            with atomic_outputs([path, out / INDEX_NAME], overwrite=True) as (tar, index):
+                os.replace(handle.name, tar)
+                index.write_text(json.dumps(write_index(complete=False), indent=2) + "\n", encoding="utf-8")
+        except BaseException:
+            report.shards.pop()
+            raise
 
     pattern = os.path.join(str(out).replace("%", "%%"), f"{prefix}-%06d.tar")
-    counts: list[int] = []
-    writer = wds.ShardWriter(pattern, maxcount=max_count, maxsize=max_size, post=finished, opener=opener, verbose=0)
+    writer = None
+    position = -1
     try:
-        for row in rows:
+        for position, row in enumerate(rows):
+            if position < skip:
+                continue  # packed into a shard an earlier run finished
             clip = clips_dir / row.clip_name
             if not clip.is_file():
                 report.missing.append(row.clip_name)
@@ -153,31 +212,34 @@ def write_shards(rows: Iterable[Row], clips_dir: str | os.PathLike, out_dir: str
                     report.bad.append({"clip": row.clip_name, "reason": str(exc)})
                     logger.warning("skipped unreadable clip %s: %s", row.clip_name, exc)
                     continue
-            if writer.count >= max_count or writer.size >= max_size:
-                counts.append(writer.count)
-            writer.write({"__key__": row.key, "mp4": clip.read_bytes(), "txt": row.caption,
-                          "json": json.dumps(row.to_record(), ensure_ascii=False).encode("utf-8")})
+            sample = {"__key__": row.key, "mp4": clip.read_bytes(), "txt": row.caption,
+                      "json": json.dumps(row.to_record(), ensure_ascii=False).encode("utf-8")}
+            if writer is None:  # ShardWriter opens its first shard at once: only when there is a sample for it
+                writer = wds.ShardWriter(pattern, maxcount=max_count, maxsize=max_size, post=finished, opener=opener,
+                                         verbose=0, start_shard=len(report.shards))
+            shard_end = position  # should this sample start a new shard, the one before ends here
+            writer.write(sample)
             report.samples += 1
-        counts.append(writer.count)
-        writer.close()
-    except BaseException:
-        if getattr(writer, "tarstream", None) is not None:
+        shard_end = position + 1
+        if writer is not None:
+            writer.close()
+    except BaseException as exc:
+        if writer is not None and getattr(writer, "tarstream", None) is not None:
             with contextlib.suppress(Exception):
                 writer.tarstream.close()  # end the tar cleanly before its file goes away
-        for fname, handle in open_files.items():
+        for handle in open_files.values():
             handle.close()
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp_name(fname))
+                os.unlink(handle.name)
+        if isinstance(exc, OSError) and write_failure(exc) is not None:
+            raise output_error(writer.fname if writer is not None else out, exc) from None
         raise
-    written = [_shard_name(prefix, i) for i in range(len(counts))]
-    if report.samples == 0:
-        os.unlink(out / written[0])  # ShardWriter opens its first shard eagerly: drop it when empty
-        written, counts = [], []
+    written = {entry["name"] for entry in report.shards}
     for stale in old:
         if os.path.basename(stale) not in written:
-            os.unlink(stale)  # left from an earlier, larger run that --overwrite replaces
-    report.shards = [{"name": name, "samples": n, "bytes": (out / name).stat().st_size} for name, n in zip(written, counts)]
-    atomic_write_text(out / INDEX_NAME, json.dumps(report.to_dict(), indent=2) + "\n")
+            os.unlink(stale)  # from an earlier, larger or unfinished run that this one replaces
+    if not (report.existing == len(report.shards) and previous.get("complete")):  # else it is as it was
+        atomic_write_text(out / INDEX_NAME, json.dumps(write_index(complete=True), indent=2) + "\n")
     return report
 
 

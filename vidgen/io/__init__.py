@@ -1,4 +1,4 @@
-"""Video input/output: seeking decode, frame sampling, MP4/GIF writing, safe output files."""
+"""Video input/output: seeking decode, frame sampling, MP4/GIF writing, safe output files, UTF-8 text inputs."""
 
 from vidgen.io.files import atomic_output, atomic_write_bytes, atomic_write_text, check_output_path, ensure_writable_dir
 from vidgen.io.sampling import demo_indices, fps_indices, stride_indices, uniform_indices

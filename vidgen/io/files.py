@@ -1,15 +1,30 @@
-"""Output-file safety: refuse to clobber, write to a temporary name, rename when whole."""
+"""Output-file safety: refuse to clobber, write to a temporary name, rename when whole.
+
+A write that fails because the disk is full or read-only ends in one
+:class:`~vidgen.errors.OutputError` naming the file and the cause, with its
+temporaries removed. A process killed mid-write cannot remove its own: they
+keep names :func:`temporary_owner` recognises, so the next run of the same
+command clears them with :func:`remove_temporaries`.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator, Sequence
 
 from vidgen.errors import OutputError
+
+# errno values that say the destination cannot take the bytes (not that an input is missing or unreadable).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+# ".{stem}.{8 random}.tmp{suffix}" (files) and ".{name}.{8 random}.tmp" / ".old" (folders): see temporary_owner.
+_TEMPORARY = re.compile(r"\.(?P<stem>.+)\.[a-z0-9_]{8}\.(?:tmp(?P<suffix>\.[^.]+)?|(?P<old>old))")
+_SAFETENSORS_ERRNO = re.compile(r"(?:os error |code: )(\d+)")
 
 
 def json_ready(value):
@@ -22,6 +37,85 @@ def json_ready(value):
     if isinstance(value, (list, tuple)):
         return [json_ready(v) for v in value]
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """The cause of a failed write, when ``exc`` says the disk is full, over quota, read-only or past its file-size
+    limit (``"No space left on device"``); ``None`` for any other error.
+
+    safetensors reports such failures as a ``SafetensorError`` carrying the OS error number in its text.
+    """
+    code = None
+    if isinstance(exc, OSError):
+        code = exc.errno
+    elif type(exc).__name__ == "SafetensorError":
+        match = _SAFETENSORS_ERRNO.search(str(exc))
+        code = int(match.group(1)) if match else None
+    if code not in WRITE_ERRNOS:
+        return None
+    return os.strerror(code)
+
+
+def output_error(path: str | os.PathLike, exc: BaseException) -> OutputError:
+    """The one-line error for a write of ``path`` that failed with ``exc`` (an ``OSError`` or a write failure)."""
+    cause = write_failure(exc) or (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
+    return OutputError(f"cannot write {str(path)!r}: {cause}")
+
+
+def append_text(path: str | os.PathLike, text: str) -> None:
+    """Append ``text`` to a log file such as ``metrics.jsonl``.
+
+    Raises:
+        OutputError: the disk is full or read-only (or the file cannot be opened).
+    """
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        raise output_error(path, exc) from None
+
+
+def temporary_owner(name: str) -> str | None:
+    """The final name whose temporary ``name`` is, as :func:`atomic_outputs` and :func:`atomic_folder` make them
+    (``.clip.k3j9x0ab.tmp.mp4`` -> ``clip.mp4``, ``.model.k3j9x0ab.tmp`` -> ``model``); ``None`` for other names."""
+    match = _TEMPORARY.fullmatch(name)
+    if match is None:
+        return None
+    return match.group("stem") + (match.group("suffix") or "")
+
+
+def remove_temporaries(folder: str | os.PathLike, owners: Collection[str] | Callable[[str], bool] | None = None) -> int:
+    """Delete the temporaries a killed run left in ``folder`` (see :func:`temporary_owner`). Returns how many.
+
+    Args:
+        folder: where the outputs are written.
+        owners: only the temporaries of these final names (or of the names this returns true for); ``None``: all.
+            Commands that run in several processes at once pass the outputs of their own process, so one never
+            deletes what another is writing.
+
+    A folder set aside by :func:`atomic_folder` (``.name.XXXXXXXX.old``) goes back under its name when the run
+    was killed between moving it aside and putting the new one in place; otherwise it is deleted.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    wanted = owners if owners is None or callable(owners) else set(owners).__contains__
+    removed = 0
+    with os.scandir(folder) as entries:
+        found = [(entry.name, temporary_owner(entry.name)) for entry in entries if entry.name.startswith(".")]
+    for name, owner in found:
+        if owner is None or (wanted is not None and not wanted(owner)):
+            continue
+        entry = folder / name
+        if name.endswith(".old") and (entry / "old").exists() and not (folder / owner).exists():
+            os.replace(entry / "old", folder / owner)  # the previous version, never replaced: put it back
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed += 1
+    return removed
 
 
 def _umask() -> int:
@@ -73,36 +167,83 @@ def ensure_writable_dir(folder: str | os.PathLike) -> Path:
         raise OutputError(f"cannot create output folder {str(folder)!r}: {exc.strerror or exc}") from None
     if not folder.is_dir():
         raise OutputError(f"output folder {str(folder)!r} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {str(folder)!r} is not writable")
+    # Create a file rather than ask os.access: a read-only file system or an ACL refuses root too, and says why.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vidgen-write-test.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"output folder {str(folder)!r} is not writable: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
     return folder
+
+
+def temporary_beside(path: Path) -> Path:
+    """A new empty file beside ``path`` that :func:`temporary_owner` maps back to ``path``'s name.
+
+    The temporary name keeps the suffix, so tools that pick a format from the extension (ffmpeg, Pillow)
+    behave the same.
+
+    Raises:
+        OutputError: the file cannot be created (a read-only or full disk...).
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_outputs(paths: Sequence[str | os.PathLike], overwrite: bool = False) -> Iterator[list[Path]]:
+    """Yield temporary paths beside ``paths``; rename them onto ``paths``, in that order, once the body succeeds.
+
+    Files that belong together (a video and its settings, tensors and their index) are written this way,
+    so a crash or a full disk never leaves half of one under its real name; the last path is renamed last,
+    so its presence (next to the others) marks the group complete. If the body raises, every temporary is
+    removed and ``paths`` are left untouched.
+
+    Raises:
+        OutputError: as :func:`check_output_path`; or a write failed because the disk is full or read-only
+            (the error names the first path and the cause).
+    """
+    finals = [check_output_path(p, overwrite) for p in paths]
+    temps: list[Path] = []
+    try:
+        for final in finals:
+            temps.append(temporary_beside(final))
+        try:
+            yield list(temps)
+        except BaseException as exc:
+            if write_failure(exc) is not None:
+                raise output_error(finals[0], exc) from None
+            raise
+        if not overwrite:
+            for final in finals:
+                if final.exists():
+                    raise OutputError(f"output file {str(final)!r} appeared while writing (pass --overwrite to replace it)")
+        mask = _umask()
+        for tmp, final in zip(temps, finals):
+            _apply_umask(tmp, folder=False, mask=mask)
+            try:
+                os.replace(tmp, final)
+            except OSError as exc:
+                raise output_error(final, exc) from None
+    finally:
+        for tmp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
-
-    The temporary name keeps the suffix, so tools that pick a format from the
-    extension (ffmpeg, Pillow) behave the same. If the body raises, the
-    temporary file is removed and ``path`` is left untouched, so a crash never
-    leaves a half-written output under the real name.
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success (:func:`atomic_outputs` for one file).
 
     Raises:
-        OutputError: as :func:`check_output_path`.
+        OutputError: as :func:`atomic_outputs`.
     """
-    path = check_output_path(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        if not overwrite and path.exists():
-            raise OutputError(f"output file {str(path)!r} appeared while writing (pass --overwrite to replace it)")
-        _apply_umask(tmp_path, folder=False)
-        os.replace(tmp_path, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+    with atomic_outputs([path], overwrite=overwrite) as (tmp,):
+        yield tmp
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, overwrite: bool = True) -> Path:
@@ -151,10 +292,18 @@ def atomic_folder(
         if replaceable is not None and any(path.iterdir()) and not replaceable(path):
             raise OutputError(f"refusing to replace {str(path)!r}: it does not look like a folder this command wrote")
     ensure_writable_dir(path.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise output_error(path, exc) from None
     backup = None
     try:
-        yield tmp
+        try:
+            yield tmp
+        except BaseException as exc:
+            if write_failure(exc) is not None:
+                raise output_error(path, exc) from None
+            raise
         # Libraries write some files privately (tempfile-style 0600): give the whole tree the usual modes.
         mask = _umask()
         for root, dirs, files in os.walk(tmp):

@@ -12,12 +12,14 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from vidgen.errors import OutputError
+from vidgen.io.files import output_error, remove_temporaries, temporary_owner
 
 STORY_FILES = ("story.mp4", "story.srt", "story.vtt", "story.jsonl", "story.html", "settings.json")
 
@@ -39,15 +41,44 @@ def cue_times(story) -> list[tuple[str, float, float]]:
     return [(c.segment.caption, c.start_frame / story.fps, (c.start_frame + c.num_new_frames) / story.fps) for c in story.clips]
 
 
+def _one_line(caption: str) -> str:
+    # A line break inside cue text would end the cue, and a blank line plus a timing line would start a new one.
+    return " ".join(caption.split())
+
+
+# What SubRip players render as markup: HTML-like tags (<i>, <font color=...>) and ASS override blocks ({\an8}).
+_SRT_MARKUP = re.compile(r"</?[A-Za-z][^<>]*>|\{\\[^{}]*\}")
+
+
+def vtt_cue_text(caption: str) -> str:
+    """``caption`` as WebVTT cue text: one line, ``&``, ``<`` and ``>`` as character references.
+
+    The references are WebVTT's own escapes, so players show the caption as written, no tag of it
+    is markup, and ``-->`` cannot appear.
+    """
+    return html.escape(_one_line(caption), quote=False)
+
+
+def srt_cue_text(caption: str) -> str:
+    """``caption`` as SubRip text: one line, tags players would render dropped, other angle brackets as look-alikes.
+
+    SubRip has no escapes, so markup cannot be kept as text: tags (``<i>``, ``<font ...>``, ``{\\an8}``)
+    go, and a lone ``<`` or ``>`` becomes ``‹``/``›`` (which also keeps ``-->`` out of the text).
+    """
+    text = _SRT_MARKUP.sub(" ", _one_line(caption))
+    return _one_line(text.replace("<", "\u2039").replace(">", "\u203a"))
+
+
 def srt_text(story) -> str:
     """SubRip subtitles timing each caption to its clip."""
-    blocks = [f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{text}\n" for i, (text, a, b) in enumerate(cue_times(story), 1)]
+    blocks = [f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{srt_cue_text(text)}\n"
+              for i, (text, a, b) in enumerate(cue_times(story), 1)]
     return "\n".join(blocks)
 
 
 def vtt_text(story) -> str:
     """WebVTT subtitles (what the page's <track> loads)."""
-    cues = [f"{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{text}\n" for text, a, b in cue_times(story)]
+    cues = [f"{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{vtt_cue_text(text)}\n" for text, a, b in cue_times(story)]
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
@@ -92,8 +123,37 @@ video {{ image-rendering: pixelated; background: #000; }}
 """
 
 
+def _story_names(num_clips: int) -> list[str]:
+    """Every file a story of ``num_clips`` clips writes, in the order they are put in place (``settings.json`` last)."""
+    return [clip_name(i) for i in range(num_clips)] + list(STORY_FILES)
+
+
+def _left_by_a_killed_run(out: Path) -> bool:
+    """Whether a story write was stopped in ``out``: its temporary folder is still there."""
+    return any(temporary_owner(p.name) == "story" for p in out.glob(".story.*.tmp"))
+
+
+def finished_story(out_dir: str | os.PathLike, num_clips: int, expected: Mapping[str, Any]) -> bool:
+    """Whether ``out_dir`` holds a whole story of ``num_clips`` clips whose ``settings.json`` records ``expected``
+    (each key given, e.g. the captions and seed): what the same command wrote before, so it has nothing to do.
+
+    ``settings.json`` is put in place last, so with it every other file of the story is there.
+    """
+    out = Path(out_dir)
+    if not all((out / name).is_file() for name in _story_names(num_clips)):
+        return False
+    try:
+        recorded = json.loads((out / "settings.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(recorded, dict) and all(recorded.get(key) == value for key, value in expected.items())
+
+
 def check_story_output(out_dir: str | os.PathLike, num_clips: int, overwrite: bool = False) -> Path:
     """Fail before any generation when a story's files would clobber existing ones.
+
+    The files of a story a killed run was putting in place (no ``settings.json`` yet, its
+    temporary folder still there) are not in the way: the run that finishes it replaces them.
 
     Raises:
         OutputError: an output exists without ``overwrite``, or the folder cannot be written.
@@ -104,9 +164,8 @@ def check_story_output(out_dir: str | os.PathLike, num_clips: int, overwrite: bo
     if out.exists() and not out.is_dir():
         raise OutputError(f"story output {str(out)!r} is a file, not a folder")
     if out.exists() and not overwrite:
-        names = [clip_name(i) for i in range(num_clips)] + list(STORY_FILES)
-        clash = [n for n in names if (out / n).exists()]
-        if clash:
+        clash = [n for n in _story_names(num_clips) if (out / n).exists()]
+        if clash and ((out / "settings.json").exists() or not _left_by_a_killed_run(out)):
             raise OutputError(f"{str(out / clash[0])!r} exists (pass --overwrite to replace it)")
     ensure_writable_dir(out)
     return out
@@ -116,31 +175,42 @@ def write_story(story, out_dir: str | os.PathLike, *, overwrite: bool = False, u
                 upscale_mode: str = "nearest", settings: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write every story output into ``out_dir``; files appear only once all are complete.
 
+    They are written into a temporary folder and moved into place one by one, ``settings.json``
+    last; a run killed while moving them leaves that folder, which the next run clears.
+
     Returns:
         Name -> path of everything written.
 
     Raises:
-        OutputError: an output exists without ``overwrite``, or the folder cannot be written.
+        OutputError: an output exists without ``overwrite``, or the folder cannot be written (a full or
+            read-only disk included: nothing of this story is left under a final name).
     """
     import re
 
-    from vidgen.io.writer import write_video
+    from vidgen.io.writer import encode_video
 
     out = check_story_output(out_dir, len(story.clips), overwrite)
-    names = [clip_name(i) for i in range(len(story.clips))] + list(STORY_FILES)
-    tmp = Path(tempfile.mkdtemp(prefix=".story.", suffix=".tmp", dir=out))
+    remove_temporaries(out, {"story"})
+    names = _story_names(len(story.clips))
     try:
-        for i, clip in enumerate(story.clips):
-            write_video(tmp / clip_name(i), clip.frames, fps=story.fps, upscale_factor=upscale, upscale_mode=upscale_mode)
-        write_video(tmp / "story.mp4", story.video, fps=story.fps, upscale_factor=upscale, upscale_mode=upscale_mode)
-        (tmp / "story.srt").write_text(srt_text(story), encoding="utf-8")
-        (tmp / "story.vtt").write_text(vtt_text(story), encoding="utf-8")
-        (tmp / "story.jsonl").write_text(json.dumps(document(story)) + "\n", encoding="utf-8")
-        (tmp / "story.html").write_text(page_html(story), encoding="utf-8")
+        tmp = Path(tempfile.mkdtemp(prefix=".story.", suffix=".tmp", dir=out))
+    except OSError as exc:
+        raise output_error(out, exc) from None
+    current = out
+    try:
+        videos = [(clip_name(i), clip.frames) for i, clip in enumerate(story.clips)] + [("story.mp4", story.video)]
+        for name, frames in videos:
+            current = out / name
+            encode_video(tmp / name, frames, fps=story.fps, upscale_factor=upscale, upscale_mode=upscale_mode, name=current)
         meta = {**story.meta, "fps": story.fps, "captions": [c.segment.caption for c in story.clips], **(settings or {})}
-        (tmp / "settings.json").write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
+        texts = {"story.srt": srt_text(story), "story.vtt": vtt_text(story), "story.jsonl": json.dumps(document(story)) + "\n",
+                 "story.html": page_html(story), "settings.json": json.dumps(meta, indent=1, default=str)}
+        for name, text in texts.items():
+            current = out / name
+            (tmp / name).write_text(text, encoding="utf-8")
         written = {}
         for name in names:
+            current = out / name
             os.replace(tmp / name, out / name)
             written[name] = out / name
         # A longer story written here before left more clips: they are not part of this one.
@@ -149,6 +219,6 @@ def write_story(story, out_dir: str | os.PathLike, *, overwrite: bool = False, u
                 stale.unlink()
         return written
     except OSError as exc:
-        raise OutputError(f"cannot write the story to {str(out)!r}: {exc}") from None
+        raise output_error(current, exc) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

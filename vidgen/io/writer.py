@@ -6,14 +6,17 @@ complete, so an interrupted write never leaves a truncated video behind.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import tempfile
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from vidgen.errors import InputError, OutputError
-from vidgen.io.files import atomic_output
+from vidgen.io.files import WRITE_ERRNOS, atomic_output, write_failure
 
 VideoFormat = Literal["mp4", "gif"]
 UPSCALE_MODES = ("nearest", "bicubic")
@@ -73,29 +76,48 @@ def _pad_even(frames: np.ndarray) -> np.ndarray:
 
 
 def _write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
+    """Encode with ffmpeg (the command imageio-ffmpeg's ``write_frames`` builds for these settings), checking its
+    exit status: a full disk shows only there, after ffmpeg has left a truncated file behind.
+
+    Raises:
+        OSError: ffmpeg failed (with the errno of a full or read-only disk when that is the cause).
+    """
+    import subprocess
+    from fractions import Fraction
+
     import imageio_ffmpeg
 
     frames = _pad_even(frames)
     _, h, w, _ = frames.shape
-    writer = imageio_ffmpeg.write_frames(
-        str(path),
-        (w, h),
-        fps=fps,
-        codec="libx264",
-        pix_fmt_in="rgb24",
-        pix_fmt_out="yuv420p",
-        quality=None,
-        bitrate=None,
-        macro_block_size=1,
-        ffmpeg_log_level="error",
-        output_params=["-crf", str(crf), "-preset", "medium", "-movflags", "+faststart"],
-    )
-    writer.send(None)
-    try:
-        for frame in frames:
-            writer.send(frame)
-    finally:
-        writer.close()
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w}x{h}",
+           "-pix_fmt", "rgb24", "-r", str(Fraction(fps).limit_denominator()), "-i", "-", "-an",
+           "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-v", "error",
+           "-crf", str(crf), "-preset", "medium", "-movflags", "+faststart", str(path)]
+    with tempfile.TemporaryFile() as log:
+        # Its own session: a Ctrl-C reaches this process, which stops ffmpeg, instead of ffmpeg alone.
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        try:
+            try:
+                for frame in frames:
+                    proc.stdin.write(frame)
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # ffmpeg stopped early: its exit status and log say why
+            status = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if status == 0:
+            return
+        code = 256 - status  # ffmpeg exits with its negative error code, an errno for I/O failures
+        if code in WRITE_ERRNOS:
+            raise OSError(code, os.strerror(code))
+        log.seek(0)
+        lines = log.read().decode("utf-8", "replace").strip().splitlines()
+        # "[out#0/mp4 @ 0x55e6...] Error ...": the part after the muxer's address is the message.
+        detail = re.sub(r"^\[[^]]*\]\s*", "", lines[-1]) if lines else f"exit status {status}"
+        raise OSError(errno.EIO, f"ffmpeg: {detail}")
 
 
 def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
@@ -104,6 +126,52 @@ def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
     images = [Image.fromarray(f) for f in frames]
     duration_ms = max(20, int(round(1000.0 / fps)))
     images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+
+
+def video_format(path: str | os.PathLike, format: VideoFormat | None = None) -> str:
+    """``format``, or the one ``path``'s suffix names.
+
+    Raises:
+        InputError: neither is ``mp4`` or ``gif``.
+    """
+    fmt = (format or Path(path).suffix.lstrip(".")).lower()
+    if fmt not in ("mp4", "gif"):
+        raise InputError(f"unknown video format {fmt!r} for {str(path)!r}; use .mp4 or .gif")
+    return fmt
+
+
+def encode_video(
+    path: str | os.PathLike,
+    frames,
+    fps: float = 8.0,
+    *,
+    format: VideoFormat | None = None,
+    upscale_factor: int = 1,
+    upscale_mode: str = "nearest",
+    crf: int = 18,
+    name: str | os.PathLike | None = None,
+) -> None:
+    """Write frames straight to ``path`` (a temporary of :func:`~vidgen.io.files.atomic_outputs`); arguments as
+    :func:`write_video`, ``name`` the final path that errors mention.
+
+    Raises:
+        InputError: bad frames, fps or format.
+        OutputError: the encoder failed for another reason than the disk.
+        OSError: the disk is full or read-only (left for the caller's atomic write to report).
+    """
+    fmt = video_format(name or path, format)
+    if not fps or fps <= 0:
+        raise InputError(f"fps must be positive, got {fps}")
+    arr = upscale(to_uint8_frames(frames), upscale_factor, upscale_mode)
+    try:
+        if fmt == "mp4":
+            _write_mp4(Path(path), arr, fps, crf)
+        else:
+            _write_gif(Path(path), arr, fps)
+    except (OSError, RuntimeError) as exc:
+        if write_failure(exc) is not None:
+            raise
+        raise OutputError(f"failed to write {str(name or path)!r}: {exc}") from None
 
 
 def write_video(
@@ -134,21 +202,12 @@ def write_video(
 
     Raises:
         InputError: bad frames, fps or format.
-        OutputError: the file exists without ``overwrite``, or cannot be written.
+        OutputError: the file exists without ``overwrite``, or cannot be written (a full or read-only disk
+            included: nothing is left under ``path``).
     """
     path = Path(path)
-    fmt = (format or path.suffix.lstrip(".")).lower()
-    if fmt not in ("mp4", "gif"):
-        raise InputError(f"unknown video format {fmt!r} for {str(path)!r}; use .mp4 or .gif")
-    if not fps or fps <= 0:
-        raise InputError(f"fps must be positive, got {fps}")
-    arr = upscale(to_uint8_frames(frames), upscale_factor, upscale_mode)
+    fmt = video_format(path, format)
     with atomic_output(path, overwrite=overwrite) as tmp:
-        try:
-            if fmt == "mp4":
-                _write_mp4(tmp, arr, fps, crf)
-            else:
-                _write_gif(tmp, arr, fps)
-        except (OSError, RuntimeError) as exc:
-            raise OutputError(f"failed to write {str(path)!r}: {exc}") from None
+        encode_video(tmp, frames, fps, format=fmt, upscale_factor=upscale_factor, upscale_mode=upscale_mode, crf=crf,
+                     name=path)
     return path

@@ -197,12 +197,13 @@ def load_features(net: str, *, viclip: str | None = None, i3d: str | None = None
 
 @dataclass
 class FeatureSet:
-    """Features of the readable videos of one set, and what was skipped or padded."""
+    """Features of the readable videos of one set, and what was skipped, padded or read from a truncated file."""
 
     features: np.ndarray
     videos: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     padded: int = 0
+    truncated: list[tuple[str, str]] = field(default_factory=list)  # (video, note): fewer frames decode than announced
 
 
 def folder_videos(folder: str | os.PathLike) -> list[Path]:
@@ -238,12 +239,15 @@ def video_features(extractor, videos: Sequence[str | os.PathLike], batch_size: i
 
     for path in videos:
         try:
-            [(indices, frames)] = decode_frames(path, lambda total: first_frames(total, extractor.frames))
+            decoded = decode_frames(path, lambda total: first_frames(total, extractor.frames))
         except VidgenError as exc:
             out.skipped.append((str(path), str(exc)))
             if progress:
                 progress(1)
             continue
+        [(indices, frames)] = decoded.picks
+        if decoded.truncated:
+            out.truncated.append((str(path), decoded.note))
         out.padded += int(len(set(indices)) < extractor.frames)
         batch.append((path, frames))
         if len(batch) == batch_size:
@@ -292,7 +296,7 @@ def compute_fvd(real: str | os.PathLike, generated: str | os.PathLike, extractor
         "definition": {"metric": "Fréchet video distance between Gaussian fits of the two sets' features "
                                  "(float64, unbiased covariance)", **extractor.describe()},
         "sets": {name: {"folder": str(path), "videos": len(s.videos), "skipped": [{"video": v, "reason": r} for v, r in s.skipped],
-                        "padded": s.padded}
+                        "padded": s.padded, "truncated": [{"video": v, "note": n} for v, n in s.truncated]}
                  for (name, s), path in zip(sets.items(), (real, generated))},
         "warnings": warnings,
         "seconds": time.perf_counter() - start,

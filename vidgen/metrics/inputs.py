@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from vidgen.errors import DataError, InputError
+from vidgen.io.text import read_text, text_lines
 
 TABLE_SUFFIXES = (".jsonl", ".csv")
 VIDEO_COLUMNS = ("video", "path", "video_path", "file", "filename")
@@ -43,25 +44,22 @@ def _rows(path: Path) -> Iterator[tuple[int, dict]]:
     """``(line number, row)`` of a .jsonl or .csv table."""
     if not path.is_file():
         raise InputError(f"table not found: {str(path)!r}")
-    try:
+    with path.open("rb") as f:
+        lines = text_lines(f, str(path))
         if path.suffix.lower() == ".csv":
-            with path.open(newline="", encoding="utf-8") as f:
-                for lineno, row in enumerate(csv.DictReader(f), 2):
-                    yield lineno, row
-            return
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{str(path)!r} line {lineno}: not valid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{str(path)!r} line {lineno}: expected a JSON object")
+            for lineno, row in enumerate(csv.DictReader(lines), 2):
                 yield lineno, row
-    except UnicodeDecodeError:
-        raise DataError(f"{str(path)!r} is not UTF-8 text") from None
+            return
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{str(path)!r} line {lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{str(path)!r} line {lineno}: expected a JSON object")
+            yield lineno, row
 
 
 def read_pairs(path: str | os.PathLike) -> list[ScoreItem]:
@@ -70,6 +68,7 @@ def read_pairs(path: str | os.PathLike) -> list[ScoreItem]:
     Raises:
         DataError: a missing column, a malformed row or an empty caption.
         InputError: the file does not exist.
+        TextEncodingError: the file is not UTF-8.
     """
     path = Path(path)
     items: list[ScoreItem] = []
@@ -97,11 +96,12 @@ def read_text_lines(path: str | os.PathLike) -> list[str]:
 
     Raises:
         InputError: the file does not exist.
+        TextEncodingError: the file is not UTF-8.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"captions file not found: {str(path)!r}")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line.strip() for line in read_text(path).splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
 
 

@@ -21,6 +21,7 @@ CLIP mean/std in float32 (torchvision's ``Normalize``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -30,6 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from vidgen.errors import InputError, VideoError
+
+logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -226,7 +229,7 @@ class VideoPreprocess:
         Raises:
             VideoError: unreadable, corrupt or too short.
         """
-        [(indices, frames)] = decode_frames(path, self.frame_indices)
+        [(indices, frames)] = decode_frames(path, self.frame_indices).picks
         return self.transform(frames), indices
 
     def describe(self) -> dict[str, Any]:
@@ -298,23 +301,51 @@ def seek_gap(path: str | os.PathLike) -> int:
     return max(SEEK_GAP_FRAMES, longest)
 
 
-def decode_frames(path: str | os.PathLike, *rules: Callable[[int], list[int]]) -> list[tuple[list[int], np.ndarray]]:
+@dataclass
+class DecodedFrames:
+    """What :func:`decode_frames` read: per rule, ``(indices, uint8 frames [len(indices), H, W, 3])``, and
+    how many frames the container announced against how many the rules were applied to."""
+
+    picks: list[tuple[list[int], np.ndarray]]
+    announced: int
+    decodable: int
+
+    @property
+    def truncated(self) -> bool:
+        """Whether fewer frames decode than the header announces (a cut-off download, a crashed write)."""
+        return self.decodable < self.announced
+
+    @property
+    def note(self) -> str | None:
+        """One line for reports when the frames were chosen among fewer than announced, else ``None``."""
+        if not self.truncated:
+            return None
+        return f"{truncation(self.decodable, self.announced)}; frames chosen among the {self.decodable} that decode"
+
+
+def truncation(decodable: int, announced: int) -> str:
+    """``truncated: N of M frames decodable``, how reports name a video that ends early."""
+    return f"truncated: {decodable} of {announced} frames decodable"
+
+
+def decode_frames(path: str | os.PathLike, *rules: Callable[[int], list[int]]) -> DecodedFrames:
     """Decode, in one seeking pass, the frames that each rule ``rule(total) -> indices`` picks.
 
     Only the wanted frames are converted to RGB; the decoder seeks across
     groups of pictures and reads forward within one (see :func:`seek_gap`).
 
-    Containers sometimes announce more frames than they hold. If decoding the
-    announced indices fails, the frames are counted by decoding them all and
-    the rules are applied to the true count (what a reader that decodes every
-    frame, like the demo's OpenCV loop, sees); if that also fails the first
-    error is raised.
+    Containers sometimes announce more frames than they hold (a truncated
+    file). If decoding the announced indices fails, the frames are counted by
+    decoding them all and the rules are applied to the true count (what a
+    reader that decodes every frame, like the demo's OpenCV loop, sees); the
+    result then says so (:attr:`DecodedFrames.note`), and a warning is logged.
 
     Returns:
-        Per rule, ``(indices, uint8 frames [len(indices), H, W, 3])``.
+        The picks per rule, with the announced and decodable frame counts.
 
     Raises:
-        VideoError: unreadable, corrupt, or too short for a rule.
+        VideoError: unreadable, corrupt, or too short for a rule (for a truncated
+            video the reason starts with "truncated: N of M frames decodable").
     """
     from vidgen.io.video import iter_frames, probe, read_frames
 
@@ -328,7 +359,7 @@ def decode_frames(path: str | os.PathLike, *rules: Callable[[int], list[int]]) -
 
     announced = probe(path).num_frames
     try:
-        return attempt(announced)
+        return DecodedFrames(attempt(announced), announced, announced)
     except VideoError as first:
         try:
             decoded = sum(1 for _ in iter_frames(path))
@@ -336,4 +367,9 @@ def decode_frames(path: str | os.PathLike, *rules: Callable[[int], list[int]]) -
             raise first from None
         if decoded == announced or decoded == 0:
             raise
-        return attempt(decoded)
+    try:
+        result = DecodedFrames(attempt(decoded), announced, decoded)
+    except VideoError as exc:
+        raise VideoError(f"{truncation(decoded, announced)}; {exc}") from None
+    logger.warning("%s: %s", path, result.note)
+    return result

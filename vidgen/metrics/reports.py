@@ -29,6 +29,7 @@ class VideoScore:
     frames: dict[str, list[int]] = field(default_factory=dict)
     caption_source: Optional[str] = None
     ranked_texts: list[tuple[str, float, float]] = field(default_factory=list)  # (text, cosine, probability)
+    note: Optional[str] = None  # how the frames were read when not as asked (a truncated file)
 
 
 @dataclass
@@ -68,7 +69,7 @@ class ScoreReport:
             "skipped_count": len(self.skipped),
             "skipped": [asdict(s) for s in self.skipped],
             "videos": [
-                {k: v for k, v in asdict(r).items() if k != "ranked_texts" or v}
+                {k: v for k, v in asdict(r).items() if k not in ("ranked_texts", "note") or v}
                 for r in self.rows
             ],
             **({"retrieval": self.retrieval} if self.retrieval is not None else {}),
@@ -104,6 +105,10 @@ def summary_lines(report: ScoreReport) -> list[str]:
     for folder, m in (report.stories or {}).items():
         lines.append(f"story {folder}: pixel change at clip boundaries x{m['median_pixel_change']:.2f} of the change "
                      f"inside clips (median of {len(m['boundaries'])})")
+    noted = [r for r in report.rows if r.note]
+    if noted:
+        lines.append(f"scored {len(noted)} video(s) on fewer frames than their files announce:")
+        lines.extend(f"  {r.video}: {r.note}" for r in noted)
     if report.skipped:
         lines.append(f"skipped {len(report.skipped)} video(s):")
         lines.extend(f"  {s.video}: {s.reason}" for s in report.skipped)
@@ -136,7 +141,7 @@ def report_csv(report: ScoreReport) -> str:
     for r in report.rows:
         frames = r.frames.get(report.metrics[0], [])
         writer.writerow([r.video, r.caption or "", *(f"{r.scores[m]:.6f}" if m in r.scores else "" for m in report.metrics),
-                         " ".join(map(str, frames)), "ok", *sources])
+                         " ".join(map(str, frames)), f"ok; {r.note}" if r.note else "ok", *sources])
     for s in report.skipped:
         writer.writerow([s.video, "", *([""] * len(report.metrics)), "", f"skipped: {s.reason}", *sources])
     return buf.getvalue()
@@ -185,7 +190,8 @@ def report_html(report: ScoreReport, page_path: str | os.PathLike) -> str:
         caption = e(r.caption or "")
         if r.ranked_texts:
             caption += "<ol>" + "".join(f"<li>{e(t)} <span class='path'>cos {c:.4f}, p {p:.3f}</span></li>" for t, c, p in r.ranked_texts) + "</ol>"
-        out.append(f"<tr><td>{media}<div class='path'>{e(r.video)}</div></td><td>{caption}</td>")
+        note = f"<div class='skip'>{e(r.note)}</div>" if r.note else ""
+        out.append(f"<tr><td>{media}<div class='path'>{e(r.video)}</div>{note}</td><td>{caption}</td>")
         out.extend(f"<td class='score'>{r.scores[m]:.4f}</td>" if m in r.scores else "<td></td>" for m in report.metrics)
         out.append("</tr>")
     out.append("</table>")

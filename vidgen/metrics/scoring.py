@@ -174,13 +174,14 @@ def run_score(
             decoded = decode_frames(item.video, *rules)
         except VidgenError as exc:
             return item, None, None, str(exc)
-        row = VideoScore(str(item.video), item.caption, caption_source=item.caption_source)
+        row = VideoScore(str(item.video), item.caption, caption_source=item.caption_source, note=decoded.note)
         inputs = {}
+        picks = iter(decoded.picks)
         if viclip:
-            indices, frames = decoded.pop(0)
+            indices, frames = next(picks)
             inputs["viclip"], row.frames["viclip"] = viclip.preprocess.transform(frames), indices
         if clip:
-            indices, frames = decoded.pop(0)
+            indices, frames = next(picks)
             inputs["clip"], row.frames["clip"] = clip.transform(frames), indices
         return item, row, inputs, None
 

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from vidgen.errors import DataError
+from vidgen.io.text import read_text
 
 STORY_DOC = "story.jsonl"
 
@@ -33,7 +34,7 @@ def read_story_doc(folder: str | Path) -> list[tuple[str, str, float, float]]:
     """
     path = Path(folder) / STORY_DOC
     try:
-        doc = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
+        doc = json.loads(read_text(path).splitlines()[0])
     except (OSError, IndexError, json.JSONDecodeError) as exc:
         raise DataError(f"cannot read story document {str(path)!r}: {exc}") from None
     clips, caption = [], None
@@ -70,7 +71,7 @@ def story_parts(folder: str | Path) -> tuple[list[str], list[np.ndarray], float]
     video = read_frames(folder / "story.mp4")
     settings = {}
     if (folder / "settings.json").is_file():
-        settings = json.loads((folder / "settings.json").read_text())
+        settings = json.loads(read_text(folder / "settings.json"))
     scale = info.width / settings["width"] if settings.get("width") else 1.0
     bounds = [int(round(start * info.fps)) for _, _, start, _ in clips] + [len(video)]
     return [c for c, *_ in clips], [video[a:b] for a, b in zip(bounds, bounds[1:])], scale

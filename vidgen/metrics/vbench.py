@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from vidgen.errors import DataError, InputError
+from vidgen.io.text import read_text
 from vidgen.metrics.inputs import ScoreItem, read_pairs
 
 DIMENSIONS = ("overall_consistency", "temporal_style")
@@ -73,9 +74,10 @@ def _prompt_map(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise InputError(f"prompts file not found: {str(path)!r}")
     if path.suffix.lower() == ".json":
+        text = read_text(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+            data = json.loads(text)
+        except ValueError as exc:
             raise DataError(f"{str(path)!r} is not JSON: {exc}") from None
         if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
             raise DataError(f"{str(path)!r} must map video files to prompts, as VBench's --prompt_file does")
@@ -132,10 +134,12 @@ def _collect_standard(folder: Path, full_info: str) -> Collected:
     """Standard mode: each dimension's prompts from VBench's prompt list, videos ``{prompt}-{0..4}{suffix}``."""
     path = Path(full_info)
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
+        text = read_text(path)
     except FileNotFoundError:
         raise InputError(f"VBench prompt list not found: {str(path)!r}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    try:
+        entries = json.loads(text)
+    except ValueError as exc:
         raise DataError(f"{str(path)!r} is not JSON: {exc}") from None
     if not isinstance(entries, list) or not all(isinstance(e, dict) and "prompt_en" in e for e in entries):
         raise DataError(f"{str(path)!r} is not VBench's full_info list of {{prompt_en, dimension}}")

@@ -17,6 +17,7 @@ blocks but the last, and the last up block's layers but its last one), so the sa
 Classifier-free guidance batches both branches in one call, so both are cached together; a call
 that runs the conditional branch alone (outside the guidance interval) takes the conditional half
 of the cache. A cache lives for one video (one pipeline call): nothing carries over to the next.
+A long video denoised in context windows keeps one cache per window (:meth:`FeatureCache.use`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,16 @@ class CacheStats:
     full_calls: list[int] = field(default_factory=list)  # call indices that ran in full
 
 
+@dataclass
+class _Slot:
+    """The cache of one stream of calls: stored features, the last full call's probe, calls since it."""
+
+    store: dict[str, Any] = field(default_factory=dict)
+    stored_batch: int | None = None
+    probe: torch.Tensor | None = None
+    since_full: int = 0
+
+
 class FeatureCache:
     """Caches the deep blocks of ``unet`` across denoiser calls while active (a context manager).
 
@@ -103,18 +114,22 @@ class FeatureCache:
         self.unet = unet
         self.spec = spec if isinstance(spec, CacheSpec) else parse_cache_spec(spec)
         self.stats = CacheStats()
-        self._store: dict[str, Any] = {}
-        self._stored_batch: int | None = None
-        self._probe: torch.Tensor | None = None
+        self._slots: dict[Any, _Slot] = {}
+        self._slot = _Slot()
         self._full = True
         self._batch = 0
-        self._since_full = 0
+        self._calls = 0
         self._originals: list[tuple[torch.nn.Module, Any]] = []
         self._hook = None
 
     @property
     def active(self) -> bool:
         return self.spec.kind != "none"
+
+    def use(self, key: Any) -> None:
+        """Cache the calls that follow under ``key`` (one per context window): each key keeps its own
+        features and its own count towards the next full call."""
+        self._slot = self._slots.setdefault(key, self._slot if not self._slots else _Slot())
 
     # ------------------------------------------------------------ wiring
 
@@ -151,8 +166,8 @@ class FeatureCache:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
-        self._store.clear()
-        self._probe = None
+        self._slots.clear()
+        self._slot = _Slot()
 
     def _wrap(self, module: torch.nn.Module, forward) -> None:
         self._originals.append((module, module.__dict__.get("forward")))
@@ -163,31 +178,32 @@ class FeatureCache:
     def _start_call(self, module, args, kwargs) -> None:
         sample = args[0] if args else kwargs["sample"]
         self._batch = int(sample.shape[0])
-        usable = self._store and self._stored_batch in (self._batch, 2 * self._batch)
+        usable = self._slot.store and self._slot.stored_batch in (self._batch, 2 * self._batch)
         if not usable:
             self._full = True
         elif self.spec.kind == "deep":
-            self._full = self._since_full + 1 >= self.spec.interval
+            self._full = self._slot.since_full + 1 >= self.spec.interval
         else:
             self._full = False  # adaptive: the probe decides once the first block has run
         if self.spec.kind == "deep":
             self._count()
 
     def _count(self) -> None:
-        index = self.stats.full + self.stats.cached
+        index = self._calls
+        self._calls += 1
         if self._full:
             self.stats.full += 1
             self.stats.full_calls.append(index)
-            self._since_full = 0
-            self._store.clear()
-            self._stored_batch = self._batch
+            self._slot.since_full = 0
+            self._slot.store.clear()
+            self._slot.stored_batch = self._batch
         else:
             self.stats.cached += 1
-            self._since_full += 1
+            self._slot.since_full += 1
 
     def _take(self, value: Any) -> Any:
         """A stored value for this call's batch: all of it, or the conditional (second) half."""
-        if self._stored_batch == self._batch:
+        if self._slot.stored_batch == self._batch:
             return value
         return _map(lambda t: t[t.shape[0] // 2:], value)
 
@@ -196,13 +212,13 @@ class FeatureCache:
             out = original(*args, **kwargs)
             if self.spec.kind == "adaptive":
                 probe = out.detach()
-                if not self._full and self._probe is not None:
-                    reference = self._take(self._probe)
+                if not self._full and self._slot.probe is not None:
+                    reference = self._take(self._slot.probe)
                     change = (probe.float() - reference.float()).abs().mean() / reference.float().abs().mean().clamp_min(1e-12)
                     self._full = bool(change > self.spec.threshold)
                 self._count()
                 if self._full:
-                    self._probe = probe
+                    self._slot.probe = probe
             return out
 
         return forward
@@ -211,8 +227,8 @@ class FeatureCache:
         def forward(*args, **kwargs):
             if self._full:
                 out = original(*args, **kwargs)
-                self._store[name] = out
+                self._slot.store[name] = out
                 return out
-            return self._take(self._store[name])
+            return self._take(self._slot.store[name])
 
         return forward

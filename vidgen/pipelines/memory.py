@@ -45,6 +45,8 @@ class ModelGeometry:
         denoiser_channels: channels of the denoiser's first (full latent resolution) level.
         default_size: ``(height, width)`` the model samples when none is asked.
         train_timesteps: the scheduler's training timesteps (most denoising steps it can take), if known.
+        max_frames: the frames the denoiser takes at once (its motion modules' length), if it has a limit: a
+            longer video is denoised in context windows of at most this many frames.
     """
 
     vae_factor: int
@@ -53,6 +55,7 @@ class ModelGeometry:
     denoiser_channels: int
     default_size: tuple[int, int]
     train_timesteps: int | None = None
+    max_frames: int | None = None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -63,23 +66,29 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def geometry_from_configs(vae: dict[str, Any], unet: dict[str, Any], scheduler: dict[str, Any] | None = None) -> ModelGeometry:
-    """:class:`ModelGeometry` from the VAE's, the denoiser's (and the scheduler's) ``config`` mappings."""
+def geometry_from_configs(vae: dict[str, Any], unet: dict[str, Any], scheduler: dict[str, Any] | None = None,
+                          motion: dict[str, Any] | None = None) -> ModelGeometry:
+    """:class:`ModelGeometry` from the VAE's, the denoiser's (and the scheduler's, and a separate motion adapter's)
+    ``config`` mappings."""
     vae_blocks = list(vae.get("block_out_channels") or [128])
     factor = 2 ** (len(vae_blocks) - 1)
     size = unet.get("sample_size") or 32
     h, w = (size, size) if isinstance(size, int) else size
     steps = (scheduler or {}).get("num_train_timesteps")
+    frames = (motion or unet).get("motion_max_seq_length")
     return ModelGeometry(vae_factor=factor, vae_channels=int(vae_blocks[0]), latent_channels=int(vae.get("latent_channels", 4)),
                          denoiser_channels=int((unet.get("block_out_channels") or [320])[0]),
                          default_size=(int(h) * factor, int(w) * factor),
-                         train_timesteps=int(steps) if isinstance(steps, int) else None)
+                         train_timesteps=int(steps) if isinstance(steps, int) else None,
+                         max_frames=int(frames) if isinstance(frames, int) else None)
 
 
 def read_geometry(model: str | os.PathLike | None, weights: "WeightsSettings | None" = None) -> ModelGeometry | None:
     """The geometry of a model folder, or of ``--base`` (its folder, or the configs describing a single file);
     ``None`` when the configs are not there to read (the loader then says what is wrong)."""
+    motion = None
     if weights is not None and weights.assembled:
+        motion = _read_json(Path(weights.motion_adapter) / "config.json")  # an original motion-module file has none
         base = Path(weights.base)
         if base.is_file():
             from vidgen.pipelines.weights import SD15_CONFIG_DIR
@@ -93,7 +102,7 @@ def read_geometry(model: str | os.PathLike | None, weights: "WeightsSettings | N
     vae, unet = _read_json(folder / "vae" / "config.json"), _read_json(folder / "unet" / "config.json")
     if vae is None or unet is None:
         return None
-    return geometry_from_configs(vae, unet, _read_json(folder / "scheduler" / "scheduler_config.json"))
+    return geometry_from_configs(vae, unet, _read_json(folder / "scheduler" / "scheduler_config.json"), motion)
 
 
 def model_geometry(model: str | os.PathLike | None, weights: "WeightsSettings | None" = None, pipe=None) -> ModelGeometry | None:
@@ -115,7 +124,7 @@ def geometry_of(vae, unet, scheduler=None) -> ModelGeometry:
 
 def memory_needed(geometry: ModelGeometry, frames: int, height: int, width: int, *, batch: int = 1, guidance: bool = True,
                   upscale: int = 1, upscale_mode: str = "nearest", written_frames: int | None = None,
-                  decode_chunk_size: int = 16, dtype_bytes: int = 4) -> dict[str, int]:
+                  decode_chunk_size: int = 16, dtype_bytes: int = 4, window: int | None = None) -> dict[str, int]:
     """Estimated peak bytes of each stage of sampling ``batch`` videos of ``frames`` at ``height`` x ``width``.
 
     Args:
@@ -125,11 +134,13 @@ def memory_needed(geometry: ModelGeometry, frames: int, height: int, width: int,
         written_frames: frames of the longest written video (a stitched story), default ``frames``.
         decode_chunk_size: frames the VAE decodes at once.
         dtype_bytes: bytes per value of the weights' dtype (4 for fp32, 2 for fp16/bf16).
+        window: frames the denoiser sees at once (a long video's context windows), default all of them.
 
     Returns:
         ``{"denoise": bytes, "decode": bytes, "write": bytes}``.
     """
-    latent_values = batch * (2 if guidance else 1) * frames * (height // geometry.vae_factor) * (width // geometry.vae_factor)
+    at_once = min(frames, window or frames)
+    latent_values = batch * (2 if guidance else 1) * at_once * (height // geometry.vae_factor) * (width // geometry.vae_factor)
     pixels = height * width
     chunk = min(decode_chunk_size, batch * frames)
     return {
@@ -209,7 +220,8 @@ def check_sampling_size(
     else:
         need = memory_needed(geometry, frames, height, width, batch=batch, guidance=s.guidance > 1, upscale=upscale,
                              upscale_mode=upscale_mode, written_frames=written, decode_chunk_size=decode_chunk_size,
-                             dtype_bytes=2 if dtype in ("fp16", "bf16") else 4)
+                             dtype_bytes=2 if dtype in ("fp16", "bf16") else 4,
+                             window=s.context_length or geometry.max_frames)  # as the pipeline windows a long video
     gpu = gpu_free_memory(device) if device.startswith("cuda") or device == "auto" else None
     # On a GPU the denoiser and the VAE hold their activations there; the decoded frames come back to the host.
     places = {stage: "gpu" if gpu is not None and stage != "write" else "host" for stage in need}

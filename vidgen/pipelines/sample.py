@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from vidgen.errors import InputError, OutputError
+from vidgen.io.text import read_text
 from vidgen.pipelines.settings import SamplingSettings
 from vidgen.pipelines.weights import WeightsSettings
 
@@ -22,6 +24,8 @@ class SampleConfig:
 
     prompts: list[str] = field(default_factory=list)
     prompts_file: Optional[str] = None
+    # prompt travel: "FRAME: prompt" keyframes of one continuous video, or one .jsonl/.yaml file of them
+    prompt_travel: list[str] = field(default_factory=list)
     model: Optional[str] = None
     out: str = "outputs"
     num_videos: int = 1
@@ -45,14 +49,22 @@ class SampleConfig:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
-@dataclass
+@dataclass(slots=True)
 class SampleJob:
-    """One video to render: its prompt, seed and destination."""
+    """One video to render: its prompt, seed and destination; ``done`` when a run before this one finished it."""
 
     index: int
     prompt: str
     seed: int
-    path: Path
+    folder: Path
+    name: str  # the file name in ``folder`` (a Path per job costs seconds per million prompts; see ``path``)
+    done: bool = False
+    travel: Optional[dict[int, str]] = None  # prompt travel keyframes {frame: prompt}; `prompt` is the first one
+
+    @property
+    def path(self) -> Path:
+        """The video file."""
+        return self.folder / self.name
 
 
 def read_prompts_file(path: str | Path) -> list[str]:
@@ -65,7 +77,7 @@ def read_prompts_file(path: str | Path) -> list[str]:
     if not path.is_file():
         raise InputError(f"prompts file not found: {str(path)!r}")
     prompts = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -82,9 +94,12 @@ def read_prompts_file(path: str | Path) -> list[str]:
     return prompts
 
 
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
 def slugify(text: str, max_len: int = 48) -> str:
     """A filename-safe short form of a prompt."""
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    slug = _NOT_SLUG.sub("-", text.lower()).strip("-")
     return (slug[:max_len].rstrip("-")) or "video"
 
 
@@ -99,16 +114,33 @@ def plan_jobs(cfg: SampleConfig) -> list[SampleJob]:
 
     A single video goes to ``cfg.out`` when it ends in ``.mp4``/``.gif``;
     otherwise ``cfg.out`` is a folder and files are named
-    ``{index:03d}-{prompt-slug}-s{seed}.{format}``. Copy ``j`` of each prompt
+    ``{index:03d}-{prompt-slug}-s{seed}.{format}`` (with prompt travel, the first keyframe's prompt). Copy ``j`` of each prompt
     uses seed ``cfg.sampling.seed + j``.
+
+    In a folder, a video whose ``.yaml`` sidecar is there too was finished by an
+    earlier run of the command: its job is marked ``done`` (and redone only with
+    ``overwrite``), so a killed run picks up where it stopped. A video without its
+    sidecar, or a sidecar without its video, is unfinished and written again. A
+    single file that exists is refused without ``overwrite``.
 
     Raises:
         InputError: no prompts, or an empty prompt.
-        OutputError: a destination exists without ``overwrite`` or is not writable.
+        OutputError: a destination exists without ``overwrite``, is a folder, or is not writable;
+            or the finished videos were made with other settings (another command's).
     """
-    from vidgen.io.files import check_output_path
+    from vidgen.io.files import check_output_path, ensure_writable_dir
 
+    travel = None
     prompts = list(cfg.prompts)
+    if cfg.prompt_travel:
+        from vidgen.pipelines.long_video import check_keyframes, parse_keyframes
+
+        if prompts or cfg.prompts_file:
+            raise InputError("give --prompt-travel or --prompt/--prompts-file, not both")
+        keyframes = parse_keyframes(cfg.prompt_travel)
+        check_keyframes(keyframes, cfg.sampling.frames)
+        travel = {k.frame: k.prompt for k in keyframes}
+        prompts = [keyframes[0].prompt]
     if cfg.prompts_file:
         prompts += read_prompts_file(cfg.prompts_file)
     if not prompts:
@@ -121,21 +153,89 @@ def plan_jobs(cfg: SampleConfig) -> list[SampleJob]:
     total = len(prompts) * cfg.num_videos
     if single_file and total > 1:
         raise InputError(f"--out {cfg.out!r} names one file but {total} videos were asked for; give a folder")
+    if single_file:
+        path = check_output_path(out, cfg.overwrite)
+        check_output_path(sidecar_path(out), cfg.overwrite)
+        return [SampleJob(index=0, prompt=prompts[0].strip(), seed=cfg.sampling.seed, folder=path.parent, name=path.name,
+                          travel=travel)]
+    # One listing of the folder, not a look per file: a million prompts plan in seconds.
+    ensure_writable_dir(out)
+    with os.scandir(out) as entries:
+        existing = {entry.name: entry.is_dir() for entry in entries}
+    fmt = output_format(cfg)
     jobs = []
     for i, prompt in enumerate(prompts):
+        prompt = prompt.strip()
+        slug = slugify(prompt)
         for j in range(cfg.num_videos):
             index = i * cfg.num_videos + j
             seed = cfg.sampling.seed + j
-            path = out if single_file else out / f"{index:03d}-{slugify(prompt)}-s{seed}.{output_format(cfg)}"
-            jobs.append(SampleJob(index=index, prompt=prompt.strip(), seed=seed, path=path))
-    seen = set()
-    for job in jobs:
-        if job.path in seen:
-            raise OutputError(f"two videos would be written to {str(job.path)!r}")
-        seen.add(job.path)
-        check_output_path(job.path, cfg.overwrite)
-        check_output_path(sidecar_path(job.path), cfg.overwrite)
+            stem = f"{index:03d}-{slug}-s{seed}"
+            video = f"{stem}.{fmt}"
+            done = False
+            if existing:
+                video_is_dir, sidecar_is_dir = existing.get(video), existing.get(f"{stem}.yaml")
+                if video_is_dir or sidecar_is_dir:
+                    name = video if video_is_dir else f"{stem}.yaml"
+                    raise OutputError(f"output path {str(out / name)!r} is a folder, not a file")
+                done = not cfg.overwrite and video_is_dir is not None and sidecar_is_dir is not None
+            jobs.append(SampleJob(index, prompt, seed, out, video, done, travel))
+    first_done = next((job for job in jobs if job.done), None)
+    if first_done is not None:
+        _check_same_settings(cfg, sidecar_path(first_done.path))
     return jobs
+
+
+# Fields that say how a run went, not what its videos are: a resumed run may change them.
+_RUN_FIELDS = ("prompts", "prompts_file", "out", "num_videos", "batch_size", "device", "attention", "compile",
+               "decode_chunk_size", "overwrite")
+
+
+def _check_same_settings(cfg: SampleConfig, sidecar: Path) -> None:
+    """Refuse to resume into videos another command made: a finished video's settings must be this config's.
+
+    One sidecar stands for all: one command gives every video the same settings but prompt and seed.
+
+    Raises:
+        OutputError: the sidecar records other settings (or cannot be read).
+    """
+    import yaml
+
+    from vidgen.config import to_yaml
+
+    def recipe(settings: dict) -> dict:
+        flat = {}
+        for key, value in settings.items():
+            if key in _RUN_FIELDS:
+                continue
+            if isinstance(value, dict):
+                flat.update({f"{key}.{sub}": v for sub, v in value.items()})
+            else:
+                flat[key] = value
+        flat.pop("sampling.seed", None)
+        for name in ("height", "width"):  # the model's own size, when the command leaves it open
+            if getattr(cfg.sampling, name) is None:
+                flat.pop(f"sampling.{name}", None)
+        return flat
+
+    wanted = recipe(yaml.safe_load(to_yaml(dataclasses.replace(cfg, format=output_format(cfg)))))
+    try:
+        found = yaml.safe_load(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        found = str(exc)
+    if not isinstance(found, dict):
+        raise OutputError(f"{str(sidecar)!r} is not a settings file vidgen wrote; pass --overwrite to redo the videos, "
+                          "or give another --out")
+    found = recipe(found)
+    changed = [f"{key} {found.get(key)!r} -> {value!r}" for key, value in wanted.items() if found.get(key) != value]
+    if changed:
+        raise OutputError(f"the videos in {str(sidecar.parent)!r} were made with other settings ({', '.join(changed[:3])}); "
+                          "pass --overwrite to redo them, or give another --out")
+
+
+def travel_of(jobs: list[SampleJob]) -> Optional[dict[int, str]]:
+    """The prompt travel keyframes of a plan (every job has the same, or none)."""
+    return jobs[0].travel if jobs else None
 
 
 def sidecar_path(video: Path) -> Path:
@@ -148,17 +248,23 @@ def run_sample(
     pipe=None,
     on_written: Callable[[SampleJob], None] | None = None,
     progress: bool = False,
+    jobs: list[SampleJob] | None = None,
 ) -> list[Path]:
-    """Render every prompt of ``cfg`` to a video file.
+    """Render every prompt of ``cfg`` to a video file, skipping the videos an earlier run finished.
+
+    Each video and its ``.yaml`` sidecar are written to temporary names and renamed
+    into place together, the sidecar last, so a video is never seen without its settings
+    (see :func:`plan_jobs` for what counts as finished).
 
     Args:
         cfg: the resolved sampling config.
-        pipe: an already loaded pipeline (``None``: load ``cfg.model``).
+        pipe: an already loaded pipeline (``None``: load ``cfg.model``, unless every video is done).
         on_written: called after each file is written (the CLI prints the path).
         progress: show a progress bar over denoising steps.
+        jobs: the plan :func:`plan_jobs` made for ``cfg`` (``None``: plan here).
 
     Returns:
-        The written video paths, in prompt order.
+        The video paths written by this call, in prompt order.
 
     Raises:
         InputError, OutputError, ModelLoadError: as raised by the steps.
@@ -166,13 +272,20 @@ def run_sample(
     import torch
 
     from vidgen.config import to_yaml
-    from vidgen.io.files import atomic_write_text
-    from vidgen.io.writer import write_video
+    from vidgen.io.files import atomic_outputs, remove_temporaries
+    from vidgen.io.writer import encode_video
     from vidgen.pipelines.loading import load_pipeline
     from vidgen.pipelines.memory import check_sampling_size, model_geometry
     from vidgen.pipelines.settings import pipeline_kwargs
 
-    jobs = plan_jobs(cfg)
+    jobs = plan_jobs(cfg) if jobs is None else jobs
+    todo = [job for job in jobs if not job.done]
+    if not todo:
+        return []
+    single_file = Path(cfg.out).suffix.lower() in (".mp4", ".gif")
+    # A killed run leaves temporaries beside the files it was writing: clear those of this plan's files.
+    owners = {name for job in jobs for name in (job.name, job.name.rsplit(".", 1)[0] + ".yaml")}
+    remove_temporaries(todo[0].folder, owners)
     if cfg.attention == "xformers":
         from vidgen.extras import require
 
@@ -188,21 +301,22 @@ def run_sample(
     height, width = s.height or pipe.default_size[0], s.width or pipe.default_size[1]
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     written = []
-    for start in range(0, len(jobs), cfg.batch_size):
-        chunk = jobs[start : start + cfg.batch_size]
+    batch_size = 1 if travel_of(jobs) else cfg.batch_size  # prompt travel makes one video per call
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
         generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in chunk]
-        result = pipe(prompt=[job.prompt for job in chunk], generator=generators, decode_chunk_size=cfg.decode_chunk_size,
+        prompt = chunk[0].travel or [job.prompt for job in chunk]
+        result = pipe(prompt=prompt, generator=generators, decode_chunk_size=cfg.decode_chunk_size,
                       output_type="np", **pipeline_kwargs(s, height, width))
         for job, frames in zip(chunk, result.frames):
-            write_video(job.path, frames, fps=s.fps, format=cfg.format, overwrite=cfg.overwrite,
-                        upscale_factor=s.upscale, upscale_mode=cfg.upscale_mode)
-            resolved = dataclasses.replace(cfg, prompts=[job.prompt], prompts_file=None, num_videos=1, out=str(job.path),
+            resolved = dataclasses.replace(cfg, prompts=[] if job.travel else [job.prompt], prompts_file=None, num_videos=1,
+                                           out=str(job.path), prompt_travel=[f"{f}: {p}" for f, p in (job.travel or {}).items()],
                                            sampling=dataclasses.replace(s, seed=job.seed, height=height, width=width))
-            try:
-                atomic_write_text(sidecar_path(job.path), to_yaml(resolved), overwrite=cfg.overwrite)
-            except OutputError:
-                job.path.unlink(missing_ok=True)
-                raise
+            # In a folder, a file of a job not done is the half of an unfinished one: ours to replace.
+            with atomic_outputs([job.path, sidecar_path(job.path)], overwrite=cfg.overwrite or not single_file) as (video, sidecar):
+                encode_video(video, frames, fps=s.fps, format=cfg.format, upscale_factor=s.upscale,
+                             upscale_mode=cfg.upscale_mode, name=job.path)
+                sidecar.write_text(to_yaml(resolved), encoding="utf-8")
             written.append(job.path)
             if on_written:
                 on_written(job)

@@ -67,11 +67,27 @@ class SamplingSettings:
     upscale: int = 1  # written videos are enlarged this many times (small models)
     # feature caching of the denoiser's deep blocks across steps (vidgen.pipelines.caching): none | deep:K | adaptive:T
     cache: Optional[str] = None
+    # long videos (vidgen.pipelines.long_video): frames the denoiser sees at once (None: its frame limit) and
+    # frames neighbouring windows share (None: a quarter of the window)
+    context_length: Optional[int] = None
+    context_overlap: Optional[int] = None
+    free_noise: bool = True  # reschedule the noise of frames past the first window (FreeNoise)
+    free_init_iters: int = 0  # FreeInit rounds (0: off)
 
     def __post_init__(self) -> None:
         from vidgen.pipelines.caching import parse_cache_spec
 
         parse_cache_spec(self.cache)
+        if self.context_length is not None and self.context_length < 1:
+            raise InputError(f"sampling.context_length must be at least 1, got {self.context_length}")
+        if self.context_overlap is not None:
+            if self.context_overlap < 0:
+                raise InputError(f"sampling.context_overlap must be >= 0, got {self.context_overlap}")
+            if self.context_length is not None and self.context_overlap >= self.context_length:
+                raise InputError(f"sampling.context_overlap={self.context_overlap} must be smaller than the context "
+                                 f"window of {self.context_length} frames")
+        if self.free_init_iters < 0:
+            raise InputError(f"sampling.free_init_iters must be >= 0, got {self.free_init_iters}")
         for name in ("frames", "steps", "upscale"):
             if getattr(self, name) < 1:
                 raise InputError(f"sampling.{name} must be at least 1, got {getattr(self, name)}")
@@ -117,7 +133,16 @@ def pipeline_kwargs(s: SamplingSettings, height: int | None = None, width: int |
     """The :class:`~vidgen.pipelines.TextToVideoPipeline` arguments that ``s`` sets (size given or ``s``'s own)."""
     return dict(num_frames=s.frames, height=height or s.height, width=width or s.width, num_inference_steps=s.steps,
                 guidance_scale=s.guidance, guidance_interval=s.guidance_interval,
-                negative_prompt=s.negative_prompt or None, cache=s.cache)
+                negative_prompt=s.negative_prompt or None, cache=s.cache, context_length=s.context_length,
+                context_overlap=s.context_overlap, free_noise=s.free_noise, free_init_iters=s.free_init_iters)
+
+
+def long_video_settings(s: SamplingSettings) -> dict[str, Any]:
+    """The long-video settings ``s`` sets (context windows, FreeNoise, FreeInit), as a story's ``settings.json``
+    records them (unset ones left out)."""
+    values = dict(context_length=s.context_length, context_overlap=s.context_overlap, free_noise=s.free_noise,
+                  free_init_iters=s.free_init_iters)
+    return {k: v for k, v in values.items() if v is not None}
 
 
 @dataclass

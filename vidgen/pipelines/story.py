@@ -19,6 +19,11 @@ own: the baseline continuity is measured against.
 
 The stitched video keeps the first clip whole and, of every later clip, only
 the frames after the overlap.
+
+:meth:`StoryPipeline.continuous` makes the story as one continuous video instead: the captions
+become prompt-travel keyframes (:mod:`vidgen.pipelines.long_video`), each starting where the clip
+before it ends, and the video is denoised in context windows; its clips are the frames each
+caption holds.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import numpy as np
 import torch
 
 from vidgen.errors import InputError
+from vidgen.io.text import read_text
 from vidgen.pipelines.settings import MODES, PINS, check_guidance_interval
 
 
@@ -80,11 +86,12 @@ def read_script(path: str | Path) -> list[StorySegment]:
     Raises:
         InputError: a missing file, an empty line between captions, a row without a caption,
             or a script with no caption at all.
+        TextEncodingError: the script is not UTF-8.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"story script not found: {str(path)!r}")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()  # trailing blank lines are just the end of the file
     segments = []
@@ -186,6 +193,7 @@ class StoryPipeline:
         fps: float = 8.0,
         guidance_interval: tuple[float, float] | None = None,
         cache: str | None = None,
+        **long_video: Any,
     ) -> StoryOutput:
         """Generate one clip per segment, each continuing the last.
 
@@ -205,6 +213,8 @@ class StoryPipeline:
             fps: frame rate recorded for the stitched video.
             guidance_interval: timesteps ``(lo, hi)`` where guidance runs (see the pipeline); ``None``: all.
             cache: feature caching across steps (see the pipeline), started afresh for every clip.
+            **long_video: ``context_length``, ``context_overlap``, ``free_noise``, ``free_init_iters`` for
+                each clip (see the pipeline).
 
         Returns:
             :class:`StoryOutput`.
@@ -239,7 +249,7 @@ class StoryPipeline:
                 seg.caption, negative_prompt=seg.negative_prompt or negative_prompt, num_frames=frames_i,
                 height=height, width=width, num_inference_steps=num_inference_steps,
                 guidance_scale=guidance, latents=kwargs.pop("latents", noise), output_type="latent",
-                guidance_interval=guidance_interval, cache=cache, **kwargs,
+                guidance_interval=guidance_interval, cache=cache, **long_video, **kwargs,
             )
             latents = out.frames
             pixels = (pipe.decode_latents(latents) / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().numpy()
@@ -254,7 +264,63 @@ class StoryPipeline:
             meta["guidance_interval"] = list(guidance_interval)
         if cache not in (None, "none"):
             meta["cache"] = cache
+        meta.update({k: v for k, v in long_video.items() if v is not None})
         return StoryOutput(clips, video, fps, overlap, mode, meta)
+
+    def check_continuous(self, segments: Sequence[StorySegment], num_frames: int) -> None:
+        """What :meth:`continuous` checks before any work: captions and frames, and no per-clip negative prompt
+        or guidance (one video has one of each)."""
+        self._check(segments, num_frames, 0, "independent")
+        for i, seg in enumerate(segments, 1):
+            if seg.negative_prompt is not None or seg.guidance is not None:
+                raise InputError(f"story clip {i}: a continuous story has one negative prompt and one guidance for the "
+                                 "whole video; drop the clip's own 'negative_prompt'/'guidance' or leave out --continuous")
+
+    @torch.no_grad()
+    def continuous(
+        self,
+        segments: Sequence[StorySegment | str],
+        *,
+        num_frames: int = 16,
+        negative_prompt: str | None = None,
+        guidance_scale: float = 7.5,
+        seed: int = 0,
+        fps: float = 8.0,
+        **sampling: Any,
+    ) -> StoryOutput:
+        """The story as one continuous video: caption ``i`` is a prompt-travel keyframe at the frame where
+        clip ``i`` starts (clips of ``num_frames``, or a segment's own ``frames``, back to back).
+
+        Args:
+            segments: captions (or :class:`StorySegment` with per-clip frames).
+            num_frames: frames per clip unless a segment says otherwise.
+            negative_prompt, guidance_scale: for the whole video.
+            seed: the video's noise.
+            fps: frame rate recorded for the video.
+            **sampling: the pipeline's other arguments (size, steps, guidance interval, cache, context windows...).
+
+        Returns:
+            :class:`StoryOutput` whose clips are the frames each caption holds (``mode="continuous"``).
+
+        Raises:
+            InputError: an empty caption, a segment with its own negative prompt or guidance (one video
+                has one of each), or a bad argument.
+        """
+        segs = [s if isinstance(s, StorySegment) else StorySegment(str(s)) for s in segments]
+        self.check_continuous(segs, num_frames)
+        lengths = [seg.num_frames or num_frames for seg in segs]
+        starts = [sum(lengths[:i]) for i in range(len(segs))]
+        travel = {start: seg.caption.strip() for start, seg in zip(starts, segs)}
+        out = self.pipe(travel, negative_prompt=negative_prompt, num_frames=sum(lengths), guidance_scale=guidance_scale,
+                        generator=torch.Generator(self.pipe._execution_device).manual_seed(seed), output_type="np",
+                        **sampling)
+        video = out.frames[0]
+        clips = [StoryClip(seg, video[start : start + n], start, n) for seg, start, n in zip(segs, starts, lengths)]
+        names = {"num_inference_steps": "steps"}  # as the clip-by-clip story records it
+        meta = {"mode": "continuous", "seed": seed, "guidance": guidance_scale, "keyframes": starts,
+                **{names.get(k, k): (list(v) if isinstance(v, tuple) else v) for k, v in sampling.items()
+                   if v is not None and v != "none"}}
+        return StoryOutput(clips, video, fps, 0, "continuous", meta)
 
     def _conditioning(self, noise: torch.Tensor, known: torch.Tensor, known_noise: torch.Tensor, steps: int,
                       resample: int = 0, guidance_scale: float = 1.0, seed: int = 0, pin: str = "noised",

@@ -12,7 +12,7 @@ import inspect
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from vidgen.errors import InputError
 from vidgen.pipelines.caching import FeatureCache, parse_cache_spec
+from vidgen.pipelines.long_video import (check_context, check_keyframes, context_windows, default_overlap, free_init_noise,
+                                         keyframe_mix, low_pass_filter, mix_states, parse_keyframes, reschedule_noise,
+                                         window_fusion_weights)
 from vidgen.pipelines.settings import check_guidance_interval
 from vidgen.models.t2v import is_motion_unet, max_frames
 
@@ -191,11 +194,8 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 f"prompt_embeds {tuple(prompt_embeds.shape)} and negative_prompt_embeds "
                 f"{tuple(negative_prompt_embeds.shape)} must have the same shape"
             )
-        limit = max_frames(self.unet)
         if not isinstance(num_frames, int) or num_frames < 1:
             raise InputError(f"num_frames must be a positive integer, got {num_frames!r}")
-        if limit is not None and num_frames > limit:
-            raise InputError(f"num_frames={num_frames} exceeds this model's limit of {limit} frames (motion_max_seq_length)")
         factor = self.vae_scale_factor
         for name, value in (("height", height), ("width", width)):
             if not isinstance(value, int) or value <= 0:
@@ -251,16 +251,6 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         embeds = self.text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
         return embeds.to(dtype=self.text_encoder.dtype, device=device)
 
-    def prepare_latents(self, shape: tuple[int, ...], dtype, device, generator, latents=None) -> torch.Tensor:
-        """Initial noise ``[B, C, F, h, w]`` scaled by the scheduler's ``init_noise_sigma``."""
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        else:
-            if tuple(latents.shape) != tuple(shape):
-                raise InputError(f"latents must have shape {tuple(shape)}, got {tuple(latents.shape)}")
-            latents = latents.to(device=device, dtype=dtype)
-        return latents * self.scheduler.init_noise_sigma
-
     def decode_latents(self, latents: torch.Tensor, decode_chunk_size: int = 16) -> torch.Tensor:
         """VAE-decode ``[B, C, F, h, w]`` latents in slices of frames; returns ``[B, 3, F, H, W]`` in [-1, 1]."""
         # Latents carry the denoiser's dtype; the VAE may be kept in another (fp32 VAE, bf16 U-Net).
@@ -312,10 +302,25 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
     # ------------------------------------------------------------------- call
 
+    def context_settings(self, num_frames: int, context_length: int | None = None,
+                         context_overlap: int | None = None) -> tuple[int, int]:
+        """The ``(length, overlap)`` of the context windows for ``num_frames`` frames: ``context_length`` or
+        the denoiser's frame limit (every frame in one window when it has none), ``context_overlap`` or
+        a quarter of the window.
+
+        Raises:
+            InputError: a window longer than the model takes, or an overlap not smaller than the window.
+        """
+        limit = max_frames(self.unet)
+        length = context_length if context_length is not None else (limit or num_frames)
+        overlap = context_overlap if context_overlap is not None else default_overlap(length)
+        check_context(num_frames, length, overlap, limit)
+        return length, overlap
+
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str | list[str] | None = None,
+        prompt: str | list[str] | Mapping[int, str] | None = None,
         negative_prompt: str | list[str] | None = None,
         num_frames: int = 16,
         height: int | None = None,
@@ -336,14 +341,20 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         cross_attention_kwargs: dict[str, Any] | None = None,
         guidance_interval: tuple[float, float] | None = None,
         cache: str | None = None,
+        context_length: int | None = None,
+        context_overlap: int | None = None,
+        free_noise: bool = True,
+        free_init_iters: int = 0,
     ) -> TextToVideoOutput | tuple:
         """Generate videos from text.
 
         Args:
-            prompt: one prompt or a list (one video per prompt per ``num_videos_per_prompt``).
+            prompt: one prompt or a list (one video per prompt per ``num_videos_per_prompt``); or, for
+                prompt travel, ``{frame: prompt}`` keyframes of one video, the first at frame 0
+                (:mod:`vidgen.pipelines.long_video`).
             negative_prompt: what to steer away from; one string or one per prompt.
                 ``None`` uses the empty prompt as the unconditional branch.
-            num_frames: frames per video.
+            num_frames: frames per video; more than the context window are denoised in overlapping windows.
             height, width: output size in pixels (multiples of the VAE factor);
                 default: the denoiser's ``sample_size`` times the VAE factor.
             num_inference_steps: denoising steps.
@@ -352,7 +363,8 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             num_videos_per_prompt: videos per prompt.
             eta: DDIM eta (schedulers that take it).
             generator: a ``torch.Generator`` or one per video, for reproducibility.
-            latents: initial noise ``[B, C, F, h, w]`` (before ``init_noise_sigma`` scaling).
+            latents: initial noise ``[B, C, F, h, w]`` (before ``init_noise_sigma`` scaling), taken as given
+                (no noise rescheduling).
             prompt_embeds, negative_prompt_embeds: precomputed text states ``[B, L, D]``.
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
             return_dict: return :class:`TextToVideoOutput` rather than a tuple.
@@ -372,6 +384,14 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 ``"deep:K"`` recomputes them every K denoiser calls, ``"adaptive:T"`` when the first
                 block's output moved by more than T; ``None``/``"none"``: every call in full. What it did
                 is in ``self.cache_stats`` afterwards.
+            context_length: frames the denoiser sees at once; a longer video runs overlapping windows of
+                this length whose predictions are fused per frame. ``None``: the denoiser's frame limit
+                (``motion_max_seq_length``), or every frame at once for denoisers without one.
+            context_overlap: frames neighbouring windows share (``None``: a quarter of the window).
+            free_noise: reschedule the initial noise of frames past the first window (FreeNoise) when
+                the pipeline draws it; no effect on a video that fits one window.
+            free_init_iters: FreeInit rounds: sample again this many times from noise whose low
+                frequencies come from the last result (0: off).
 
         Returns:
             :class:`TextToVideoOutput` (or ``(frames,)`` when ``return_dict`` is false).
@@ -379,7 +399,8 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         Raises:
             InputError: any argument that the model cannot take.
         """
-        prompts = _as_list(prompt, "prompt")
+        keyframes = parse_keyframes(prompt) if isinstance(prompt, Mapping) else None
+        prompts = [k.prompt for k in keyframes] if keyframes else _as_list(prompt, "prompt")
         negatives = _as_list(negative_prompt, "negative_prompt")
         default_h, default_w = self.default_size
         height = default_h if height is None else height
@@ -388,9 +409,18 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             prompts, negatives, num_frames, height, width, num_inference_steps, guidance_scale,
             num_videos_per_prompt, output_type, decode_chunk_size, prompt_embeds, negative_prompt_embeds,
         )
+        if keyframes is not None:
+            if prompt_embeds is not None:
+                raise InputError("prompt travel keyframes take their text from the prompts; do not pass prompt_embeds")
+            check_keyframes(keyframes, num_frames)
+            if negatives is not None and len(negatives) != 1:
+                raise InputError(f"prompt travel takes one negative_prompt, got {len(negatives)}")
+        if not isinstance(free_init_iters, int) or isinstance(free_init_iters, bool) or free_init_iters < 0:
+            raise InputError(f"free_init_iters must be a non-negative integer, got {free_init_iters!r}")
+        length, overlap = self.context_settings(num_frames, context_length, context_overlap)
         guidance_interval = check_guidance_interval(guidance_interval)
-        feature_cache = FeatureCache(self.unet, parse_cache_spec(cache))
-        if feature_cache.active and getattr(self.unet, "_compiled_call_impl", None) is not None:
+        cache_spec = parse_cache_spec(cache)
+        if cache_spec.kind != "none" and getattr(self.unet, "_compiled_call_impl", None) is not None:
             raise InputError("feature caching does not combine with a compiled denoiser (--compile); use one of them")
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
@@ -402,7 +432,7 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         if prompt_embeds is None:
             prompt_embeds = self.encode_prompt(prompts, device)
         prompt_embeds = prompt_embeds.to(device=device, dtype=self.text_encoder.dtype)
-        num_prompts = prompt_embeds.shape[0]
+        num_prompts = 1 if keyframes else prompt_embeds.shape[0]
         batch = num_prompts * num_videos_per_prompt
         if do_cfg:
             if negative_prompt_embeds is None:
@@ -410,33 +440,53 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=prompt_embeds.dtype)
             if negative_prompt_embeds.shape[0] == 1:
                 negative_prompt_embeds = negative_prompt_embeds.expand(num_prompts, -1, -1)
-            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds])
-        prompt_embeds = prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
         if isinstance(generator, list) and len(generator) != batch:
             raise InputError(f"got {len(generator)} generators for {batch} videos")
 
-        # 2. Noise and timesteps.
+        def conditioning(states: torch.Tensor) -> torch.Tensor:
+            if do_cfg:
+                states = torch.cat([negative_prompt_embeds, states])
+            return states.repeat_interleave(num_videos_per_prompt, dim=0)
+
+        # 2. Context windows, each with its text states (prompt travel mixes the keyframes' per window).
+        windows = context_windows(num_frames, length, overlap)
+        fusion = window_fusion_weights(windows, num_frames)
+        if keyframes is None:
+            window_states = [conditioning(prompt_embeds)] * len(windows)
+        else:
+            window_states = [conditioning(mix_states(prompt_embeds, keyframe_mix(keyframes, w))) for w in windows]
+
+        # 3. Noise and timesteps.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
         shape = (batch, self.unet.config.in_channels, num_frames, height // self.vae_scale_factor, width // self.vae_scale_factor)
-        latents = self.prepare_latents(shape, prompt_embeds.dtype, device, generator, latents)
+        dtype = prompt_embeds.dtype
+        if latents is None:
+            noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+            if free_noise and len(windows) > 1:
+                noise = reschedule_noise(noise, length, overlap, generator)
+        else:
+            if tuple(latents.shape) != tuple(shape):
+                raise InputError(f"latents must have shape {tuple(shape)}, got {tuple(latents.shape)}")
+            noise = latents.to(device=device, dtype=dtype)
         step_kwargs = self._step_kwargs(generator, eta)
 
-        # 3. Denoising loop.
-        self._num_timesteps = len(timesteps)
-        with self.progress_bar(total=len(timesteps)) as progress, feature_cache:
-            for i, t in enumerate(timesteps):
-                scale = guidance_at(t, guidance_scale, guidance_interval)
-                noise_pred = self.predict(latents, t, prompt_embeds, scale, cross_attention_kwargs)
-                latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
-                if callback_on_step_end is not None:
-                    tensors = {"latents": latents, "prompt_embeds": prompt_embeds, "noise_pred": noise_pred}
-                    update = callback_on_step_end(self, i, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs}) or {}
-                    latents = update.get("latents", latents)
-                progress.update()
-        self.cache_stats = feature_cache.stats
+        # 4. Denoising, then FreeInit's rounds from the re-noised result.
+        stats = []
+        for round_ in range(free_init_iters + 1):
+            if round_:
+                self.scheduler.set_timesteps(num_inference_steps, device=device)
+                first = int(self.scheduler.timesteps[0])
+                alpha_bar = float(self.scheduler.alphas_cumprod[first])
+                fresh = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+                noise = free_init_noise(latents, noise, fresh, alpha_bar, low_pass_filter(shape[2:]))
+            feature_cache = FeatureCache(self.unet, cache_spec)
+            latents = self._denoise(noise * self.scheduler.init_noise_sigma, windows, fusion, window_states, guidance_scale,
+                                    guidance_interval, feature_cache, step_kwargs, cross_attention_kwargs,
+                                    callback_on_step_end, callback_on_step_end_tensor_inputs)
+            stats.append(feature_cache.stats)
+        self.cache_stats = stats[-1]
 
-        # 4. Decode.
+        # 5. Decode.
         if output_type == "latent":
             video: Any = latents
         else:
@@ -454,6 +504,32 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         if not return_dict:
             return (video,)
         return TextToVideoOutput(frames=video)
+
+    def _denoise(self, latents: torch.Tensor, windows: Sequence[range], fusion: Sequence[torch.Tensor],
+                 window_states: Sequence[torch.Tensor], guidance_scale: float, guidance_interval, feature_cache: FeatureCache,
+                 step_kwargs: dict[str, Any], cross_attention_kwargs, callback_on_step_end, callback_tensor_inputs) -> torch.Tensor:
+        """The denoising loop over the scheduler's timesteps; each step fuses the windows' predictions per frame."""
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        with self.progress_bar(total=len(timesteps)) as progress, feature_cache:
+            for i, t in enumerate(timesteps):
+                scale = guidance_at(t, guidance_scale, guidance_interval)
+                if len(windows) == 1:
+                    noise_pred = self.predict(latents, t, window_states[0], scale, cross_attention_kwargs)
+                else:
+                    noise_pred = torch.zeros_like(latents)
+                    for w, (window, weight) in enumerate(zip(windows, fusion)):
+                        feature_cache.use(w)
+                        frames = slice(window.start, window.stop)
+                        pred = self.predict(latents[:, :, frames], t, window_states[w], scale, cross_attention_kwargs)
+                        noise_pred[:, :, frames] += pred * weight.to(pred).view(1, 1, -1, 1, 1)
+                latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
+                if callback_on_step_end is not None:
+                    tensors = {"latents": latents, "prompt_embeds": window_states[0], "noise_pred": noise_pred}
+                    update = callback_on_step_end(self, i, t, {k: tensors[k] for k in callback_tensor_inputs}) or {}
+                    latents = update.get("latents", latents)
+                progress.update()
+        return latents
 
 
 def guidance_at(t, guidance_scale: float, interval: tuple[float, float] | None) -> float:

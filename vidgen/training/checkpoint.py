@@ -31,10 +31,11 @@ import numpy as np
 import torch
 
 from vidgen.errors import ModelLoadError, first_line
-from vidgen.io.files import atomic_folder
+from vidgen.io.files import atomic_folder, remove_temporaries
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
+RUN_FILES = ("config.yaml", "metrics.jsonl")  # written beside the checkpoints, atomically
 
 
 @dataclass
@@ -251,15 +252,8 @@ def save_checkpoint(
 
 
 def remove_partial_checkpoints(run_dir: str | os.PathLike) -> int:
-    """Delete half-written checkpoint folders left by a killed run. Returns how many."""
-    run_dir = Path(run_dir)
-    removed = 0
-    if run_dir.is_dir():
-        for child in run_dir.iterdir():
-            if child.is_dir() and child.name.startswith(".checkpoint-") and child.name.endswith(".tmp"):
-                shutil.rmtree(child, ignore_errors=True)
-                removed += 1
-    return removed
+    """Delete the half-written checkpoint folders (and run files) a killed run left. Returns how many."""
+    return remove_temporaries(run_dir, lambda name: bool(CHECKPOINT_RE.match(name)) or name in RUN_FILES)
 
 
 def load_weights_into(module, folder: Path) -> None:

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from vidgen.errors import InputError, ModelLoadError, OutputError
-from vidgen.io.files import atomic_folder, atomic_output
+from vidgen.io.files import atomic_folder, atomic_output, remove_temporaries
 from vidgen.training.checkpoint import load_weights_into, find_checkpoint, load_lora
 
 EXPORT_FORMATS = ("folder", "motion-adapter", "single-file", "lora")
@@ -95,6 +95,8 @@ def export_model(
     for inside in (run_root.resolve(), ckpt.resolve()):
         if resolved == inside or inside in resolved.parents or resolved in inside.parents:
             raise OutputError(f"--out {str(out)!r} overlaps the run folder {str(inside)!r}; export to a separate folder")
+    # What a killed export left beside ``out`` goes first (a previous version set aside goes back under its name).
+    remove_temporaries(out.parent, {out.name})
     if out.exists() and not overwrite:  # checked early, before any model is loaded
         raise OutputError(f"output {str(out)!r} exists (pass --overwrite to replace it)")
     if not (ckpt / "config.yaml").is_file():

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from vidgen.errors import ConfigError, DataError, VidgenError
+from vidgen.io.files import append_text, atomic_write_text, ensure_writable_dir
 from vidgen.training.checkpoint import (
     TrainerState,
     find_checkpoint,
@@ -175,7 +176,6 @@ def train(
     from diffusers.training_utils import EMAModel
 
     from vidgen.config import to_yaml
-    from vidgen.io.files import atomic_write_text
     from vidgen.models.t2v import is_motion_unet
     from vidgen.training.data import skipped_count
     from vidgen.training.models import enable_gradient_checkpointing, load_training_models, select_trainable
@@ -184,6 +184,7 @@ def train(
     check_scorers(cfg, scorers)
     run_dir = Path(cfg.output_dir)
     check_extras(cfg)
+    ensure_writable_dir(run_dir)  # a read-only or unmakeable output_dir is one line now, not after the models load
     if cfg.train.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ConfigError("train.mixed_precision=fp16 needs a CUDA GPU; use bf16 or no on this machine")
     resume_from = find_checkpoint(run_dir, resume) if resume else None
@@ -346,8 +347,7 @@ def train(
                           "samples_per_s": tick_samples / max(now - tick, 1e-9), "epoch": state.epoch}
                 tick, tick_samples = now, 0
                 if accelerator.is_main_process:
-                    with open(metrics_path, "a", encoding="utf-8") as f:
-                        f.write(json.dumps(record) + "\n")
+                    append_text(metrics_path, json.dumps(record) + "\n")
                 if cfg.logging.tracker != "none":
                     accelerator.log({k: v for k, v in record.items() if k != "step"}, step=state.step)
             if progress is not None:
@@ -442,8 +442,7 @@ def _validate(run_validation, cfg, models, unet, ema, params, state, accelerator
     if accelerator.is_main_process:
         scores = run_validation(cfg, models, unet, ema, params, state.step, scorers)
         numeric = {f"val/{k}": v for k, v in scores.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": state.step, **numeric}) + "\n")
+        append_text(metrics_path, json.dumps({"step": state.step, **numeric}) + "\n")
         if cfg.logging.tracker != "none" and numeric:
             accelerator.log(numeric, step=state.step)
     accelerator.wait_for_everyone()
