@@ -126,3 +126,16 @@ def test_on_a_gpu_the_denoiser_is_measured_against_the_gpu_s_free_memory(monkeyp
     with pytest.raises(InputError, match="in the denoiser; the GPU has 1.0 GiB available"):
         check_sampling_size(size, model_geometry(None), device="cuda", available=2**40)
     assert check_sampling_size(size, model_geometry(None), device="cpu", available=2**40) == (512, 512)
+
+
+def test_a_long_video_is_estimated_by_the_context_windows_it_is_denoised_in():
+    from vidgen.pipelines.memory import check_sampling_size, memory_needed, model_geometry
+    from vidgen.pipelines.settings import SamplingSettings
+
+    geometry = model_geometry(None)
+    assert geometry.max_frames == 32  # the shipped motion modules' length: longer videos run in windows
+    assert memory_needed(geometry, 512, 256, 256, window=16)["denoise"] * 32 == memory_needed(geometry, 512, 256, 256)["denoise"]
+    windows_of_16 = SamplingSettings(frames=128, height=256, width=256, context_length=16)
+    assert check_sampling_size(windows_of_16, geometry, available=2**30, device="cpu") == (256, 256)
+    with pytest.raises(InputError, match="needs about 1.5 GiB of memory in the denoiser"):  # the model's own 32-frame windows
+        check_sampling_size(SamplingSettings(frames=128, height=256, width=256), geometry, available=2**30, device="cpu")
