@@ -17,16 +17,94 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import io
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
-from vidgen.errors import ConfigError, TextEncodingError
+from vidgen.errors import ConfigError, InputError, TextEncodingError
 from vidgen.io.text import read_text
 
 T = TypeVar("T")
 
 _CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+
+# Integers beyond int64 fit no tensor, numpy array or most JSON readers.
+INT_MAX = 2**63 - 1
+# torch.Generator.manual_seed takes 0..2**64-1, and jobs derive seeds by adding small offsets (seed + j per
+# --num-videos copy, seed + i per story clip): seeds are kept to int64, so every derived seed still fits.
+SEED_MAX = INT_MAX
+
+
+def number_problem(value: Any, *, integer: bool = False, minimum: float | None = None, maximum: float | None = None,
+                   above: float | None = None) -> str | None:
+    """What is wrong with ``value`` as a setting's number (``"must be an integer >= 1"``), or ``None`` when it fits.
+
+    Every number must be finite (no NaN, no infinity) and, for integers, within int64.
+
+    Args:
+        value: the number (a bool is not one).
+        integer: it must be an integer.
+        minimum, maximum: inclusive bounds; ``above``: an exclusive lower bound.
+    """
+    kind = "an integer" if integer else "a finite number"
+    if maximum is None and isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_MAX:
+        maximum = INT_MAX  # named only where it was passed
+    if minimum is not None and maximum is not None:
+        wanted = f"must be {kind} from {_bound(minimum)} to {_bound(maximum)}"
+    else:
+        bounds = [f"{sign} {_bound(bound)}" for sign, bound in ((">=", minimum), (">", above), ("<=", maximum)) if bound is not None]
+        wanted = f"must be {kind}" + (" " + " and ".join(bounds) if bounds else "")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return wanted
+    if integer and not isinstance(value, int):
+        return wanted
+    if not math.isfinite(value) or (isinstance(value, int) and abs(value) > INT_MAX):
+        return wanted
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum) or (
+            above is not None and value <= above):
+        return wanted
+    return None
+
+
+def _bound(value: float) -> str:
+    return "2**63-1" if value == INT_MAX else str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def check_number(name: str, value: Any, **bounds: Any) -> Any:
+    """``value`` when it is a fitting number (:func:`number_problem`'s ``bounds``), else an error naming ``name``.
+
+    Raises:
+        InputError: naming the setting, the rule and the value.
+    """
+    problem = number_problem(value, **bounds)
+    if problem:
+        raise InputError(f"{name} {problem}, got {value!r}")
+    return value
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A seed: an integer from 0 to :data:`SEED_MAX`.
+
+    Raises:
+        InputError: naming the setting and the value.
+    """
+    return check_number(name, value, integer=True, minimum=0, maximum=SEED_MAX)
+
+
+def _check_numbers(data: Any, prefix: str = "") -> None:
+    """Every number of a config layer finite, every integer within int64, every ``seed`` within :data:`SEED_MAX`:
+    a NaN learning rate or a 2**80 seed is refused here, naming its key, before anything runs on it."""
+    items = data.items() if isinstance(data, Mapping) else enumerate(data) if isinstance(data, (list, tuple)) else ()
+    for key, value in items:
+        name = f"{prefix}.{key}" if isinstance(key, str) and prefix else f"{prefix}[{key}]" if prefix else str(key)
+        if isinstance(value, (Mapping, list, tuple)):
+            _check_numbers(value, name)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            problem = number_problem(value, **({"integer": True, "minimum": 0, "maximum": SEED_MAX}
+                                               if key == "seed" and isinstance(value, int) else {}))
+            if problem:
+                raise ConfigError(f"{name} {problem}, got {value!r}")
 
 
 def config_dir() -> Path:
@@ -225,6 +303,7 @@ def load_config(
             msg = str(exc).splitlines()[0]
             where = f" for key {key!r}" if key else ""
             raise ConfigError(f"bad value{where} in {source}: {msg}") from None
+    _check_numbers(OmegaConf.to_container(cfg, resolve=False))  # as the schema typed them: "nan" is a float here
     try:
         return OmegaConf.to_object(cfg)  # type: ignore[return-value]
     except OmegaConfBaseException as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 from vidgen.errors import InputError
@@ -17,6 +18,61 @@ def silence_library_progress() -> None:
 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def quiet_libraries():
+    """Hold back diffusers', transformers' and peft's own log lines and warnings while they load or apply weights
+    (diffusers logs "An error occurred while trying to fetch ..." before raising): vidgen says what went wrong in its
+    own words, once, from the exception."""
+    import warnings
+
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    diffusers_logging.set_verbosity(diffusers_logging.CRITICAL)
+    transformers_logging.set_verbosity(transformers_logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        diffusers_logging.set_verbosity(levels[0])
+        transformers_logging.set_verbosity(levels[1])
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (``MemAvailable``: free plus reclaimable caches), or ``None``
+    where it cannot be told."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return int(psutil.virtual_memory().available)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def gpu_free_memory(device: str = "cuda") -> int | None:
+    """Free bytes on a CUDA device (``None`` without one)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.mem_get_info(torch.device(device if device.startswith("cuda") else "cuda"))[0])
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -118,7 +118,7 @@ def _bad_model_folders(tiny_motion_model, tmp_path):
         ("travel start", ["--prompt-travel", "4: a", "--frames", 16], "must start at frame 0"),
         ("travel form", ["--prompt-travel", "a red circle", "--frames", 16], "is not 'FRAME: prompt'"),
         ("travel and prompt", ["--prompt", "x", "--prompt-travel", "0: a"], "give --prompt-travel or --prompt/--prompts-file, not both"),
-        ("free init", ["--prompt", "x", "--free-init-iters", -1], "free_init_iters must be >= 0"),
+        ("free init", ["--prompt", "x", "--free-init-iters", -1], "--free-init-iters: must be an integer >= 0, got -1"),
         ("scheduler", ["--prompt", "x", "--scheduler", "warp"], "unknown scheduler 'warp'"),
         ("config key", ["--prompt", "x", "stesp=3"], "unknown config key 'stesp'.*did you mean 'sampling.steps'"),
         ("config type", ["--prompt", "x", "sampling.frames=many"], "bad value for key 'sampling.frames'"),

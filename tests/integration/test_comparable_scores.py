@@ -350,5 +350,5 @@ def test_fvd_through_the_shipped_viclip_and_its_bad_inputs(tmp_path, capsys):
         assert main([*argv, "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
-    with pytest.raises(SystemExit):  # one folder where two are needed: argparse's own usage error
-        main(["score", "--fvd", str(real)])
+    assert main(["score", "--fvd", str(real)]) == 2  # one folder where two are needed: argparse's check, one line too
+    assert capsys.readouterr().err.strip() == "vidgen score: error: argument --fvd: expected 2 arguments"

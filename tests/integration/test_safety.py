@@ -98,7 +98,7 @@ def test_story_checks_outputs_before_generating_and_overwrite_drops_stale_clips(
     assert main(base + ["--prompt", "a", "--prompt", "b", "--prompt", "c"]) == 0
     before = (out / "story.mp4").stat().st_mtime_ns
     assert main(base + ["--prompt", "a", "--prompt", "b", "--fps", "0"]) == 2
-    assert "sampling.fps must be a positive number, got 0.0" in capsys.readouterr().err
+    assert "argument --fps: must be a finite number > 0, got 0" in capsys.readouterr().err
     assert main(base + ["--prompt", "a", "--prompt", "b"]) == 2
     assert "exists (pass --overwrite" in capsys.readouterr().err
     assert (out / "story.mp4").stat().st_mtime_ns == before

@@ -162,7 +162,7 @@ def test_resampling_refuses_a_stateful_scheduler_and_a_negative_count(tiny_motio
     assert main(["story", "--model", str(tiny_motion_model), "--prompt", "a", "--prompt", "b", "--resample", "-1",
                  "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "story.resample must be >= 0, got -1" in err and len(err.splitlines()) == 1
+    assert "argument --resample: must be an integer >= 0, got -1" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 

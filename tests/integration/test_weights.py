@@ -23,6 +23,7 @@ from vidgen.errors import InputError, ModelLoadError
 from vidgen.pipelines.loading import load_pipeline
 from vidgen.pipelines.weights import WeightsSettings, open_motion_adapter, parse_lora_spec, resolve_variant
 
+REPO = Path(__file__).resolve().parents[2]
 KW = dict(num_frames=5, height=16, width=16, num_inference_steps=3, guidance_scale=6.0)
 
 
@@ -277,6 +278,34 @@ def test_base_without_its_parts(held, tmp_path):
     result = run_cli("sample", "--base", tmp_path / "unet_only.safetensors", "--base-config", held / "sd_configs",
                      "--motion-adapter", held / "adapter", "--prompt", "x")
     one_line_error(result, "holds the U-Net only", "VAE and text encoder")
+
+
+def _to_pickle(weights: Path) -> None:
+    """Replace a component's safetensors file by the same weights as a pickle (as older repositories hold them)."""
+    from safetensors.torch import load_file
+
+    torch.save(load_file(str(weights)), weights.with_suffix(".bin"))
+    weights.unlink()
+
+
+@pytest.mark.slow  # several CLI processes
+def test_loaders_print_only_vidgen_s_one_line(held, tiny_motion_model, tmp_path):
+    """diffusers logs its own "An error occurred while trying to fetch ..." before raising; vidgen says it once."""
+    model = shutil.copytree(tiny_motion_model, tmp_path / "model")
+    _to_pickle(model / "unet" / "diffusion_pytorch_model.safetensors")
+    shutil.copy(model / "vae" / "diffusion_pytorch_model.safetensors", model / "unet" / "decoy.safetensors")
+    one_line_error(run_cli("sample", "--model", model, "--prompt", "x", "--out", tmp_path / "v.mp4"),
+                   "unet/ holds only pickle weights (diffusion_pytorch_model.bin)", "decoy.safetensors")
+    base = shutil.copytree(held / "sd", tmp_path / "sd_vae_bin")
+    _to_pickle(base / "vae" / "diffusion_pytorch_model.safetensors")
+    shutil.copy(base / "unet" / "diffusion_pytorch_model.safetensors", base / "vae" / "decoy.safetensors")
+    one_line_error(run_cli("sample", "--base", base, "--motion-adapter", held / "adapter", "--prompt", "x",
+                           "--out", tmp_path / "v.mp4"), "vae/ holds only pickle weights (diffusion_pytorch_model.bin)")
+    (base / "vae" / "decoy.safetensors").unlink()
+    one_line_error(run_cli("train", "--config", REPO / "configs" / "train" / "tiny.yaml", f"model.base={base}",
+                           "model.denoiser=inflate", "model.preset=null", f"output_dir={tmp_path / 'run'}", cwd=tmp_path),
+                   "vae/ holds only pickle weights (diffusion_pytorch_model.bin)")
+    assert not (tmp_path / "v.mp4").exists() and not list(tmp_path.glob("run/checkpoint-*"))
 
 
 @pytest.mark.parametrize("args, fragment", [

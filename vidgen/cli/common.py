@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from typing import Any
+from typing import Any, Callable
 
+from vidgen.config import SEED_MAX, number_problem
 from vidgen.pipelines.settings import SamplingSettings
 
 # argparse dest -> field of the sampling section: every SamplingSettings field has a flag of its name
@@ -15,6 +16,35 @@ SAMPLING_FLAGS = {f.name: f"sampling.{f.name}" for f in dataclasses.fields(Sampl
 STORY_FLAGS = {"overlap": "story.overlap", "resample": "story.resample", "pin": "story.pin"}
 # argparse dest -> field of the weights section (--base, --motion-adapter, --variant, --lora)
 WEIGHTS_FLAGS = {name: f"weights.{name}" for name in ("base", "motion_adapter", "base_config", "variant", "lora")}
+
+
+def integer(minimum: int | None = 1, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=``: an integer within the bounds (int64 at most), else argparse's one-line error."""
+    return _number(int, "integer", minimum=minimum, maximum=maximum)
+
+
+def number(minimum: float | None = None, maximum: float | None = None, above: float | None = None) -> Callable[[str], float]:
+    """An argparse ``type=``: a finite number within the bounds (NaN and infinity refused)."""
+    return _number(float, "number", minimum=minimum, maximum=maximum, above=above)
+
+
+def _number(parse: type, kind: str, **bounds: Any) -> Callable[[str], Any]:
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an' if kind == 'integer' else 'a'} {kind}, got {text!r}") from None
+        problem = number_problem(value, integer=parse is int, **bounds)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem}, got {text}")
+        return value
+
+    return convert
+
+
+SEED = integer(0, SEED_MAX)  # a seed: what every random generator vidgen seeds takes, with room for derived seeds
+COUNT = integer(1)  # frames, steps, workers, batch sizes...
+POSITIVE = number(above=0)  # frame rates, timeouts
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -34,28 +64,28 @@ def add_sampling_args(parser: argparse.ArgumentParser, frames_flag: str = "--fra
     from vidgen.pipelines.schedulers import scheduler_names
 
     how = parser.add_argument_group("sampling (default: the model folder's sample_defaults.yaml)")
-    how.add_argument(frames_flag, dest="frames", type=int, metavar="N", help=f"frames per {what}")
-    how.add_argument("--height", type=int, metavar="H", help="height in pixels (a multiple of the VAE factor)")
-    how.add_argument("--width", type=int, metavar="W", help="width in pixels (a multiple of the VAE factor)")
-    how.add_argument("--steps", type=int, metavar="N", help="denoising steps")
+    how.add_argument(frames_flag, dest="frames", type=COUNT, metavar="N", help=f"frames per {what}")
+    how.add_argument("--height", type=COUNT, metavar="H", help="height in pixels (a multiple of the VAE factor)")
+    how.add_argument("--width", type=COUNT, metavar="W", help="width in pixels (a multiple of the VAE factor)")
+    how.add_argument("--steps", type=COUNT, metavar="N", help="denoising steps")
     how.add_argument("--scheduler", metavar="NAME", help=f"{', '.join(scheduler_names())} (default: the model's own)")
-    how.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance scale (1 = off)")
-    how.add_argument("--guidance-interval", type=float, nargs=2, metavar=("LO", "HI"),
+    how.add_argument("--guidance", type=number(0), metavar="G", help="classifier-free guidance scale (1 = off)")
+    how.add_argument("--guidance-interval", type=number(0), nargs=2, metavar=("LO", "HI"),
                      help="guide only at timesteps LO..HI (0-1000); other steps run the prompt alone, "
                           "one denoiser pass instead of two (0 1000: every step)")
     how.add_argument("--negative-prompt", metavar="TEXT", help="what to steer away from (default: empty prompt)")
-    how.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
-    how.add_argument("--fps", type=float, metavar="N", help="frames per second of written videos")
-    how.add_argument("--upscale", type=int, metavar="K", help="enlarge written videos K times (for small models)")
+    how.add_argument("--seed", type=SEED, metavar="S", help="random seed (default 0)")
+    how.add_argument("--fps", type=POSITIVE, metavar="N", help="frames per second of written videos")
+    how.add_argument("--upscale", type=COUNT, metavar="K", help="enlarge written videos K times (for small models)")
     how.add_argument("--cache", metavar="SPEC", help="reuse the denoiser's deep features across steps: none, deep:K "
                      "(recompute them every K steps) or adaptive:T (when the first block moved by more than T)")
-    how.add_argument("--context-length", type=int, metavar="N", help=f"frames the denoiser sees at once: a longer {what} "
+    how.add_argument("--context-length", type=COUNT, metavar="N", help=f"frames the denoiser sees at once: a longer {what} "
                      "is denoised in overlapping windows of N frames (default: the model's)")
-    how.add_argument("--context-overlap", type=int, metavar="K", help="frames neighbouring context windows share "
+    how.add_argument("--context-overlap", type=integer(0), metavar="K", help="frames neighbouring context windows share "
                      "(default: a quarter of the window)")
     how.add_argument("--free-noise", action=argparse.BooleanOptionalAction, default=None,
                      help="reschedule the noise of frames past the first window so windows agree (FreeNoise; default on)")
-    how.add_argument("--free-init-iters", type=int, metavar="K", help="FreeInit: sample K more times from noise keeping "
+    how.add_argument("--free-init-iters", type=integer(0), metavar="K", help="FreeInit: sample K more times from noise keeping "
                      "the last result's low frequencies (default 0)")
 
 
@@ -76,8 +106,8 @@ def add_weights_args(parser: argparse.ArgumentParser) -> None:
 def add_story_args(parser: argparse.ArgumentParser, title: str = "story") -> argparse._ArgumentGroup:
     """The flags of the ``story`` section every story-making command takes (``STORY_FLAGS``)."""
     story = parser.add_argument_group(title)
-    story.add_argument("--overlap", type=int, metavar="K", help="frames each clip shares with the previous one (default 2)")
-    story.add_argument("--resample", type=int, metavar="R", help="RePaint resampling rounds per step for continuing "
+    story.add_argument("--overlap", type=integer(0), metavar="K", help="frames each clip shares with the previous one (default 2)")
+    story.add_argument("--resample", type=integer(0), metavar="R", help="RePaint resampling rounds per step for continuing "
                        "clips (0 = none; each round costs one more denoiser call per step; ddim scheduler; default: the "
                        "model folder's when sampling with ddim, else 0)")
     story.add_argument("--pin", choices=("noised", "clean"), help="show the previous clip's frames noised to each step's "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import add_json_arg, emit
+from vidgen.cli.common import COUNT, POSITIVE, SEED, add_json_arg, emit, integer, number
 
 HELP = "prepare data: filter, sample, download, clip, shard, cache"
 
@@ -58,15 +58,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _parser(actions, "filter", "keep the rows that pass score, duration, caption and language thresholds", run_filter)
     _rows_args(p)
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output rows (.jsonl, .csv or .parquet)")
-    p.add_argument("--min-aesthetic", type=float, metavar="S", help="aesthetic score >= S (InternVid-Aes-18M: 4)")
-    p.add_argument("--max-aesthetic", type=float, metavar="S", help="aesthetic score <= S")
-    p.add_argument("--min-umt", type=float, metavar="S", help="UMT score >= S")
-    p.add_argument("--max-umt", type=float, metavar="S", help="UMT score <= S")
-    p.add_argument("--umt-top", type=float, metavar="F", help="keep the top fraction F by UMT score (10M-FLT: 0.3)")
-    p.add_argument("--min-duration", type=float, metavar="SEC", help="clip length >= SEC seconds")
-    p.add_argument("--max-duration", type=float, metavar="SEC", help="clip length <= SEC seconds")
-    p.add_argument("--min-caption-words", type=int, metavar="N", help="caption of at least N words")
-    p.add_argument("--max-caption-words", type=int, metavar="N", help="caption of at most N words")
+    p.add_argument("--min-aesthetic", type=number(), metavar="S", help="aesthetic score >= S (InternVid-Aes-18M: 4)")
+    p.add_argument("--max-aesthetic", type=number(), metavar="S", help="aesthetic score <= S")
+    p.add_argument("--min-umt", type=number(), metavar="S", help="UMT score >= S")
+    p.add_argument("--max-umt", type=number(), metavar="S", help="UMT score <= S")
+    p.add_argument("--umt-top", type=number(above=0, maximum=1), metavar="F", help="keep the top fraction F by UMT score (10M-FLT: 0.3)")
+    p.add_argument("--min-duration", type=number(0), metavar="SEC", help="clip length >= SEC seconds")
+    p.add_argument("--max-duration", type=number(0), metavar="SEC", help="clip length <= SEC seconds")
+    p.add_argument("--min-caption-words", type=integer(0), metavar="N", help="caption of at least N words")
+    p.add_argument("--max-caption-words", type=integer(0), metavar="N", help="caption of at most N words")
     p.add_argument("--language", action="append", default=[], metavar="LANG",
                    help="keep rows in this language (repeatable; rows without a language column are dropped)")
     _overwrite_arg(p)
@@ -75,8 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _parser(actions, "sample", "diversity-sample rows (weight 1 / clips per video, without replacement)", run_sample)
     _rows_args(p)
     p.add_argument("--out", "-o", required=True, metavar="FILE", help="output rows (.jsonl, .csv or .parquet)")
-    p.add_argument("--count", "-n", required=True, type=int, metavar="N", help="how many rows to keep")
-    p.add_argument("--seed", type=int, default=42, help="random seed (default 42, as InternVid)")
+    p.add_argument("--count", "-n", required=True, type=integer(0), metavar="N", help="how many rows to keep")
+    p.add_argument("--seed", type=SEED, default=42, help="random seed (default 42, as InternVid)")
     _overwrite_arg(p)
     _report_arg(p)
 
@@ -92,10 +92,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--sources", metavar="DIR", help="folder of source videos named {YoutubeID}.*")
     where.add_argument("--source-map", metavar="FILE", help="mapping file: JSON {id: path}, or CSV/JSONL with youtube_id,path")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="clip folder ({YoutubeID}_{start}_{end}.mp4)")
-    p.add_argument("--fps", type=float, metavar="F", help="resample clips to F frames per second")
-    p.add_argument("--short-side", type=int, metavar="PX", help="resize so the shorter side is PX pixels")
-    p.add_argument("--crf", type=int, default=18, metavar="N", help="x264 quality, lower is better (default 18)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="parallel processes (default 1)")
+    p.add_argument("--fps", type=POSITIVE, metavar="F", help="resample clips to F frames per second")
+    p.add_argument("--short-side", type=integer(2), metavar="PX", help="resize so the shorter side is PX pixels")
+    p.add_argument("--crf", type=integer(0, 51), default=18, metavar="N", help="x264 quality, lower is better (default 18)")
+    p.add_argument("--workers", type=COUNT, default=1, metavar="N", help="parallel processes (default 1)")
     _overwrite_arg(p)
     _report_arg(p)
 
@@ -106,8 +106,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="instead of downloading, write this input file for video2dataset (url, caption, clips)")
     p.add_argument("--yt-dlp", dest="yt_dlp", metavar="EXE", help="yt-dlp executable (default: yt-dlp on PATH)")
     p.add_argument("--format", metavar="F", help="yt-dlp format selector (default: video only, <= 720p)")
-    p.add_argument("--workers", type=int, default=4, metavar="N", help="downloads at a time (default 4)")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="SEC", help="per-video time limit (default 600)")
+    p.add_argument("--workers", type=COUNT, default=4, metavar="N", help="downloads at a time (default 4)")
+    p.add_argument("--timeout", type=POSITIVE, default=600.0, metavar="SEC", help="per-video time limit (default 600)")
     _overwrite_arg(p)
     _report_arg(p)
 
@@ -116,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clips", required=True, metavar="DIR", help="the clip folder written by 'vidgen data clips'")
     p.add_argument("--out", "-o", required=True, metavar="DIR", help="shard folder")
     p.add_argument("--max-size", default="1GB", metavar="SIZE", help="target shard size (default 1GB)")
-    p.add_argument("--max-count", type=int, default=100_000, metavar="N", help="at most N clips per shard")
+    p.add_argument("--max-count", type=COUNT, default=100_000, metavar="N", help="at most N clips per shard")
     p.add_argument("--prefix", default="shard", help="shard file prefix (default shard)")
     p.add_argument("--no-verify", action="store_true", help="do not check that each clip decodes before packing it")
     _overwrite_arg(p)
@@ -127,10 +127,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", required=True, metavar="FILE.jsonl", help="items, one JSON list per line")
     p.add_argument("--variant", choices=("single", "asr", "concat"), default="single",
                    help="one video per item, with ASR transcripts, or two videos concatenated")
-    p.add_argument("--drop", type=float, default=0.3, metavar="P", help="clip drop probability (default 0.3)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--min-clips", type=int, default=2, metavar="N", help="skip videos with fewer clips (default 2)")
-    p.add_argument("--max-clips", type=int, metavar="N", help="split longer videos into items of at most N clips")
+    p.add_argument("--drop", type=number(0, 1), default=0.3, metavar="P", help="clip drop probability (default 0.3)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed (default 0)")
+    p.add_argument("--min-clips", type=COUNT, default=2, metavar="N", help="skip videos with fewer clips (default 2)")
+    p.add_argument("--max-clips", type=COUNT, metavar="N", help="split longer videos into items of at most N clips")
     p.add_argument("--clip-dir", metavar="DIR", help="prefix the clip file names with this folder")
     _overwrite_arg(p)
     _report_arg(p)
@@ -145,19 +145,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vae", metavar="DIR", help="VAE folder (AutoencoderKL)")
     p.add_argument("--text-encoder", metavar="DIR", help="text encoder folder (CLIPTextModel)")
     p.add_argument("--tokenizer", metavar="DIR", help="tokenizer folder")
-    p.add_argument("--frames", type=int, default=16, metavar="T", help="frames per clip (default 16)")
+    p.add_argument("--frames", type=COUNT, default=16, metavar="T", help="frames per clip (default 16)")
     rate = p.add_mutually_exclusive_group()
-    rate.add_argument("--stride", type=int, metavar="N", help="take every N-th frame (default 1)")
-    rate.add_argument("--fps", type=float, metavar="F", help="resample to F frames per second")
+    rate.add_argument("--stride", type=COUNT, metavar="N", help="take every N-th frame (default 1)")
+    rate.add_argument("--fps", type=POSITIVE, metavar="F", help="resample to F frames per second")
     p.add_argument("--size", default="256", metavar="HxW", help="frame size, one number for square (default 256)")
     p.add_argument("--resize", choices=("crop", "stretch"), default="crop", help="cover and crop, or stretch (default crop)")
     p.add_argument("--window", choices=("start", "center", "random"), default="start",
                    help="where the frames sit in a longer clip (default start)")
-    p.add_argument("--clips-per-shard", type=int, default=1000, metavar="N", help="with a clip folder: clips per cache shard")
+    p.add_argument("--clips-per-shard", type=COUNT, default=1000, metavar="N", help="with a clip folder: clips per cache shard")
     p.add_argument("--dtype", choices=("fp16", "fp32", "bf16"), default="fp16", help="storage precision (default fp16)")
     p.add_argument("--model-dtype", choices=("fp32", "fp16", "bf16"), default="fp32", help="encoder precision (default fp32)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: this process's accelerate device)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random windows/crops (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of random windows/crops (default 0)")
     _overwrite_arg(p)
 
 
@@ -168,7 +168,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("settings", nargs="*", metavar="key=value",
                    help="ToyWorldConfig fields: num_videos, min_clips, max_clips, min_frames, max_frames, width, height, "
                         "fps, continuous_fraction, degraded_fraction, split (train|held_out|all), layout (videos|clips), seed")
-    p.add_argument("--workers", type=int, metavar="N", help="videos encoded at once (default: CPU count, at most 4)")
+    p.add_argument("--workers", type=COUNT, metavar="N", help="videos encoded at once (default: CPU count, at most 4)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _overwrite_arg(p)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import (SAMPLING_FLAGS, STORY_FLAGS, WEIGHTS_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_story_args,
+from vidgen.cli.common import (COUNT, SAMPLING_FLAGS, STORY_FLAGS, WEIGHTS_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_story_args,
                                add_weights_args,
                                emit, flag_overrides, merged_overrides)
 
@@ -23,9 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--story", metavar="DIR", help="measure an existing story folder (vidgen story output) instead")
     add_weights_args(p)
     p.add_argument("--viclip", metavar="PATH", help="ViCLIP for CLIPSIM (default: MODEL/viclip or the shipped ViCLIP)")
-    p.add_argument("--n", type=int, metavar="N", help="prompts (toyworld: 120, half held-out combinations) or stories (story: 30)")
+    p.add_argument("--n", type=COUNT, metavar="N", help="prompts (toyworld: 120, half held-out combinations) or stories (story: 30)")
     p.add_argument("--out", "-o", metavar="DIR", help="results folder (default eval/toyworld)")
-    p.add_argument("--batch-size", type=int, metavar="N", help="prompts sampled together (default 8)")
+    p.add_argument("--batch-size", type=COUNT, metavar="N", help="prompts sampled together (default 8)")
     p.add_argument("--device", metavar="DEV", help="cpu, cuda or auto")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the denoiser (not with --cache)")
     p.add_argument("--save-videos", action="store_true", default=None, help="also write every sampled clip as MP4")

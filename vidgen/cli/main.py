@@ -32,8 +32,24 @@ examples:
   vidgen COMMAND --help     options of one command"""
 
 
+class UsageError(Exception):
+    """A command line argparse refuses (a missing argument, ``--fps nan``), from the parser named ``prog``."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors end as every other bad input does (one line, exit status 2) instead of a usage block;
+    its subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        raise UsageError(self.prog, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="vidgen", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     from vidgen import __version__
@@ -81,12 +97,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vidgen.errors import VidgenError
 
     parser = build_parser()
-    args, extra = parser.parse_known_args(with_default_subcommand(sys.argv[1:] if argv is None else argv))
-    # key=value overrides may follow options (`--config a.yaml steps=3`); argparse leaves them over.
-    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
-        args.overrides = list(args.overrides or []) + extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args, extra = parser.parse_known_args(with_default_subcommand(sys.argv[1:] if argv is None else argv))
+        # key=value overrides may follow options (`--config a.yaml steps=3`); argparse leaves them over.
+        if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides or []) + extra
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    except UsageError as exc:
+        print(f"{exc.prog}: error: {exc}", file=sys.stderr)
+        return 2
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import (SAMPLING_FLAGS, WEIGHTS_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_weights_args,
+from vidgen.cli.common import (COUNT, SAMPLING_FLAGS, WEIGHTS_FLAGS, add_config_args, add_json_arg, add_sampling_args, add_weights_args,
                                emit, flag_overrides, merged_overrides)
 
 HELP = "generate videos from text prompts"
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--prompt-travel", nargs="+", metavar="FRAME: TEXT", help="one continuous video whose prompt "
                       "changes at keyframes, e.g. '0: a red circle moves right' '16: a red circle moves up' (or one "
                       ".jsonl/.yaml file of them); the first keyframe is at frame 0")
-    what.add_argument("--num-videos", type=int, metavar="N", help="videos per prompt, seeds SEED, SEED+1, ... (default 1)")
+    what.add_argument("--num-videos", type=COUNT, metavar="N", help="videos per prompt, seeds SEED, SEED+1, ... (default 1)")
     add_weights_args(p)
     where = p.add_argument_group("output")
     where.add_argument("--out", "-o", metavar="PATH", help="output file (.mp4/.gif, one video) or folder (default outputs/)")
@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--device", metavar="DEV", help="cpu, cuda or auto (default auto)")
     run.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="weight precision (default fp32)")
     run.add_argument("--attention", choices=("auto", "sdpa", "xformers", "math"), help="attention kernel (default auto)")
-    run.add_argument("--batch-size", type=int, metavar="N", help="videos denoised together (default 1)")
+    run.add_argument("--batch-size", type=COUNT, metavar="N", help="videos denoised together (default 1)")
     run.add_argument("--compile", action="store_true", default=None, help="torch.compile the denoiser (pays off over "
                      "many videos: the first of each size compiles; not with --cache)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vidgen.cli.common import add_config_args, add_json_arg, emit, flag_overrides, merged_overrides
+from vidgen.cli.common import COUNT, add_config_args, add_json_arg, emit, flag_overrides, merged_overrides
 
 HELP = "score videos against captions with ViCLIP (CLIPSIM)"
 
@@ -66,13 +66,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--prompt", "-p", action="append", metavar="TEXT", help="caption for every video (repeatable with --retrieve)")
     what.add_argument("--captions", metavar="FILE", help=".jsonl/.csv of {video, caption}, or .txt with one caption per video")
     what.add_argument("--retrieve", action="store_true", default=None, help="rank candidate texts per video and videos per text")
-    what.add_argument("--topk", type=int, metavar="K", help="how many ranked results to keep with --retrieve (default 5)")
+    what.add_argument("--topk", type=COUNT, metavar="K", help="how many ranked results to keep with --retrieve (default 5)")
     model = p.add_argument_group("models and metric")
     model.add_argument("--viclip", metavar="PATH", help="ViCLIP .pth, HF folder or vidgen export (default: checkpoints/viclip/)")
     model.add_argument("--size", metavar="NAME", help="ViCLIP size l14, b16, toy, tiny (default: from the checkpoint)")
     model.add_argument("--metric", choices=("viclip", "clip", "both"), help="viclip (default), clip (frame-level CLIPSIM) or both")
     model.add_argument("--clip", metavar="DIR", help="transformers CLIPModel folder for --metric clip/both")
-    model.add_argument("--clip-frames", type=int, metavar="N", help="frames per video for frame-level CLIP (default 16)")
+    model.add_argument("--clip-frames", type=COUNT, metavar="N", help="frames per video for frame-level CLIP (default 16)")
     model.add_argument("--preprocess", choices=("demo", "vbench"), help="ViCLIP frame choice and normalisation (default demo)")
     sets = p.add_argument_group("set-level scores")
     sets.add_argument("--suite", choices=("vbench",), help="vbench: VBench's overall_consistency and temporal_style over "
@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--html", metavar="FILE", help="HTML page with each video beside its caption and score")
     out.add_argument("--overwrite", action="store_true", default=None, help="replace existing report files")
     run = p.add_argument_group("hardware")
-    run.add_argument("--batch-size", type=int, metavar="N", help="videos encoded together (default 1)")
+    run.add_argument("--batch-size", type=COUNT, metavar="N", help="videos encoded together (default 1)")
     run.add_argument("--device", metavar="DEV", help="cpu, cuda or auto (default auto)")
     run.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), help="weight precision (default fp32)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")

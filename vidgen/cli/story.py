@@ -103,6 +103,7 @@ def main(args: argparse.Namespace) -> int:
     from vidgen.errors import InputError
     from vidgen.io.story import check_story_output, finished_story, write_story
     from vidgen.pipelines.loading import load_pipeline
+    from vidgen.pipelines.memory import check_sampling_size, model_geometry
     from vidgen.pipelines.settings import pipeline_kwargs, read_model_defaults
     from vidgen.pipelines.story import StoryPipeline, StorySegment, default_resample, read_script
 
@@ -128,6 +129,10 @@ def main(args: argparse.Namespace) -> int:
         StoryPipeline(None).check_continuous(segments, s.frames)
     else:
         StoryPipeline(None)._check(segments, s.frames, st.overlap, st.mode, st.resample or 0, st.pin)
+    lengths = [seg.num_frames or s.frames for seg in segments]  # a continuous story is one video of them all
+    shared = 0 if cfg.continuous or st.mode != "continuity" else st.overlap * (len(lengths) - 1)
+    check_sampling_size(s, model_geometry(cfg.model, cfg.weights), frames=sum(lengths) if cfg.continuous else max(lengths),
+                        written_frames=sum(lengths) - shared, dtype=cfg.dtype, device=cfg.device)
     model = cfg.model or cfg.weights.describe()
     if not cfg.overwrite and finished_story(cfg.out, len(segments), _recorded_settings(cfg, segments, model)):
         # The same command ran to the end before: a story is one piece (each clip continues the last), nothing to add.

@@ -70,12 +70,16 @@ def _config(schema, args: argparse.Namespace):
 
 
 def run_denoiser(args: argparse.Namespace) -> int:
+    import os
+
     from vidgen.toyworld.streams import SCORERS
     from vidgen.training.config import TrainConfig
     from vidgen.training.loop import train
 
     cfg = _config(TrainConfig, args)
     result = train(cfg, resume=args.resume, scorers=SCORERS)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun / accelerate launch the first process reports for all
     summary = {"run": cfg.output_dir, "step": result.state.step, "checkpoint": str(result.checkpoint),
                "finished_before": result.finished_before, "samples_seen": result.state.samples_seen,
                "skipped_samples": result.state.skipped_samples, "nan_skips": result.state.nan_skips,

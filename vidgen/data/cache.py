@@ -106,7 +106,7 @@ def load_encoders(*, model: str | os.PathLike | None = None, vae: str | os.PathL
     from diffusers import AutoencoderKL
     from transformers import AutoTokenizer, CLIPTextModel
 
-    from vidgen.runtime import resolve_device, resolve_dtype
+    from vidgen.runtime import quiet_libraries, resolve_device, resolve_dtype
 
     folders = {"vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer}
     for name in folders:
@@ -126,7 +126,8 @@ def load_encoders(*, model: str | os.PathLike | None = None, vae: str | os.PathL
     parts: dict[str, Any] = {}
     for name, loader in loaders.items():
         try:
-            parts[name] = loader(str(folders[name]))
+            with quiet_libraries():
+                parts[name] = loader(str(folders[name]))
         except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(f"cannot load {name} from {str(folders[name])!r}: {reason}") from None

@@ -50,12 +50,14 @@ def write_base_folder(
     from vidgen.models.t2v import build_scheduler
     from vidgen.models.tokenizer import hf_clip_tokenizer
     from vidgen.models.viclip_io import load_viclip, viclip_text_to_clip_text_model
+    from vidgen.runtime import quiet_libraries
 
     out = Path(out)
     if out.exists() and not overwrite:
         raise OutputError(f"output folder {str(out)!r} exists (pass --overwrite to replace it)")
     try:
-        vae_model = AutoencoderKL.from_pretrained(str(vae), use_safetensors=True)
+        with quiet_libraries():
+            vae_model = AutoencoderKL.from_pretrained(str(vae), use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load VAE from {str(vae)!r}: {str(exc).splitlines()[0]}") from None
     viclip_model = load_viclip(viclip)

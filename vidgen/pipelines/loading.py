@@ -103,7 +103,7 @@ def load_pipeline(
         InputError: a bad device, dtype, scheduler or attention name.
     """
     from vidgen.pipelines.schedulers import make_scheduler
-    from vidgen.runtime import resolve_device, resolve_dtype
+    from vidgen.runtime import quiet_libraries, resolve_device, resolve_dtype
     from vidgen.pipelines.text_to_video import TextToVideoPipeline
 
     from vidgen.pipelines.weights import WeightsSettings, apply_loras, open_assembled, resolve_variant
@@ -125,8 +125,9 @@ def load_pipeline(
         check_model_folder(path)
         variant = resolve_variant(path, WEIGHTED_COMPONENTS, weights.variant)
         try:
-            pipe = TextToVideoPipeline.from_pretrained(str(path), torch_dtype=torch_dtype, use_safetensors=True,
-                                                       variant=variant)
+            with quiet_libraries():
+                pipe = TextToVideoPipeline.from_pretrained(str(path), torch_dtype=torch_dtype, use_safetensors=True,
+                                                           variant=variant)
         except (OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError, TypeError) as exc:
             reason = first_line(exc)
             raise ModelLoadError(f"cannot load model folder {str(path)!r}: {reason}") from None

@@ -283,6 +283,7 @@ def run_sample(
     from vidgen.io.files import atomic_outputs, remove_temporaries
     from vidgen.io.writer import encode_video
     from vidgen.pipelines.loading import load_pipeline
+    from vidgen.pipelines.memory import check_sampling_size, model_geometry
     from vidgen.pipelines.settings import pipeline_kwargs
 
     jobs = plan_jobs(cfg) if jobs is None else jobs
@@ -299,6 +300,9 @@ def run_sample(
         require("xformers", "--attention xformers", "gpu")  # before the model loads
     cfg = dataclasses.replace(cfg, format=output_format(cfg))
     s = cfg.sampling
+    check_sampling_size(s, model_geometry(cfg.model, cfg.weights, pipe), batch=min(cfg.batch_size, len(jobs)),
+                        upscale_mode=cfg.upscale_mode, decode_chunk_size=cfg.decode_chunk_size, dtype=cfg.dtype,
+                        device=cfg.device)  # before the model loads
     if pipe is None:
         pipe = load_pipeline(cfg.model, device=cfg.device, dtype=cfg.dtype, scheduler=s.scheduler, attention=cfg.attention,
                              weights=cfg.weights, compile=cfg.compile)

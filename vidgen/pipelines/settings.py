@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, TypeVar
 
+from vidgen.config import check_seed
 from vidgen.errors import InputError
 
 T = TypeVar("T")
@@ -96,6 +97,7 @@ class SamplingSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InputError(f"sampling.{name} must be positive, got {value}")
+        check_seed("sampling.seed", self.seed)
         if not (math.isfinite(self.fps) and self.fps > 0):
             raise InputError(f"sampling.fps must be a positive number, got {self.fps}")
         if not (math.isfinite(self.guidance) and self.guidance >= 0):

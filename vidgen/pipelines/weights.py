@@ -16,7 +16,6 @@ diffusers' ``load_lora_weights`` reads) apply on top of either kind of model.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any, Optional, Sequence
 
 from vidgen.errors import ConfigError, InputError, ModelLoadError, first_line
 from vidgen.models.weight_files import PICKLE_SUFFIXES, WEIGHT_SUFFIXES, folder_variants, read_weights, weight_keys
+from vidgen.runtime import quiet_libraries
 
 BASE_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
 WEIGHTED = ("vae", "text_encoder", "unet")
@@ -175,7 +175,8 @@ def open_base(path: str | os.PathLike, *, variant: str | None = None, config: st
 
     def load(cls, name, **kwargs):
         try:
-            return cls.from_pretrained(str(path / name), **kwargs)
+            with quiet_libraries():
+                return cls.from_pretrained(str(path / name), **kwargs)
         except LOAD_ERRORS as exc:
             raise ModelLoadError(f"cannot load {name}/ of base {str(path)!r}: {first_line(exc)}") from None
 
@@ -228,9 +229,13 @@ def refuse_pickle_only(folder: Path, components: Sequence[str]) -> None:
     """
     for name in components:
         sub = folder / name
-        if sub.is_dir() and not any(sub.glob("*.safetensors")):
+        # by the names diffusers and transformers read: another .safetensors file beside pickles is not weights
+        if sub.is_dir() and not folder_variants(sub):
             pickles = sorted(p.name for p in sub.iterdir() if p.suffix in PICKLE_SUFFIXES)
             what = f"only pickle weights ({', '.join(pickles)})" if pickles else "no .safetensors weights"
+            others = sorted(p.name for p in sub.glob("*.safetensors"))
+            if others:  # decoys: diffusers reads diffusion_pytorch_model[.VARIANT].safetensors, transformers model[...]
+                what += f" (and {', '.join(others)}, not a weights file name the libraries read)"
             raise ModelLoadError(f"{str(folder)!r}: {name}/ holds {what}; vidgen loads folders' weights from "
                                  "safetensors only, because pickles can run code")
 
@@ -257,9 +262,10 @@ def _open_single_file_base(path: Path, config: Path, torch_dtype) -> dict[str, A
 
         extra["tokenizer"] = hf_clip_tokenizer(77)
     try:
-        pipe = StableDiffusionPipeline.from_single_file(
-            str(path), config=str(config), local_files_only=True, torch_dtype=torch_dtype,
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False, **extra)
+        with quiet_libraries():
+            pipe = StableDiffusionPipeline.from_single_file(
+                str(path), config=str(config), local_files_only=True, torch_dtype=torch_dtype,
+                safety_checker=None, feature_extractor=None, requires_safety_checker=False, **extra)
     except LOAD_ERRORS as exc:
         raise ModelLoadError(f"cannot convert single-file base {str(path)!r} with the configs in {str(config)!r}: "
                              f"{first_line(exc)}") from None
@@ -292,7 +298,8 @@ def open_motion_adapter(path: str | os.PathLike, *, variant: str | None = None, 
         # --variant names the base's files; an adapter without that variant reads the files it has
         chosen = variant if variant in folder_variants(path) else resolve_variant(path.parent, [path.name], None)
         try:
-            return MotionAdapter.from_pretrained(str(path), use_safetensors=True, variant=chosen, torch_dtype=torch_dtype)
+            with quiet_libraries():
+                return MotionAdapter.from_pretrained(str(path), use_safetensors=True, variant=chosen, torch_dtype=torch_dtype)
         except LOAD_ERRORS as exc:
             raise ModelLoadError(f"cannot load motion adapter {str(path)!r}: {first_line(exc)}") from None
     if not _is_weight_file(path):
@@ -407,24 +414,6 @@ def apply_loras(pipe, specs: Sequence[str]) -> list[str]:
         scales.append(scale)
     pipe.set_adapters(names, adapter_weights=scales)
     return names
-
-
-@contextlib.contextmanager
-def quiet_libraries():
-    """Hold back diffusers' and peft's own warnings and errors (e.g. "no LoRA keys for the text encoder"): vidgen
-    says what went wrong in its own words."""
-    import warnings
-
-    from diffusers.utils import logging as diffusers_logging
-
-    level = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity(diffusers_logging.CRITICAL)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        diffusers_logging.set_verbosity(level)
 
 
 def _lora_layer_count(pipe) -> int:

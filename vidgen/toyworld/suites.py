@@ -191,8 +191,11 @@ def load_model(cfg: EvalConfig, pipe=None):
     """``(pipeline, model folder, height, width)``: the model (loaded unless given) and the frame size it samples;
     the folder is ``None`` for a model assembled from ``--base`` and ``--motion-adapter``."""
     from vidgen.pipelines.loading import default_model_dir, load_pipeline
+    from vidgen.pipelines.memory import check_sampling_size, model_geometry
 
     model_dir = None if cfg.weights.assembled else Path(cfg.model) if cfg.model else default_model_dir()
+    check_sampling_size(cfg.sampling, model_geometry(model_dir, cfg.weights, pipe), dtype=cfg.dtype, device=cfg.device,
+                        batch=cfg.batch_size if cfg.suite == "toyworld" else 1)  # before the model loads
     if pipe is None:
         pipe = load_pipeline(model_dir, device=cfg.device, dtype=cfg.dtype, scheduler=cfg.sampling.scheduler,
                              weights=cfg.weights, compile=cfg.compile)

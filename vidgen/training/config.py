@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Optional
 
 from omegaconf import MISSING
 
+from vidgen.config import number_problem
 from vidgen.errors import ConfigError
 from vidgen.pipelines.settings import SamplingSettings
 
@@ -44,7 +45,7 @@ def _choice(section: str, name: str, value, choices) -> None:
 
 
 def _positive(section: str, name: str, value, allow_zero: bool = False) -> None:
-    if value is None or value < 0 or (value == 0 and not allow_zero):
+    if value is None or number_problem(value, **({"minimum": 0} if allow_zero else {"above": 0})):
         raise ConfigError(f"{section}.{name} must be {'>= 0' if allow_zero else 'positive'}, got {value!r}")
 
 
@@ -157,6 +158,10 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         _positive("optim", "lr", self.lr)
+        _positive("optim", "eps", self.eps)
+        _positive("optim", "weight_decay", self.weight_decay, allow_zero=True)
+        if len(self.betas) != 2 or any(number_problem(b, minimum=0) or b >= 1 for b in self.betas):
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
         _choice("optim", "schedule", self.schedule, LR_SCHEDULES)
         _positive("optim", "warmup_steps", self.warmup_steps, allow_zero=True)
         _positive("optim", "max_grad_norm", self.max_grad_norm, allow_zero=True)
@@ -195,6 +200,9 @@ class TrainLoopConfig:
 
     def __post_init__(self) -> None:
         _positive("train", "max_steps", self.max_steps)
+        if number_problem(self.seed, integer=True, minimum=0, maximum=2**32 - 1):
+            # accelerate's set_seed seeds numpy's global generator too, which takes 32 bits
+            raise ConfigError(f"train.seed must be an integer from 0 to 2**32-1, got {self.seed!r}")
         _positive("train", "grad_accum", self.grad_accum)
         self.mixed_precision = normalize_precision(self.mixed_precision)
         _positive("train", "nan_max_skips", self.nan_max_skips, allow_zero=True)

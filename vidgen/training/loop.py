@@ -204,11 +204,17 @@ def train(
         log_with=None if cfg.logging.tracker == "none" else cfg.logging.tracker,
         project_dir=str(run_dir),
     )
+    accelerator.print(describe_processes(accelerator))
     set_seed(cfg.train.seed)  # fresh-model initialisation and anything else left to the global RNG
 
     # Models: frozen VAE + text encoder, a trainable denoiser.
     models = load_training_models(cfg.model)
     unet = models.unet
+    if cfg.validation.prompts:  # a validation size that cannot fit is refused now, not after hours of training
+        from vidgen.pipelines.memory import check_sampling_size, geometry_of
+
+        check_sampling_size(cfg.validation.sampling, geometry_of(models.vae, unet, models.sampling_scheduler),
+                            device=str(accelerator.device))
     motion = is_motion_unet(unet)
     if cfg.model.gradient_checkpointing:
         enable_gradient_checkpointing(unet)
@@ -393,6 +399,26 @@ def check_extras(cfg: TrainConfig) -> None:
         require("peft", "model.trainable=lora", "train")
     if cfg.model.attention == "xformers":
         require("xformers", "model.attention=xformers", "gpu")
+
+
+def describe_processes(accelerator) -> str:
+    """The line a run starts with: how many processes train together and how they talk (or the device of a lone
+    one); and when ``accelerate launch --cpu --num_processes N`` started this process alone, what launches N.
+
+    Accelerate's ``--cpu`` launcher starts one process unless MPI is set up (``--mpirun_hostfile``); it then
+    still sets ``MASTER_ADDR``, which a run of one process started on its own does not have.
+    """
+    import os
+
+    n = accelerator.num_processes
+    line = f"training with 1 process on {accelerator.device}"
+    if n > 1:
+        backend = getattr(accelerator.state, "backend", None)
+        line = f"training with {n} processes ({accelerator.distributed_type.value}{f', {backend} backend' if backend else ''})"
+    if n == 1 and os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true" and "MASTER_ADDR" in os.environ:
+        line += ("; `accelerate launch --cpu` starts one process whatever --num_processes says: use `torchrun "
+                 "--nproc_per_node N -m vidgen train ...` for N CPU processes")
+    return line
 
 
 def _fresh_accelerator_state() -> None:

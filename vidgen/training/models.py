@@ -48,8 +48,11 @@ def _need_dir(path: Path, what: str) -> Path:
 
 
 def _from_pretrained(cls, path: Path, what: str, **kwargs):
+    from vidgen.runtime import quiet_libraries
+
     try:
-        return cls.from_pretrained(str(path), **kwargs)
+        with quiet_libraries():
+            return cls.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         reason = first_line(exc)
         raise ModelLoadError(f"cannot load {what} from {str(path)!r}: {reason}") from None
@@ -160,8 +163,11 @@ def load_training_models(cfg: ModelConfig) -> TrainingModels:
         base = _need_dir(Path(cfg.base), "model.base")
         for part in ("vae", "text_encoder", "tokenizer", "scheduler"):
             _need_dir(base / part, f"model.base {part}/")
+        from vidgen.pipelines.weights import WEIGHTED, refuse_pickle_only
+
+        refuse_pickle_only(base, [p for p in WEIGHTED if (base / p).is_dir()])
         if cfg.variant is not None:  # a misspelt variant is an error, not a silent fall-back to plain files
-            from vidgen.pipelines.weights import WEIGHTED, resolve_variant
+            from vidgen.pipelines.weights import resolve_variant
 
             resolve_variant(base, [p for p in WEIGHTED if (base / p).is_dir()], cfg.variant)
         vae = _from_pretrained(AutoencoderKL, base / "vae", "VAE", use_safetensors=True, **component_variant(base / "vae", cfg.variant))
