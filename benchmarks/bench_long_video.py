@@ -10,7 +10,8 @@ Three measurements (``--only``):
   and motion; over the whole video the largest frame-to-frame jump of the object's centroid, against
   that of real toy clips of the world's own speed.
 * ``travel``: 30 three-prompt toy stories (the motion changes at each caption) as one continuous
-  video (``vidgen story --continuous``: keyframes at frames 0, 8, 16) and clip by clip (``vidgen story``,
+  video (``vidgen story --continuous``: keyframes at frames 0, 8, 16; the model's windows, and windows
+  of 8 frames every 4) and clip by clip (``vidgen story``,
   the model's story defaults): motion per segment, colour kept, the centroid jump at each keyframe.
 * ``cost``: wall time and peak memory of one 64-frame video against 8 separate 8-frame videos, and the
   peak memory of 32, 64 and 128 frames, each in a fresh process (medians of ``--repeats``).
@@ -158,10 +159,14 @@ def measure_travel(n: int, seed: int) -> dict:
     shipped = shipped_settings()
     story_defaults = read_model_defaults(default_model_dir()).story
     story = StoryPipeline(pipe)
-    rows: dict[str, list[dict]] = {"continuous (prompt travel)": [], "clip by clip (vidgen story)": []}
+    travel_windows = {"context_length": WINDOW, "context_overlap": WINDOW // 2}  # the trained length, half overlapping
+    rows: dict[str, list[dict]] = {"continuous (prompt travel)": [], "continuous, windows of 8 every 4": [],
+                                   "clip by clip (vidgen story)": []}
     for i, captions in enumerate(toy_story_scripts(n, seed, 3)):
         made = {
             "continuous (prompt travel)": story.continuous(captions, num_frames=WINDOW, seed=seed + 1000 * i, **shipped),
+            "continuous, windows of 8 every 4": story.continuous(captions, num_frames=WINDOW, seed=seed + 1000 * i,
+                                                                 **{**shipped, **travel_windows}),
             "clip by clip (vidgen story)": story(captions, num_frames=WINDOW, seed=seed + 1000 * i, overlap=2,
                                                  pin=story_defaults.get("pin", "noised"),
                                                  resample=default_resample(pipe, story_defaults), **shipped),
