@@ -116,17 +116,12 @@ def sample(setting: str, ours, theirs, kwargs: dict, batch: int):
     return time.perf_counter() - start, np.asarray(frames)
 
 
-def peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
 
 def child(args) -> None:
     """One setting's memory in a fresh process."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_weights import peak_rss_mib  # one reading of peak memory for every benchmark
+
     ours, theirs, kwargs = build(args)
     sample(args.only, ours, theirs, kwargs, args.batch)
     print(json.dumps({"peak_mib": peak_rss_mib()}))

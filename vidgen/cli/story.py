@@ -79,14 +79,15 @@ def resolve_config(args: argparse.Namespace) -> StoryConfig:
 def _recorded_settings(cfg: StoryConfig, segments, model: str) -> dict:
     """What a story's ``settings.json`` records that this config fixes before the model loads (values the model
     folder fills in, such as a default size, are left out)."""
+    from vidgen.pipelines.story import clip_lengths, keyframe_starts
+
     s, st = cfg.sampling, cfg.story
     known = {"captions": [seg.caption for seg in segments], **_written_settings(cfg, model), "seed": s.seed,
              "steps": s.steps, "guidance": s.guidance, "guidance_interval": s.guidance_interval,
              "cache": None if s.cache == "none" else s.cache,
              "fps": s.fps, "height": s.height, "width": s.width, **long_video_settings(s)}
     if cfg.continuous:
-        lengths = [seg.num_frames or s.frames for seg in segments]
-        known.update(mode="continuous", keyframes=[sum(lengths[:i]) for i in range(len(lengths))])
+        known.update(mode="continuous", keyframes=keyframe_starts(clip_lengths(segments, s.frames)))
     else:
         known.update(overlap=st.overlap, mode=st.mode, shared_noise=st.shared_noise, pin=st.pin, resample=st.resample)
     return {key: value for key, value in known.items() if value is not None and key != "weights"}
@@ -105,7 +106,7 @@ def main(args: argparse.Namespace) -> int:
     from vidgen.pipelines.loading import load_pipeline
     from vidgen.pipelines.memory import check_sampling_size, model_geometry
     from vidgen.pipelines.settings import pipeline_kwargs, read_model_defaults
-    from vidgen.pipelines.story import StoryPipeline, StorySegment, default_resample, read_script
+    from vidgen.pipelines.story import StoryPipeline, StorySegment, clip_lengths, default_resample, read_script
 
     cfg = resolve_config(args)
     s, st = cfg.sampling, cfg.story
@@ -129,7 +130,7 @@ def main(args: argparse.Namespace) -> int:
         StoryPipeline(None).check_continuous(segments, s.frames)
     else:
         StoryPipeline(None)._check(segments, s.frames, st.overlap, st.mode, st.resample or 0, st.pin)
-    lengths = [seg.num_frames or s.frames for seg in segments]  # a continuous story is one video of them all
+    lengths = clip_lengths(segments, s.frames)  # a continuous story is one video of them all
     shared = 0 if cfg.continuous or st.mode != "continuity" else st.overlap * (len(lengths) - 1)
     check_sampling_size(s, model_geometry(cfg.model, cfg.weights), frames=sum(lengths) if cfg.continuous else max(lengths),
                         written_frames=sum(lengths) - shared, dtype=cfg.dtype, device=cfg.device)

@@ -25,7 +25,7 @@ from vidgen.data.readers import RowReport
 from vidgen.data.rows import Row
 from vidgen.errors import InputError
 from vidgen.io.files import atomic_output
-from vidgen.io.text import text_lines
+from vidgen.io.text import json_value, text_lines
 
 DEFAULT_DROP = 0.3  # InternVid-ICL's clip drop probability
 VARIANTS = ("single", "asr", "concat")
@@ -193,10 +193,7 @@ def read_items(path: str | os.PathLike) -> Iterator[list[dict[str, Any]]]:
         for number, line in enumerate(text_lines(f, str(path)), start=1):
             if not line.strip():
                 continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{str(path)}:{number}: not valid JSON ({exc.msg})") from None
+            item = json_value(line, f"{str(path)}:{number}", DataError)
             if not isinstance(item, list) or not all(isinstance(s, dict) and ("video" in s or "text" in s) for s in item):
                 raise DataError(f"{str(path)}:{number}: an item must be a list of {{'video': ...}} / {{'text': ...}} segments")
             yield item

@@ -185,8 +185,6 @@ def write_story(story, out_dir: str | os.PathLike, *, overwrite: bool = False, u
         OutputError: an output exists without ``overwrite``, or the folder cannot be written (a full or
             read-only disk included: nothing of this story is left under a final name).
     """
-    import re
-
     from vidgen.io.writer import encode_video
 
     out = check_story_output(out_dir, len(story.clips), overwrite)

@@ -14,7 +14,7 @@ import contextlib
 import io
 import os
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 from vidgen.errors import TextEncodingError
 
@@ -89,3 +89,18 @@ def text_lines(stream: BinaryIO, name: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(ValueError):  # the caller may already have closed the stream
             text.detach()
+
+
+def json_value(text: str, where: str, error: type[Exception], want_object: bool = False) -> Any:
+    """One line of a JSONL file, parsed. A malformed line (or, with ``want_object``, one that is not a JSON
+    object) raises ``error("{where}: ...")``, so every reader keeps its own error type and names the line
+    its own way."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: not valid JSON ({exc.msg})") from None
+    if want_object and not isinstance(value, dict):
+        raise error(f"{where}: expected a JSON object")
+    return value

@@ -10,14 +10,13 @@ one bad path never stops a run.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
 from vidgen.errors import DataError, InputError
-from vidgen.io.text import read_text, text_lines
+from vidgen.io.text import json_value, read_text, text_lines
 
 TABLE_SUFFIXES = (".jsonl", ".csv")
 VIDEO_COLUMNS = ("video", "path", "video_path", "file", "filename")
@@ -53,13 +52,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict]]:
         for lineno, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{str(path)!r} line {lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{str(path)!r} line {lineno}: expected a JSON object")
-            yield lineno, row
+            yield lineno, json_value(line, f"{str(path)!r} line {lineno}", DataError, want_object=True)
 
 
 def read_pairs(path: str | os.PathLike) -> list[ScoreItem]:

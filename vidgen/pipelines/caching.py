@@ -129,7 +129,10 @@ class FeatureCache:
     def use(self, key: Any) -> None:
         """Cache the calls that follow under ``key`` (one per context window): each key keeps its own
         features and its own count towards the next full call."""
-        self._slot = self._slots.setdefault(key, self._slot if not self._slots else _Slot())
+        slot = self._slots.get(key)
+        if slot is None:  # the first key takes the slot the calls so far used
+            slot = self._slots[key] = self._slot if not self._slots else _Slot()
+        self._slot = slot
 
     # ------------------------------------------------------------ wiring
 
@@ -213,8 +216,8 @@ class FeatureCache:
             if self.spec.kind == "adaptive":
                 probe = out.detach()
                 if not self._full and self._slot.probe is not None:
-                    reference = self._take(self._slot.probe)
-                    change = (probe.float() - reference.float()).abs().mean() / reference.float().abs().mean().clamp_min(1e-12)
+                    reference = self._take(self._slot.probe).float()
+                    change = (probe.float() - reference).abs().mean() / reference.abs().mean().clamp_min(1e-12)
                     self._full = bool(change > self.spec.threshold)
                 self._count()
                 if self._full:

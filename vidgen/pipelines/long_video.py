@@ -23,7 +23,6 @@ which steadies appearance and motion over the clip.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from vidgen.errors import InputError
-from vidgen.io.text import read_text
+from vidgen.io.text import json_value, read_text
 
 KEYFRAME = re.compile(r"^\s*(\d+)\s*:\s*(.*)$", re.DOTALL)
 TRAVEL_FILES = (".jsonl", ".yaml", ".yml")
@@ -56,6 +55,15 @@ def check_context(num_frames: int, length: int, overlap: int, limit: int | None)
         raise InputError(f"context_overlap must be a non-negative integer, got {overlap!r}")
     if overlap >= length and num_frames > length:
         raise InputError(f"context_overlap={overlap} must be smaller than the context window of {length} frames")
+
+
+def resolve_context(num_frames: int, length: int | None, overlap: int | None, limit: int | None) -> tuple[int, int]:
+    """The ``(length, overlap)`` of the windows for ``num_frames`` frames: ``length`` or the model's ``limit``
+    (every frame at once without one), ``overlap`` or :func:`default_overlap`; checked by :func:`check_context`."""
+    length = length if length is not None else (limit or num_frames)
+    overlap = overlap if overlap is not None else default_overlap(length)
+    check_context(num_frames, length, overlap, limit)
+    return length, overlap
 
 
 def context_windows(num_frames: int, length: int, overlap: int) -> list[range]:
@@ -173,10 +181,7 @@ def read_keyframes(path: str | Path) -> list[Keyframe]:
         for lineno, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{str(path)!r} line {lineno}: not valid JSON ({exc.msg})") from None
+            rows.append(json_value(line, f"{str(path)!r} line {lineno}", InputError))
     else:
         import yaml
 

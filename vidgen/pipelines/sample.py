@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from vidgen.errors import InputError, OutputError
-from vidgen.io.text import read_text
+from vidgen.io.text import json_value, read_text
 from vidgen.pipelines.settings import SamplingSettings
 from vidgen.pipelines.weights import WeightsSettings
 
@@ -82,10 +81,7 @@ def read_prompts_file(path: str | Path) -> list[str]:
         if not line or line.startswith("#"):
             continue
         if path.suffix == ".jsonl":
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{str(path)!r} line {lineno}: not valid JSON ({exc.msg})") from None
+            row = json_value(line, f"{str(path)!r} line {lineno}", InputError)
             text = row.get("prompt", row.get("caption")) if isinstance(row, dict) else None
             if not isinstance(text, str) or not text.strip():
                 raise InputError(f"{str(path)!r} line {lineno}: no 'prompt' (or 'caption') text")
@@ -241,11 +237,6 @@ def travel_items(travel: dict[int, str]) -> list[str]:
     return [f"{frame}: {prompt}" for frame, prompt in travel.items()]
 
 
-def travel_of(jobs: list[SampleJob]) -> Optional[dict[int, str]]:
-    """The prompt travel keyframes of a plan (every job has the same, or none)."""
-    return jobs[0].travel if jobs else None
-
-
 def sidecar_path(video: Path) -> Path:
     """Where a video's resolved config is written: ``name.mp4`` -> ``name.yaml``."""
     return video.with_suffix(".yaml")
@@ -310,7 +301,7 @@ def run_sample(
     context = pipe.context_settings(s.frames, s.context_length, s.context_overlap)
     pipe.set_progress_bar_config(disable=not progress, leave=False)
     written = []
-    batch_size = 1 if travel_of(jobs) else cfg.batch_size  # prompt travel makes one video per call
+    batch_size = 1 if todo[0].travel else cfg.batch_size  # prompt travel makes one video per call
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in chunk]

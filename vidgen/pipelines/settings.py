@@ -79,13 +79,10 @@ class SamplingSettings:
 
         parse_cache_spec(self.cache)
         if self.context_length is not None or self.context_overlap is not None:
-            from vidgen.pipelines.long_video import check_context, default_overlap
+            from vidgen.pipelines.long_video import resolve_context
 
-            # the model's limit is checked once it is loaded; a missing length stands for any longer than the overlap
-            length = self.context_length if self.context_length is not None else max(self.frames, self.context_overlap + 1)
-            overlap = self.context_overlap if self.context_overlap is not None else default_overlap(length)
-            try:
-                check_context(self.frames, length, overlap, None)
+            try:  # the model's limit is checked once it is loaded
+                resolve_context(self.frames, self.context_length, self.context_overlap, None)
             except InputError as exc:
                 raise InputError(f"sampling.{exc}") from None
         if self.free_init_iters < 0:
@@ -135,8 +132,7 @@ def pipeline_kwargs(s: SamplingSettings, height: int | None = None, width: int |
     """The :class:`~vidgen.pipelines.TextToVideoPipeline` arguments that ``s`` sets (size given or ``s``'s own)."""
     return dict(num_frames=s.frames, height=height or s.height, width=width or s.width, num_inference_steps=s.steps,
                 guidance_scale=s.guidance, guidance_interval=s.guidance_interval,
-                negative_prompt=s.negative_prompt or None, cache=s.cache, context_length=s.context_length,
-                context_overlap=s.context_overlap, free_noise=s.free_noise, free_init_iters=s.free_init_iters)
+                negative_prompt=s.negative_prompt or None, cache=s.cache, **long_video_settings(s))
 
 
 def long_video_settings(s: SamplingSettings) -> dict[str, Any]:

@@ -28,7 +28,7 @@ caption holds.
 
 from __future__ import annotations
 
-import json
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from vidgen.errors import InputError
-from vidgen.io.text import read_text
+from vidgen.io.text import json_value, read_text
 from vidgen.pipelines.settings import MODES, PINS, check_guidance_interval
 
 
@@ -102,12 +102,7 @@ def read_script(path: str | Path) -> list[StorySegment]:
         if not text:
             raise InputError(f"{str(path)!r} line {lineno} is empty: every line is one clip's caption")
         if path.suffix.lower() == ".jsonl":
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{str(path)!r} line {lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{str(path)!r} line {lineno}: expected a JSON object")
+            row = json_value(text, f"{str(path)!r} line {lineno}", InputError, want_object=True)
             caption = row.get("caption", row.get("text", row.get("prompt")))
             if not isinstance(caption, str) or not caption.strip():
                 raise InputError(f"{str(path)!r} line {lineno}: no caption (give 'caption', 'text' or 'prompt')")
@@ -117,6 +112,16 @@ def read_script(path: str | Path) -> list[StorySegment]:
     if not segments:
         raise InputError(f"story script {str(path)!r} has no captions")
     return segments
+
+
+def clip_lengths(segments: Sequence[StorySegment], num_frames: int) -> list[int]:
+    """Each segment's frames: its own ``frames``, else ``num_frames``."""
+    return [seg.num_frames or num_frames for seg in segments]
+
+
+def keyframe_starts(lengths: Sequence[int]) -> list[int]:
+    """Where each clip starts in a continuous story of clips ``lengths`` long, back to back."""
+    return [0, *itertools.accumulate(lengths)][: len(lengths)]
 
 
 def resamples_with(scheduler) -> bool:
@@ -308,8 +313,8 @@ class StoryPipeline:
         """
         segs = [s if isinstance(s, StorySegment) else StorySegment(str(s)) for s in segments]
         self.check_continuous(segs, num_frames)
-        lengths = [seg.num_frames or num_frames for seg in segs]
-        starts = [sum(lengths[:i]) for i in range(len(segs))]
+        lengths = clip_lengths(segs, num_frames)
+        starts = keyframe_starts(lengths)
         travel = {start: seg.caption.strip() for start, seg in zip(starts, segs)}
         out = self.pipe(travel, negative_prompt=negative_prompt, num_frames=sum(lengths), guidance_scale=guidance_scale,
                         generator=torch.Generator().manual_seed(seed), output_type="np",

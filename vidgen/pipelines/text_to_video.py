@@ -23,9 +23,9 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from vidgen.errors import InputError
 from vidgen.pipelines.caching import FeatureCache, parse_cache_spec
-from vidgen.pipelines.long_video import (check_context, check_keyframes, context_windows, default_overlap, frame_states,
-                                         free_init_noise, keyframe_mix, low_pass_filter, mix_states, parse_keyframes,
-                                         reschedule_noise, window_fusion_weights)
+from vidgen.pipelines.long_video import (check_keyframes, context_windows, frame_states, free_init_noise, keyframe_mix,
+                                         low_pass_filter, mix_states, parse_keyframes, reschedule_noise, resolve_context,
+                                         window_fusion_weights)
 from vidgen.pipelines.settings import check_guidance_interval
 from vidgen.models.t2v import is_motion_unet, max_frames
 
@@ -318,11 +318,7 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         Raises:
             InputError: a window longer than the model takes, or an overlap not smaller than the window.
         """
-        limit = max_frames(self.unet)
-        length = context_length if context_length is not None else (limit or num_frames)
-        overlap = context_overlap if context_overlap is not None else default_overlap(length)
-        check_context(num_frames, length, overlap, limit)
-        return length, overlap
+        return resolve_context(num_frames, context_length, context_overlap, max_frames(self.unet))
 
     @torch.no_grad()
     def __call__(
@@ -465,7 +461,7 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         # its keyframe's states (its spatial layers run per frame); a 3D U-Net takes one state per window,
         # the keyframes' mixed by how many of its frames each holds.
         windows = context_windows(num_frames, length, overlap)
-        fusion = [w.to(device) for w in window_fusion_weights(windows, num_frames)]
+        fusion = [w.to(device).view(1, 1, -1, 1, 1) for w in window_fusion_weights(windows, num_frames)]
         if keyframes is None:
             window_states = [conditioning(prompt_embeds)] * len(windows)
         elif is_motion_unet(self.unet):
@@ -477,11 +473,14 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         shape = (batch, self.unet.config.in_channels, num_frames, height // self.vae_scale_factor, width // self.vae_scale_factor)
         dtype = prompt_embeds.dtype
-        latents_given = latents is not None
-        if latents is None:
+        reschedule = free_noise and latents is None  # noise the caller gives is taken as given
+
+        def draw() -> torch.Tensor:
             noise = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-            if free_noise and len(windows) > 1:
-                noise = reschedule_noise(noise, length, overlap, generator)
+            return reschedule_noise(noise, length, overlap, generator) if reschedule else noise
+
+        if latents is None:
+            noise = draw()
         else:
             if tuple(latents.shape) != tuple(shape):
                 raise InputError(f"latents must have shape {tuple(shape)}, got {tuple(latents.shape)}")
@@ -492,14 +491,13 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         # result to the first timestep (the schedule's start, where the paper says t = T: the same level
         # whenever the schedule starts at T), low frequencies kept, high ones fresh.
         initial = noise
+        if free_init_iters:
+            alpha_bar = float(self.scheduler.alphas_cumprod[int(self.scheduler.timesteps[0])])
+            mask = low_pass_filter(shape[2:])
         for round_ in range(free_init_iters + 1):
             if round_:
                 self.scheduler.set_timesteps(num_inference_steps, device=device)
-                alpha_bar = float(self.scheduler.alphas_cumprod[int(self.scheduler.timesteps[0])])
-                fresh = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-                if free_noise and latents_given is False and len(windows) > 1:
-                    fresh = reschedule_noise(fresh, length, overlap, generator)
-                noise = free_init_noise(latents, initial, fresh, alpha_bar, low_pass_filter(shape[2:]))
+                noise = free_init_noise(latents, initial, draw(), alpha_bar, mask)
             self._windows = _Windows(windows, fusion, window_states, FeatureCache(self.unet, cache_spec), cross_attention_kwargs)
             try:
                 latents = self._denoise(noise * self.scheduler.init_noise_sigma, guidance_scale, guidance_interval, step_kwargs,
@@ -541,7 +539,7 @@ class TextToVideoPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
             ctx.cache.use(w)
             frames = slice(window.start, window.stop)
             part = self.predict(latents[:, :, frames], t, ctx.states[w], guidance_scale, ctx.cross_attention_kwargs)
-            pred[:, :, frames] += part * weight.to(part.dtype).view(1, 1, -1, 1, 1)
+            pred[:, :, frames] += part * weight.to(part.dtype)
         return pred
 
     def _denoise(self, latents: torch.Tensor, guidance_scale: float, guidance_interval, step_kwargs: dict[str, Any],

@@ -147,6 +147,11 @@ def export_model(
     return out
 
 
+def motion_state(unet) -> dict:
+    """The motion modules' tensors of a ``UNetMotionModel``, by their diffusers names."""
+    return {k: v for k, v in unet.state_dict().items() if ".motion_modules." in k}
+
+
 def motion_adapter_of(unet):
     """The motion modules of a ``UNetMotionModel`` as a ``MotionAdapter`` with the U-Net's whole motion config.
 
@@ -166,7 +171,7 @@ def motion_adapter_of(unet):
         motion_num_attention_heads=cfg.motion_num_attention_heads, motion_norm_num_groups=cfg.norm_num_groups,
         motion_max_seq_length=cfg.motion_max_seq_length, use_motion_mid_block=cfg.use_motion_mid_block,
     )
-    state = {k: v for k, v in unet.state_dict().items() if ".motion_modules." in k}
+    state = motion_state(unet)
     try:
         adapter.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -187,8 +192,7 @@ def _write_original_motion_modules(unet, out: Path, overwrite: bool) -> Path:
                          f"and 32 groups; this run's have {heads} and {cfg.norm_num_groups} (export --format "
                          "motion-adapter, whose config says so)")
 
-    motion = {k: v for k, v in unet.state_dict().items() if ".motion_modules." in k}
-    state = {k: v.detach().contiguous().cpu() for k, v in motion_modules_to_original(motion).items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in motion_modules_to_original(motion_state(unet)).items()}
     with atomic_output(out, overwrite=overwrite) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "written_by": "vidgen export --format single-file"})
     return out

@@ -264,8 +264,7 @@ def train(
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
     config_yaml = to_yaml(cfg)
     if accelerator.is_main_process:
-        remove_partial_checkpoints(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_partial_checkpoints(run_dir)  # run_dir exists: ensure_writable_dir made it
         if resume_from is not None:
             truncate_metrics(run_dir / "metrics.jsonl", state.step)  # rows logged after the checkpoint are redone
         atomic_write_text(run_dir / "config.yaml", config_yaml)

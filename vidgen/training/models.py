@@ -165,11 +165,12 @@ def load_training_models(cfg: ModelConfig) -> TrainingModels:
             _need_dir(base / part, f"model.base {part}/")
         from vidgen.pipelines.weights import WEIGHTED, refuse_pickle_only
 
-        refuse_pickle_only(base, [p for p in WEIGHTED if (base / p).is_dir()])
+        present = [p for p in WEIGHTED if (base / p).is_dir()]
+        refuse_pickle_only(base, present)
         if cfg.variant is not None:  # a misspelt variant is an error, not a silent fall-back to plain files
             from vidgen.pipelines.weights import resolve_variant
 
-            resolve_variant(base, [p for p in WEIGHTED if (base / p).is_dir()], cfg.variant)
+            resolve_variant(base, present, cfg.variant)
         vae = _from_pretrained(AutoencoderKL, base / "vae", "VAE", use_safetensors=True, **component_variant(base / "vae", cfg.variant))
         text_encoder = _from_pretrained(CLIPTextModel, base / "text_encoder", "text encoder", use_safetensors=True,
                                         **component_variant(base / "text_encoder", cfg.variant))
