@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from vidgen.data.frames import FramePolicy, item_rng, key_rng
 from vidgen.data.rows import Row
 from vidgen.errors import DataError, InputError, ModelLoadError
-from vidgen.io.files import atomic_outputs, ensure_writable_dir, remove_temporaries
+from vidgen.io.files import atomic_outputs, ensure_writable_dir, read_json_object, remove_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -233,13 +233,10 @@ def cache_paths(out_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:
 def _is_cached(out_dir: Path, name: str) -> bool:
     """Whether a shard's cache is complete: its index, and its tensors when the index counts clips."""
     tensors_path, index_path = cache_paths(out_dir, name)
-    if not index_path.is_file():
-        return False
-    try:
-        count = json.loads(index_path.read_text(encoding="utf-8"))["count"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False  # an index this code did not write whole: the shard is cached again
-    return count == 0 or tensors_path.is_file()
+    index = read_json_object(index_path)
+    if index is None or "count" not in index:
+        return False  # no index, or one this code did not write whole: the shard is cached again
+    return index["count"] == 0 or tensors_path.is_file()
 
 
 def cache_shard(shard: CacheShard, encoders: CacheEncoders, out_dir: str | os.PathLike, *,

@@ -24,8 +24,8 @@ from vidgen.extras import require
 from vidgen.data.readers import RowReport
 from vidgen.data.rows import Row
 from vidgen.errors import DataError, InputError, OutputError, VidgenError
-from vidgen.io.files import (atomic_outputs, atomic_write_text, ensure_writable_dir, output_error, remove_temporaries,
-                             temporary_beside, write_failure)
+from vidgen.io.files import (atomic_outputs, atomic_write_text, ensure_writable_dir, output_error, read_json_object,
+                             remove_temporaries, temporary_beside, write_failure)
 from vidgen.io.video import probe, read_frames
 
 logger = logging.getLogger(__name__)
@@ -100,10 +100,7 @@ def _finished_shards(out: Path, prefix: str, settings: dict[str, Any], on_disk: 
         OutputError: shards of ``prefix`` that another command wrote (other settings, or an index too old to say).
     """
     path = out / INDEX_NAME
-    try:
-        index = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError):
-        index = None
+    index = read_json_object(path)
     if not isinstance(index, dict) or index.get("settings", {}).get("prefix") != prefix:
         if on_disk and isinstance(index, dict):
             raise OutputError(f"{len(on_disk)} shards named {prefix}-*.tar already in {str(out)!r}, not from this command "

@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Collection, Iterator, Sequence
+from typing import Any, Callable, Collection, Iterator, Sequence
 
 from vidgen.errors import OutputError
 
@@ -131,12 +131,13 @@ def _apply_umask(path: Path, folder: bool, mask: int | None = None) -> None:
         os.chmod(path, (0o777 if folder else 0o666) & ~mask)
 
 
-def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+def check_output_path(path: str | os.PathLike, overwrite: bool = False, check_folder: bool = True) -> Path:
     """Check that ``path`` may be written, creating its parent folder if needed.
 
     Args:
         path: the file that will be written.
         overwrite: allow replacing an existing file.
+        check_folder: create and probe the parent folder (callers that already did may skip it).
 
     Returns:
         The path as a :class:`Path`.
@@ -150,8 +151,21 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise OutputError(f"output path {str(path)!r} is a folder, not a file")
     if path.exists() and not overwrite:
         raise OutputError(f"output file {str(path)!r} exists (pass --overwrite to replace it)")
-    ensure_writable_dir(path.parent)
+    if check_folder:
+        ensure_writable_dir(path.parent)
     return path
+
+
+def read_json_object(path: str | os.PathLike) -> dict[str, Any] | None:
+    """A JSON object vidgen wrote (an index, a settings file), or ``None`` when it is missing, unreadable,
+    not JSON or not an object: whatever is not whole counts as not there."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def ensure_writable_dir(folder: str | os.PathLike) -> Path:
@@ -207,7 +221,11 @@ def atomic_outputs(paths: Sequence[str | os.PathLike], overwrite: bool = False) 
         OutputError: as :func:`check_output_path`; or a write failed because the disk is full or read-only
             (the error names the first path and the cause).
     """
-    finals = [check_output_path(p, overwrite) for p in paths]
+    finals, folders = [], set()
+    for p in paths:  # each folder is made and probed once, however many files of the group it takes
+        parent = Path(p).parent
+        finals.append(check_output_path(p, overwrite, check_folder=parent not in folders))
+        folders.add(parent)
     temps: list[Path] = []
     try:
         for final in finals:

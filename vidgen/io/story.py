@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from vidgen.errors import OutputError
-from vidgen.io.files import output_error, remove_temporaries, temporary_owner
+from vidgen.io.files import output_error, read_json_object, remove_temporaries, temporary_owner
 
 STORY_FILES = ("story.mp4", "story.srt", "story.vtt", "story.jsonl", "story.html", "settings.json")
 
@@ -142,11 +142,8 @@ def finished_story(out_dir: str | os.PathLike, num_clips: int, expected: Mapping
     out = Path(out_dir)
     if not all((out / name).is_file() for name in _story_names(num_clips)):
         return False
-    try:
-        recorded = json.loads((out / "settings.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(recorded, dict) and all(recorded.get(key) == value for key, value in expected.items())
+    recorded = read_json_object(out / "settings.json")
+    return recorded is not None and all(recorded.get(key) == value for key, value in expected.items())
 
 
 def check_story_output(out_dir: str | os.PathLike, num_clips: int, overwrite: bool = False) -> Path:

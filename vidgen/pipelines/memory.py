@@ -10,13 +10,13 @@ cannot fit. ``vidgen sample``, ``story``, ``eval`` and training validation all c
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vidgen.errors import InputError
+from vidgen.io.files import read_json_object
 
 if TYPE_CHECKING:
     from vidgen.pipelines.settings import SamplingSettings
@@ -58,14 +58,6 @@ class ModelGeometry:
     max_frames: int | None = None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def geometry_from_configs(vae: dict[str, Any], unet: dict[str, Any], scheduler: dict[str, Any] | None = None,
                           motion: dict[str, Any] | None = None) -> ModelGeometry:
     """:class:`ModelGeometry` from the VAE's, the denoiser's (and the scheduler's, and a separate motion adapter's)
@@ -88,7 +80,7 @@ def read_geometry(model: str | os.PathLike | None, weights: "WeightsSettings | N
     ``None`` when the configs are not there to read (the loader then says what is wrong)."""
     motion = None
     if weights is not None and weights.assembled:
-        motion = _read_json(Path(weights.motion_adapter) / "config.json")  # an original motion-module file has none
+        motion = read_json_object(Path(weights.motion_adapter) / "config.json")  # an original motion-module file has none
         base = Path(weights.base)
         if base.is_file():
             from vidgen.pipelines.weights import SD15_CONFIG_DIR
@@ -99,10 +91,10 @@ def read_geometry(model: str | os.PathLike | None, weights: "WeightsSettings | N
         folder = Path(model)
     else:
         return None
-    vae, unet = _read_json(folder / "vae" / "config.json"), _read_json(folder / "unet" / "config.json")
+    vae, unet = read_json_object(folder / "vae" / "config.json"), read_json_object(folder / "unet" / "config.json")
     if vae is None or unet is None:
         return None
-    return geometry_from_configs(vae, unet, _read_json(folder / "scheduler" / "scheduler_config.json"), motion)
+    return geometry_from_configs(vae, unet, read_json_object(folder / "scheduler" / "scheduler_config.json"), motion)
 
 
 def model_geometry(model: str | os.PathLike | None, weights: "WeightsSettings | None" = None, pipe=None) -> ModelGeometry | None:
